@@ -1,0 +1,43 @@
+"""wizd: a durable job queue and worker daemon for AI agents."""
+
+from __future__ import annotations
+
+from wizd.errors import (
+    ConfigError,
+    DependencyError,
+    IllegalTransition,
+    InvalidJob,
+    JobNotFound,
+    LostJob,
+    RetryLater,
+    StoreError,
+    WizdError,
+)
+from wizd.model import Backoff, Event, Job, JobOptions, JobStatus, QueueStats, WorkerInfo
+from wizd.queue import Queue, SyncQueue, connect, connect_sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "ConfigError",
+    "DependencyError",
+    "Event",
+    "IllegalTransition",
+    "InvalidJob",
+    "Job",
+    "JobNotFound",
+    "JobOptions",
+    "JobStatus",
+    "LostJob",
+    "Queue",
+    "QueueStats",
+    "RetryLater",
+    "StoreError",
+    "SyncQueue",
+    "WizdError",
+    "WorkerInfo",
+    "__version__",
+    "connect",
+    "connect_sync",
+]

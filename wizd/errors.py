@@ -1,0 +1,65 @@
+"""One error hierarchy for wizd. Messages name the field, the value and the limit."""
+
+from __future__ import annotations
+
+
+class WizdError(Exception):
+    """Base of every error wizd raises on purpose."""
+
+
+class InvalidJob(WizdError, ValueError):
+    """A job or an option was refused before anything was written."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class JobNotFound(WizdError, LookupError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} does not exist")
+
+
+class IllegalTransition(WizdError):
+    """The job's current status does not allow the requested change."""
+
+    def __init__(self, job_id: int, current: str, target: str, action: str | None = None) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+        what = action or f"move to {target}"
+        super().__init__(f"job {job_id} is {current}: cannot {what}")
+
+
+class DependencyError(InvalidJob):
+    """A dependency does not exist, or would close a cycle."""
+
+    def __init__(self, message: str, cycle: list[int] | None = None) -> None:
+        self.cycle = cycle or []
+        super().__init__("depends_on", message)
+
+
+class StoreError(WizdError):
+    """The database cannot be used: corrupt, locked too long, foreign or too new."""
+
+
+class LostJob(WizdError):
+    """A worker tried to finish a run it no longer owns (reaped, cancelled or re-claimed)."""
+
+
+class RetryLater(WizdError):
+    """Raised by a processor: run this job again in `seconds`, without charging an attempt."""
+
+    def __init__(self, seconds: float = 0.0, reason: str = "") -> None:
+        if seconds < 0:
+            raise InvalidJob("seconds", f"must be >= 0, got {seconds}")
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(f"retry in {seconds}s" + (f": {reason}" if reason else ""))
+
+
+class ConfigError(WizdError):
+    """A setting is unknown or has a bad value."""

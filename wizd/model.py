@@ -1,0 +1,477 @@
+"""Pure data: job states and the one transition table, options, backoff, jobs and events.
+
+Nothing here touches a database or the event loop; every other layer builds on it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from wizd.errors import InvalidJob
+
+JSON = Any
+"""A JSON-serialisable value."""
+
+
+class JobStatus(StrEnum):
+    WAITING = "waiting"  # dependencies not yet completed
+    PENDING = "pending"  # claimable now
+    DELAYED = "delayed"  # claimable from run_at
+    RUNNING = "running"
+    WAITING_CHILDREN = "waiting_children"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+
+S = JobStatus
+FINAL: frozenset[JobStatus] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+ALL_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
+
+# The one transition table. The store refuses every change that is not listed here.
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    S.WAITING: frozenset({S.PENDING, S.DELAYED, S.PAUSED, S.CANCELLED, S.FAILED}),
+    S.PENDING: frozenset({S.RUNNING, S.WAITING, S.PAUSED, S.CANCELLED, S.FAILED}),
+    S.DELAYED: frozenset({S.PENDING, S.WAITING, S.PAUSED, S.CANCELLED, S.FAILED}),
+    S.RUNNING: frozenset(
+        {S.COMPLETED, S.FAILED, S.DELAYED, S.PENDING, S.WAITING_CHILDREN, S.CANCELLED}
+    ),
+    S.WAITING_CHILDREN: frozenset({S.PENDING, S.FAILED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    # Only an explicit retry (requeue) leaves failed or cancelled.
+    S.FAILED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING}),
+}
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: JobStatus) -> tuple[JobStatus, ...]:
+    """Every status from which `target` may be reached, in table order."""
+    return tuple(s for s in ALL_STATUSES if target in TRANSITIONS[s])
+
+
+PAUSABLE: tuple[JobStatus, ...] = sources_of(S.PAUSED)
+CANCELLABLE: tuple[JobStatus, ...] = sources_of(S.CANCELLED)
+RETRYABLE: tuple[JobStatus, ...] = (S.FAILED, S.CANCELLED)
+
+# Words the seeds use for our statuses; `hung` is handled by callers (running + stale heartbeat).
+STATUS_ALIASES: Mapping[str, JobStatus] = {
+    "active": S.RUNNING,
+    "processing": S.RUNNING,
+    "queued": S.PENDING,
+    "scheduled": S.DELAYED,
+    "done": S.COMPLETED,
+    "canceled": S.CANCELLED,
+}
+
+
+def parse_status(value: str | JobStatus) -> JobStatus:
+    if isinstance(value, JobStatus):
+        return value
+    word = value.strip().lower()
+    if word in STATUS_ALIASES:
+        return STATUS_ALIASES[word]
+    try:
+        return JobStatus(word)
+    except ValueError:
+        known = ", ".join([*ALL_STATUSES, *STATUS_ALIASES])
+        raise InvalidJob("status", f"unknown status {value!r}; known: {known}") from None
+
+
+PRIORITY_NAMES: Mapping[str, int] = {"low": 1, "normal": 3, "high": 4, "critical": 5}
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 1, 5, 3
+
+
+def parse_priority(value: int | str) -> int:
+    """1..5 (5 = highest); the names low/normal/high/critical are accepted."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in PRIORITY_NAMES:
+            return PRIORITY_NAMES[word]
+        try:
+            value = int(word)
+        except ValueError:
+            raise InvalidJob(
+                "priority", f"{value!r} is not 1-5 or one of {', '.join(PRIORITY_NAMES)}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob("priority", f"must be an integer 1-5, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidJob("priority", f"must be between 1 and 5, got {value}")
+    return value
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+MAX_NAME_LENGTH = 200
+
+
+def check_identifier(field_name: str, value: object) -> str:
+    """Queue and job names: 1-200 characters of [A-Za-z0-9_.:-]."""
+    if not isinstance(value, str) or not value:
+        raise InvalidJob(field_name, f"must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidJob(
+            field_name, f"is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
+    if not NAME_RE.match(value):
+        raise InvalidJob(field_name, f"{value!r} may only contain letters, digits and _ . : -")
+    return value
+
+
+def check_non_negative(field_name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJob(field_name, f"must be a number of seconds, got {value!r}")
+    if value < 0:
+        raise InvalidJob(field_name, f"must be >= 0 seconds, got {value}")
+    return float(value)
+
+
+def check_positive(field_name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    checked = check_non_negative(field_name, value)
+    if checked == 0:
+        raise InvalidJob(field_name, "must be > 0 seconds, got 0")
+    return checked
+
+
+def check_attempts(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJob("attempts", f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def encode_payload(payload: object, limit: int, field_name: str = "payload") -> str:
+    """The payload as compact JSON text; it must be a JSON object within `limit` bytes."""
+    if not isinstance(payload, Mapping):
+        raise InvalidJob(field_name, f"must be a JSON object, got {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
+    size = len(text.encode())
+    if size > limit:
+        raise InvalidJob(field_name, f"is {size} bytes as JSON; the limit is {limit} bytes")
+    return text
+
+
+def encode_json(value: object, field_name: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before a retry: fixed, or exponential (delay * 2**(attempt-1)), capped, jittered."""
+
+    kind: Literal["fixed", "exponential"] = "exponential"
+    delay: float = 1.0
+    cap: float | None = 300.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fixed", "exponential"):
+            raise InvalidJob("backoff.kind", f"must be fixed or exponential, got {self.kind!r}")
+        check_non_negative("backoff.delay", self.delay)
+        check_non_negative("backoff.cap", self.cap)
+        if not 0.0 <= self.jitter <= 1.0:
+            raise InvalidJob("backoff.jitter", f"must be between 0 and 1, got {self.jitter}")
+
+    @classmethod
+    def fixed(cls, delay: float, *, jitter: float = 0.0) -> Backoff:
+        return cls("fixed", delay, None, jitter)
+
+    @classmethod
+    def exponential(
+        cls, delay: float, *, cap: float | None = 300.0, jitter: float = 0.0
+    ) -> Backoff:
+        return cls("exponential", delay, cap, jitter)
+
+    def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        base = self.delay if self.kind == "fixed" else self.delay * 2 ** max(attempt - 1, 0)
+        if self.cap is not None:
+            base = min(base, self.cap)
+        if self.jitter:
+            base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
+        return max(base, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Backoff:
+        unknown = set(data) - {"kind", "delay", "cap", "jitter"}
+        if unknown:
+            raise InvalidJob("backoff", f"unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+DEFAULT_BACKOFF = Backoff.exponential(1.0, cap=300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-queue defaults; a job's own options override them field by field."""
+
+    priority: int = DEFAULT_PRIORITY
+    attempts: int = 3
+    backoff: Backoff = DEFAULT_BACKOFF
+    timeout: float | None = None
+    ttl: float | None = None
+
+    FIELDS = ("priority", "attempts", "backoff", "timeout", "ttl")
+
+    def merged(self, **overrides: Any) -> JobOptions:
+        """These options with every non-None override applied, each validated."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - set(self.FIELDS)
+        if unknown:
+            raise InvalidJob(
+                sorted(unknown)[0], f"unknown queue option; known: {', '.join(self.FIELDS)}"
+            )
+        if "priority" in given:
+            given["priority"] = parse_priority(given["priority"])
+        if "attempts" in given:
+            given["attempts"] = check_attempts(given["attempts"])
+        if "backoff" in given:
+            b = given["backoff"]
+            if isinstance(b, Mapping):
+                given["backoff"] = Backoff.from_dict(b)
+            elif not isinstance(b, Backoff):
+                raise InvalidJob("backoff", f"must be a wizd.Backoff, got {b!r}")
+        if "timeout" in given:
+            given["timeout"] = check_positive("timeout", given["timeout"])
+        if "ttl" in given:
+            given["ttl"] = check_positive("ttl", given["ttl"])
+        return replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "backoff": self.backoff.to_dict(),
+            "timeout": self.timeout,
+            "ttl": self.ttl,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobOptions:
+        return cls().merged(**data)
+
+
+def utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to be written. `deps` are ids of jobs it waits for."""
+
+    queue: str
+    name: str
+    payload: str  # JSON text of an object
+    # None: the queue's default (set_defaults), else wizd's.
+    priority: int | None
+    max_attempts: int | None
+    backoff: Backoff | None
+    timeout: float | None
+    run_at: float | None  # absolute UTC epoch seconds; None: now + delay
+    delay: float
+    ttl: float | None  # seconds from creation to the deadline for a final state
+    tags: tuple[str, ...] = ()
+    context: str | None = None  # JSON text
+    parent_id: int | None = None
+    depends_on: tuple[int, ...] = ()
+    batch_id: str | None = None
+    # For linked batches: indexes of earlier items in the same enqueue call.
+    depends_on_index: tuple[int, ...] = ()
+    on_dependency_failure: str = "fail"
+    on_child_failure: str = "continue"
+    start_waiting_children: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored. Timestamps are UTC datetimes."""
+
+    id: int
+    queue: str
+    name: str
+    payload: dict[str, Any]
+    status: JobStatus
+    priority: int
+    attempt: int
+    max_attempts: int
+    backoff: Backoff
+    timeout: float | None
+    run_at: datetime
+    expires_at: datetime | None
+    parent_id: int | None
+    batch_id: str | None
+    tags: tuple[str, ...]
+    context: dict[str, Any] | None
+    result: JSON
+    error: str | None
+    progress: float | None
+    progress_message: str | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    on_dependency_failure: str = "fail"
+    on_child_failure: str = "continue"
+    depends_on: tuple[int, ...] = field(default=())
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stable JSON-ready keys (datetimes as ISO 8601 UTC)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Backoff):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a job's history: a status change, a recovery, a log line, progress."""
+
+    id: int
+    job_id: int
+    at: datetime
+    kind: str
+    status: JobStatus | None
+    attempt: int | None
+    worker_id: str | None
+    message: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "status": self.status,
+            "attempt": self.attempt,
+            "worker_id": self.worker_id,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A daemon in the registry."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+    busy: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "version": self.version,
+            "started_at": self.started_at.isoformat(),
+            "heartbeat_at": self.heartbeat_at.isoformat(),
+            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+            "busy": self.busy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What `list` selects. Empty fields select everything."""
+
+    queue: str | None = None
+    statuses: tuple[JobStatus, ...] = ()
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    created_after: float | None = None
+    created_before: float | None = None
+    parent_id: int | None = None
+    batch_id: str | None = None
+    sort: str = "created_at"
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 50
+    offset: int = 0
+
+    SORTS = ("id", "created_at", "updated_at", "priority", "run_at", "status", "name", "queue")
+
+    def __post_init__(self) -> None:
+        if self.sort not in self.SORTS:
+            raise InvalidJob("sort", f"unknown sort {self.sort!r}; known: {', '.join(self.SORTS)}")
+        if self.order not in ("asc", "desc"):
+            raise InvalidJob("order", f"must be asc or desc, got {self.order!r}")
+        if self.limit < 1 or self.limit > 10_000:
+            raise InvalidJob("limit", f"must be between 1 and 10000, got {self.limit}")
+        if self.offset < 0:
+            raise InvalidJob("offset", f"must be >= 0, got {self.offset}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    counts: dict[str, int]
+    paused: bool
+    avg_wait_seconds: float | None
+    avg_run_seconds: float | None
+    throughput_per_minute: float
+    window_seconds: float
+    oldest_pending_age_seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def zero_counts() -> dict[str, int]:
+    return {s.value: 0 for s in ALL_STATUSES}
+
+
+def as_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
+        raise InvalidJob("tags", f"must be a list of non-empty strings, got {tags!r}")
+    return tuple(dict.fromkeys(tags))

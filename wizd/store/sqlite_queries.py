@@ -1,0 +1,227 @@
+"""Every SQLite statement wizd runs, by name. SQL lives here and in migrations/ only."""
+
+from __future__ import annotations
+
+JOB_COLUMNS = (
+    "id, queue, name, payload, status, priority, attempt, max_attempts, backoff, timeout, "
+    "run_at, expires_at, parent_id, batch_id, tags, context, result, error, progress, "
+    "progress_message, worker_id, heartbeat_at, created_at, updated_at, started_at, "
+    "finished_at, on_dependency_failure, on_child_failure"
+)
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA temp_store=MEMORY",
+)
+
+SCHEMA_VERSION_CREATE = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+)
+SCHEMA_VERSION_GET = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+SCHEMA_VERSION_SET = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+SCHEMA_VERSION_TABLE_EXISTS = (
+    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+)
+
+DATA_VERSION = "PRAGMA data_version"
+
+# -- enqueue -------------------------------------------------------------------------------
+INSERT_JOB = f"""
+INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
+                  run_at, expires_at, parent_id, batch_id, tags, context, error,
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING {JOB_COLUMNS}
+"""
+INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
+INSERT_EVENT = """
+INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+# -- reads ---------------------------------------------------------------------------------
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
+DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
+DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
+JOB_STATUSES_OF_MANY = "SELECT id, status FROM jobs WHERE id IN ({ids})"
+PEEK = f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE queue = ? AND status = 'pending'
+ORDER BY priority DESC, run_at, id LIMIT ?
+"""
+EVENTS = """
+SELECT id, job_id, at, kind, status, attempt, worker_id, message
+FROM job_events WHERE job_id = ? AND id > ? ORDER BY id
+"""
+COUNTS_ALL = "SELECT queue, status, n FROM job_counts"
+COUNTS_QUEUE = "SELECT queue, status, n FROM job_counts WHERE queue = ?"
+RECOUNT_ALL = "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status"
+# One index seek per priority level on the claim index: O(log n) at any depth.
+OLDEST_PENDING = """
+SELECT MIN(m) FROM (
+  SELECT MIN(run_at) AS m FROM jobs WHERE queue = :q AND status = 'pending' AND priority = 5
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = :q AND status = 'pending' AND priority = 4
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = :q AND status = 'pending' AND priority = 3
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = :q AND status = 'pending' AND priority = 2
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = :q AND status = 'pending' AND priority = 1
+)
+"""
+STATS_FINISHED = """
+SELECT COUNT(*), AVG(finished_at - started_at)
+FROM jobs WHERE status = 'completed' AND finished_at >= ? AND queue = ?
+"""
+STATS_WAIT = """
+SELECT AVG(started_at - run_at) FROM jobs
+WHERE queue = ? AND started_at >= ? AND status NOT IN ('pending', 'delayed')
+"""
+
+# -- queues --------------------------------------------------------------------------------
+QUEUE_ENSURE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
+QUEUE_GET = "SELECT name, paused, defaults FROM queues WHERE name = ?"
+QUEUE_SET_PAUSED = "UPDATE queues SET paused = ? WHERE name = ?"
+QUEUE_SET_DEFAULTS = "UPDATE queues SET defaults = ? WHERE name = ?"
+QUEUES_ALL = """
+SELECT q.name, COALESCE(qs.paused, 0), COALESCE(qs.defaults, '{}') FROM
+  (SELECT name FROM queues UNION SELECT DISTINCT queue FROM job_counts) q
+  LEFT JOIN queues qs ON qs.name = q.name
+ORDER BY q.name
+"""
+
+# -- the hot path --------------------------------------------------------------------------
+PROMOTE_QUEUE = """
+UPDATE jobs SET status = 'pending', updated_at = :now
+WHERE status = 'delayed' AND queue = :queue AND run_at <= :now
+RETURNING id, attempt
+"""
+PROMOTE_ALL = """
+UPDATE jobs SET status = 'pending', updated_at = :now
+WHERE status = 'delayed' AND run_at <= :now
+RETURNING id, attempt
+"""
+CLAIM = f"""
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = :worker, heartbeat_at = :now,
+    started_at = :now, updated_at = :now, error = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE queue = :queue AND status = 'pending'
+    ORDER BY priority DESC, run_at, id
+    LIMIT :n
+)
+RETURNING {JOB_COLUMNS}
+"""
+# Every write that finishes a run is fenced on (id, running, worker, attempt).
+FENCE = "id = :id AND status = 'running' AND worker_id = :worker AND attempt = :attempt"
+RUN_STATE = f"SELECT attempt, max_attempts, backoff, queue FROM jobs WHERE {FENCE}"
+COMPLETE = f"""
+UPDATE jobs SET status = 'completed', result = :result, error = NULL, updated_at = :now,
+    finished_at = :now, progress = 1.0
+WHERE {FENCE}
+"""
+FAIL_FINAL = f"""
+UPDATE jobs SET status = 'failed', error = :error, updated_at = :now, finished_at = :now
+WHERE {FENCE}
+"""
+RETRY_DELAYED = f"""
+UPDATE jobs SET status = 'delayed', error = :error, run_at = :run_at, updated_at = :now,
+    worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+# Run again later without charging an attempt.
+RESCHEDULE = f"""
+UPDATE jobs SET status = :status, attempt = attempt - 1, run_at = :run_at, updated_at = :now,
+    worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+WAIT_CHILDREN = f"""
+UPDATE jobs SET status = 'waiting_children', result = :result, updated_at = :now,
+    worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+PROGRESS = f"""
+UPDATE jobs SET progress = :progress, progress_message = :message, updated_at = :now
+WHERE {FENCE}
+"""
+HEARTBEAT_JOBS = """
+UPDATE jobs SET heartbeat_at = :now
+WHERE status = 'running' AND worker_id = :worker
+RETURNING id
+"""
+HEARTBEAT_WORKER = "UPDATE workers SET heartbeat_at = :now, busy = :busy WHERE id = :worker"
+
+# -- recovery, reaping, expiry -------------------------------------------------------------
+RUNNING_OF_WORKER = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = ?
+"""
+RUNNING_STALE = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < ?
+"""
+INTERRUPT_RETRY = """
+UPDATE jobs SET status = 'pending', run_at = :now, updated_at = :now, worker_id = NULL,
+    heartbeat_at = NULL, error = :error
+WHERE id = :id AND status = 'running' AND attempt = :attempt
+"""
+INTERRUPT_FAIL = """
+UPDATE jobs SET status = 'failed', updated_at = :now, finished_at = :now, error = :error
+WHERE id = :id AND status = 'running' AND attempt = :attempt
+"""
+EXPIRED = """
+SELECT id, status, attempt FROM jobs
+WHERE expires_at IS NOT NULL AND expires_at <= ?
+  AND status NOT IN ('completed', 'failed', 'cancelled')
+"""
+
+# -- operator changes ----------------------------------------------------------------------
+SET_STATUS = """
+UPDATE jobs SET status = :status, updated_at = :now,
+    finished_at = CASE WHEN :status IN ('completed', 'failed', 'cancelled') THEN :now END,
+    error = COALESCE(:error, error)
+WHERE id = :id AND status = :from_status
+"""
+RETRY_JOB = """
+UPDATE jobs SET status = 'pending', attempt = 0, run_at = :now, updated_at = :now,
+    finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
+    progress = NULL, progress_message = NULL
+WHERE id = :id AND status IN ('failed', 'cancelled')
+"""
+UNFINISHED_DEPS = """
+SELECT COUNT(*) FROM job_deps d JOIN jobs j ON j.id = d.depends_on
+WHERE d.job_id = ? AND j.status != 'completed'
+"""
+DELETE_JOB_EVENTS = "DELETE FROM job_events WHERE job_id = ?"
+DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
+LIVE_DEPENDENTS = """
+SELECT COUNT(*) FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on = ? AND j.status NOT IN ('completed', 'failed', 'cancelled')
+"""
+LIVE_CHILDREN = """
+SELECT COUNT(*) FROM jobs WHERE parent_id = ? AND status NOT IN ('completed', 'failed', 'cancelled')
+"""
+CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = ?"
+CLEANUP_CANDIDATES = """
+SELECT j.id FROM jobs j
+WHERE j.status IN ({statuses}) AND j.finished_at < ?
+  AND (j.parent_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs p WHERE p.id = j.parent_id
+        AND p.status NOT IN ('completed', 'failed', 'cancelled')))
+ORDER BY j.id
+"""
+
+# -- the agent registry --------------------------------------------------------------------
+WORKER_REGISTER = """
+INSERT INTO workers (id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+"""
+WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, busy = 0 WHERE id = ?"
+WORKERS_ALL = """
+SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy
+FROM workers ORDER BY started_at DESC
+"""
+WORKERS_WITH_RUNNING = """
+SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
+"""
+WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < ?"
