@@ -153,6 +153,14 @@ class Store(Protocol):
     ) -> None:
         """Append a log line to the job's events."""
 
+    async def owned(self, worker_id: str, runs: Sequence[tuple[int, int]]) -> set[int]:
+        """Of the (job id, attempt) runs given, the ids still running for this worker at that
+        attempt. A read: cheap enough to ask every poll interval."""
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return soon after anything may have been committed (by any process), or after
+        `timeout` seconds. Lets idle daemons pick up work without busy polling."""
+
     async def promote_due(self) -> int:
         """Move every delayed job whose run_at has come to pending; return how many."""
 

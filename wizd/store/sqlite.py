@@ -55,6 +55,7 @@ from wizd.store import sqlite_queries as Q
 from wizd.store.base import Finish, Interrupted
 
 T = TypeVar("T")
+CHANGE_CHECK_INTERVAL = 0.004  # seconds between cross-process change checks
 Op = Callable[[sqlite3.Connection, float], T]
 S = JobStatus
 FINAL_VALUES = tuple(s.value for s in FINAL)
@@ -119,6 +120,11 @@ class SQLiteStore:
         self._wake = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
+        self._committed = anyio.Event()
+        # A plain connection read from the event loop: PRAGMA data_version costs a few µs
+        # and takes no lock, so a thread hop would cost more than the check itself.
+        self._watch: sqlite3.Connection | None = None
+        self._seen_version = -1
 
     @property
     def memory(self) -> bool:
@@ -151,6 +157,11 @@ class SQLiteStore:
         except BaseException:
             await self._writer.close()
             raise
+        if not self.memory:
+            self._watch = sqlite3.connect(
+                self.config.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            self._seen_version = self._watch.execute(Q.DATA_VERSION).fetchone()[0]
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._write_loop)
@@ -165,6 +176,8 @@ class SQLiteStore:
         for waiter in (w for _, w in self._pending):
             waiter.fail(StoreError("store closed before the write ran"))
         self._pending.clear()
+        if self._watch is not None:
+            self._watch.close()
         if self._reader is not None and self._reader is not self._writer:
             await self._reader.close()
         if self._writer is not None:
@@ -274,21 +287,29 @@ class SQLiteStore:
                 ops = [op for op, _ in batch]
                 try:
                     with anyio.CancelScope(shield=True):
-                        outcomes = await self._call(
+                        outcomes, changed = await self._call(
                             self._writer, functools.partial(self._run_group, ops=ops)
                         )
                 except Exception as exc:  # the whole group failed: every caller hears it
                     for _, waiter in batch:
                         waiter.fail(exc)
                     continue
+                if changed:
+                    self._committed.set()
+                    self._committed = anyio.Event()
                 for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
                     if ok:
                         waiter.succeed(value)
                     else:
                         waiter.fail(value)
 
-    def _run_group(self, c: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
+    def _run_group(
+        self, c: sqlite3.Connection, ops: list[Op[Any]]
+    ) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run every op in one transaction; return each op's outcome and whether any row
+        changed (a claim that found nothing must not wake the daemon's own watchers)."""
         now = self.clock()
+        before = c.total_changes
         self._begin(c)
         outcomes: list[tuple[bool, Any]] = []
         try:
@@ -307,12 +328,12 @@ class SQLiteStore:
             c.execute("COMMIT")
         except WizdError as exc:  # the single op refused: nothing written
             c.execute("ROLLBACK")
-            return [(False, exc)]
+            return [(False, exc)], False
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
-        return outcomes
+        return outcomes, c.total_changes != before
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or self._closed:
@@ -418,9 +439,39 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def data_version(self) -> int:
-        """Changes whenever another connection commits (cheap: no table is read)."""
-        return await self._read(lambda c: int(c.execute(Q.DATA_VERSION).fetchone()[0]))
+    async def owned(self, worker_id: str, runs: Sequence[tuple[int, int]]) -> set[int]:
+        pairs = list(runs)
+
+        def run(c: sqlite3.Connection) -> set[int]:
+            kept: set[int] = set()
+            for start in range(0, len(pairs), 400):
+                chunk = pairs[start : start + 400]
+                sql = Q.OWNED.format(ids=",".join("?" * len(chunk)))
+                rows = c.execute(sql, [worker_id, *(job_id for job_id, _ in chunk)])
+                attempts = dict(chunk)
+                kept.update(job_id for job_id, attempt in rows if attempts[job_id] == attempt)
+            return kept
+
+        return await self._read(run) if pairs else set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return soon after any connection commits (this process's writer at once, others'
+        within a few ms through `PRAGMA data_version`), or after `timeout` seconds."""
+        watch = self._watch
+        with anyio.move_on_after(timeout):
+            while True:
+                with anyio.move_on_after(CHANGE_CHECK_INTERVAL):
+                    await self._committed.wait()
+                    return
+                if watch is None:
+                    continue
+                try:
+                    version = watch.execute(Q.DATA_VERSION).fetchone()[0]
+                except sqlite3.Error:
+                    return  # cannot tell: let the caller look
+                if version != self._seen_version:
+                    self._seen_version = version
+                    return
 
     # -- queues ----------------------------------------------------------------------------
     async def queues(self) -> list[tuple[str, bool, JobOptions]]:

@@ -138,7 +138,7 @@ WHERE {FENCE}
 """
 WAIT_CHILDREN = f"""
 UPDATE jobs SET status = 'waiting_children', result = :result, updated_at = :now,
-    worker_id = NULL, heartbeat_at = NULL
+    attempt = attempt - 1,    worker_id = NULL, heartbeat_at = NULL
 WHERE {FENCE}
 """
 PROGRESS = f"""
@@ -149,6 +149,9 @@ HEARTBEAT_JOBS = """
 UPDATE jobs SET heartbeat_at = :now
 WHERE status = 'running' AND worker_id = :worker
 RETURNING id
+"""
+OWNED = """
+SELECT id, attempt FROM jobs WHERE worker_id = ? AND status = 'running' AND id IN ({ids})
 """
 HEARTBEAT_WORKER = "UPDATE workers SET heartbeat_at = :now, busy = :busy WHERE id = :worker"
 

@@ -1,0 +1,88 @@
+"""The `wizd` command: without a subcommand it runs the daemon; subcommands operate on jobs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from wizd import __version__
+from wizd.errors import ConfigError, WizdError
+from wizd.settings import load_settings
+
+DAEMON_HELP = """\
+wizd: a durable job queue and worker daemon for AI agents.
+
+Without a command, runs the worker daemon: for example
+`wizd --agent researcher --concurrency 3 --app myagents:researcher`.
+Settings come from these flags, then WIZD_* environment variables, then the TOML file
+(--config, else /etc/wizd/wizd.toml or ./wizd.toml), then defaults.
+"""
+
+
+@click.group(
+    invoke_without_command=True, help=DAEMON_HELP, context_settings={"max_content_width": 100}
+)
+@click.option(
+    "--agent",
+    "-a",
+    multiple=True,
+    help="Queue to serve (repeatable); default: every agent with processors.",
+)
+@click.option("--concurrency", "-c", type=int, help="Jobs run at once per queue [1].")
+@click.option("--app", multiple=True, help="Python processors: module:agent (repeatable).")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
+)
+@click.option("--database", "-d", help="SQLite path or URL [wizd.db]; env WIZD_DATABASE.")
+@click.option("--poll-interval", type=float, help="Seconds between polls when idle [1].")
+@click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats [30].")
+@click.option("--hung-timeout", type=float, help="Seconds of silence before a job is hung [300].")
+@click.option("--shutdown-grace", type=float, help="Seconds running jobs get on SIGTERM [30].")
+@click.option("--metrics-host", help="Metrics listen address [127.0.0.1].")
+@click.option("--metrics-port", type=int, help="Metrics port, 0 = off [9464].")
+@click.option(
+    "--log-format", type=click.Choice(["auto", "json", "console"]), help="Log format [auto]."
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[info]"
+)
+@click.option(
+    "--daemonize/--no-daemonize", default=None, help="Detach into the background (needs --pidfile)."
+)
+@click.option("--pidfile", type=click.Path(dir_okay=False), help="Write the daemon's pid here.")
+@click.version_option(__version__, prog_name="wizd")
+@click.pass_context
+def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj["config_file"] = config_file
+    ctx.obj["flags"] = flags
+    if ctx.invoked_subcommand is not None:
+        return
+    from wizd.cli.daemon import run_daemon
+
+    settings = load_settings(config_file, **flags)
+    run_daemon(settings)
+
+
+from wizd.cli.demo import demo  # noqa: E402
+
+cli.add_command(demo)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"wizd: {exc}", err=True)
+        sys.exit(2)
+    except WizdError as exc:
+        click.echo(f"wizd: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,111 @@
+"""Running the daemon: settings, logging, optional daemonizing, signals at the edge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from wizd.agent import Agent
+from wizd.errors import ConfigError
+from wizd.logging import configure_logging, get_logger
+from wizd.settings import Settings
+from wizd.supervisor import Supervisor, load_agents, pid_alive
+from wizd.systemd import Notifier
+from wizd.worker import Hooks
+
+
+def absolute_database(url: str) -> str:
+    """A relative SQLite path made absolute (daemonizing changes directory to /)."""
+    if "://" in url and not url.startswith("sqlite"):
+        return url
+    prefix = "sqlite:///" if url.startswith("sqlite:///") else ""
+    path = url[len(prefix) :]
+    if path == ":memory:" or not path:
+        return url
+    return prefix + str(Path(path).expanduser().resolve())
+
+
+async def serve(
+    settings: Settings,
+    agents: dict[str, Agent],
+    *,
+    hooks: Hooks | None = None,
+    on_ready: Any = None,
+    stop: anyio.Event | None = None,
+) -> None:
+    """Run a Supervisor until SIGTERM/SIGINT or `stop` (graceful), or a second signal (at once)."""
+    log = get_logger()
+    supervisor = Supervisor(
+        settings, agents, log=log, notifier=Notifier(), hooks=hooks, on_ready=on_ready
+    )
+    stop = stop or anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                async for signum in received:
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.info("signal_received", signal=name, action="graceful stop")
+                        stop.set()
+                    else:
+                        log.warning("signal_received", signal=name, action="stop now")
+                        tg.cancel_scope.cancel()
+
+        tg.start_soon(signals)
+        await supervisor.run(stop)
+        tg.cancel_scope.cancel()
+
+
+def run_daemon(settings: Settings) -> None:
+    """The `wizd --agent … --concurrency …` command."""
+    configure_logging(settings.log_format, settings.log_level)
+    agents = load_agents(settings)  # imports --app modules before any change of directory
+    settings = settings.model_copy(update={"database": absolute_database(settings.database)})
+    if settings.daemonize:
+        _daemonize(settings)
+    elif settings.pidfile:
+        _claim_pidfile(settings.pidfile)
+    try:
+        anyio.run(serve, settings, agents)
+    finally:
+        if settings.pidfile and not settings.daemonize:
+            Path(settings.pidfile).unlink(missing_ok=True)
+
+
+def _claim_pidfile(path: str) -> None:
+    pidfile = Path(path)
+    if pidfile.exists():
+        text = pidfile.read_text().strip()
+        if text.isdigit() and pid_alive(int(text)) and int(text) != os.getpid():
+            raise ConfigError(f"pidfile: {pidfile} names a running process ({text}); not starting")
+    pidfile.write_text(f"{os.getpid()}\n")
+
+
+def _daemonize(settings: Settings) -> None:
+    import daemon
+    import daemon.pidfile
+
+    if not settings.pidfile:
+        raise ConfigError("pidfile: --daemonize needs --pidfile FILE")
+    path = str(Path(settings.pidfile).resolve())
+    existing = Path(path)
+    if existing.exists():
+        text = existing.read_text().strip()
+        if text.isdigit() and pid_alive(int(text)):
+            raise ConfigError(f"pidfile: {path} names a running process ({text}); not starting")
+        existing.unlink()  # stale
+    context = daemon.DaemonContext(
+        pidfile=daemon.pidfile.PIDLockFile(path),
+        working_directory="/",
+        umask=0o027,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        signal_map={},  # signals are handled by the daemon's own event loop
+    )
+    context.open()

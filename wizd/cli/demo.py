@@ -1,0 +1,203 @@
+"""`wizd demo`: the real supervisor on a fresh SQLite file with a small built-in agent."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.tree import Tree
+
+from wizd.agent import Agent, JobContext
+from wizd.cli.daemon import serve
+from wizd.logging import configure_logging
+from wizd.model import FINAL, Backoff, Job, JobStatus
+from wizd.queue import Queue
+from wizd.settings import Settings
+
+SYMBOLS = {
+    "waiting": "[dim]⧗ waiting[/]",
+    "pending": "[white]○ pending[/]",
+    "delayed": "[blue]◷ delayed[/]",
+    "running": "[yellow]◉ running[/]",
+    "waiting_children": "[cyan]⧖ waiting for children[/]",
+    "paused": "[magenta]‖ paused[/]",
+    "completed": "[green]✓ completed[/]",
+    "failed": "[red]✗ failed[/]",
+    "cancelled": "[dim red]⊘ cancelled[/]",
+}
+
+QUESTION = "How do heat pumps perform in cold climates?"
+SUBTASKS = [
+    "heat pump efficiency below -15 C field studies",
+    "cold-climate heat pump models and their COP curves",
+    "installation costs of heat pumps in Scandinavia",
+]
+
+
+def demo_agent(pace: float) -> Agent:
+    """A researcher that fans out, waits for its sub-tasks, and consolidates their answers."""
+    agent = Agent("researcher")
+    failed_once: set[int] = set()
+
+    @agent.processor("research")
+    async def research(ctx: JobContext) -> Any:
+        children = await ctx.children()
+        if not children:
+            for query in ctx.payload["subtasks"]:
+                await ctx.spawn("search", {"query": query})
+            await ctx.log(f"dispatched {len(ctx.payload['subtasks'])} sub-tasks")
+            return ctx.wait_for_children()
+        await ctx.progress(0.9, "consolidating")
+        return {
+            "question": ctx.payload["question"],
+            "findings": [c.result for c in children if c.status is JobStatus.COMPLETED],
+            "failed": [c.id for c in children if c.status is JobStatus.FAILED],
+        }
+
+    @agent.processor("search")
+    async def search(ctx: JobContext) -> Any:
+        for step in range(1, 4):
+            await anyio.sleep(pace)
+            await ctx.progress(step / 3, f"reading source {step}")
+        return f"3 sources on '{ctx.payload['query']}'"
+
+    @agent.processor("fetch")
+    async def fetch(ctx: JobContext) -> Any:
+        await anyio.sleep(pace)
+        return {"pages": 12}
+
+    @agent.processor("extract")
+    async def extract(ctx: JobContext) -> Any:
+        await anyio.sleep(pace)
+        return {"facts": 31}
+
+    @agent.processor("summarize")
+    async def summarize(ctx: JobContext) -> Any:
+        await anyio.sleep(pace)
+        return {"summary": "cold-climate models keep a COP above 2 at -15 C"}
+
+    @agent.processor("flaky")
+    async def flaky(ctx: JobContext) -> Any:
+        await anyio.sleep(pace)
+        if ctx.job.id not in failed_once:
+            failed_once.add(ctx.job.id)
+            raise ConnectionError("model provider returned 503")
+        return {"ok": True, "attempt": ctx.attempt}
+
+    @agent.processor("reminder")
+    async def reminder(ctx: JobContext) -> Any:
+        return {"reminded": ctx.payload["text"]}
+
+    return agent
+
+
+async def enqueue_demo(q: Queue) -> list[int]:
+    research = await q.enqueue(
+        "research",
+        {"question": QUESTION, "subtasks": SUBTASKS},
+        queue="researcher",
+        priority="high",
+        tags=["demo"],
+    )
+    fetch = await q.enqueue("fetch", {"url": "https://example.org/report"}, queue="researcher")
+    extract = await q.enqueue("extract", {}, queue="researcher", depends_on=[fetch])
+    summary = await q.enqueue("summarize", {}, queue="researcher", depends_on=[extract])
+    flaky = await q.enqueue("flaky", {}, queue="researcher", attempts=3, backoff=Backoff.fixed(0.5))
+    later = await q.enqueue(
+        "reminder", {"text": "review the findings"}, queue="researcher", delay=2
+    )
+    return [j.id for j in (research, fetch, extract, summary, flaky, later)]
+
+
+def render(jobs: list[Job]) -> Table:
+    table = Table(title="wizd demo: queue 'researcher'", expand=False)
+    for column in ("id", "job", "status", "attempt", "progress", "depends on / parent"):
+        table.add_column(column)
+    for job in sorted(jobs, key=lambda j: j.id):
+        link = (
+            f"parent {job.parent_id}"
+            if job.parent_id
+            else ", ".join(str(d) for d in job.depends_on)
+        )
+        progress = f"{job.progress:.0%}" if job.progress is not None else ""
+        table.add_row(
+            str(job.id),
+            job.name,
+            SYMBOLS[job.status],
+            f"{job.attempt}/{job.max_attempts}",
+            progress,
+            link,
+        )
+    return table
+
+
+def tree_of(root: Job, jobs: list[Job]) -> Tree:
+    tree = Tree(f"{root.id} {root.name} {SYMBOLS[root.status]}")
+    for child in sorted((j for j in jobs if j.parent_id == root.id), key=lambda j: j.id):
+        tree.add(f"{child.id} {child.name} {SYMBOLS[child.status]}: {child.result}")
+    return tree
+
+
+@click.command(help="Run the daemon on a fresh SQLite file with a built-in demo agent.")
+@click.option(
+    "--database", type=click.Path(dir_okay=False), help="Where to keep the demo database."
+)
+@click.option("--pace", type=float, default=0.4, show_default=True, help="Seconds per demo step.")
+def demo(database: str | None, pace: float) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="wizd-demo-"))
+    path = Path(database).resolve() if database else folder / "wizd.db"
+    log_path = folder / "daemon.log"
+    console = Console()
+    settings = Settings(
+        database=str(path),
+        agent=["researcher"],
+        concurrency=4,
+        poll_interval=0.5,
+        heartbeat_interval=5,
+        metrics_port=0,
+    )
+    with log_path.open("w") as log_file:
+        configure_logging("json", "info", stream=log_file)
+        console.print(f"[bold]wizd demo[/]: database {path}, daemon log {log_path}")
+        result: dict[str, Any] = {}
+
+        async def watch(q: Queue) -> None:
+            started = time.monotonic()
+            ids = await enqueue_demo(q)
+            with Live(console=console, refresh_per_second=8) as live:
+                while True:
+                    jobs = await q.list(sort="id", order="asc", limit=1000)
+                    live.update(render(jobs))
+                    if jobs and all(j.status in FINAL for j in jobs):
+                        break
+                    await anyio.sleep(0.1)
+            result["jobs"] = jobs
+            result["ids"] = ids
+            result["seconds"] = time.monotonic() - started
+            stop.set()
+
+        stop = anyio.Event()
+
+        async def main() -> None:
+            await serve(settings, {"researcher": demo_agent(pace)}, on_ready=watch, stop=stop)
+
+        anyio.run(main)
+    jobs: list[Job] = result["jobs"]
+    root = next(j for j in jobs if j.id == result["ids"][0])
+    console.print()
+    console.print(Group("[bold]Delegation tree[/]", tree_of(root, jobs)))
+    console.print("\n[bold]Consolidated result[/]")
+    console.print_json(json.dumps(root.result))
+    done = sum(1 for j in jobs if j.status is JobStatus.COMPLETED)
+    console.print(
+        f"\n{done} of {len(jobs)} jobs completed in {result['seconds']:.1f}s. "
+        f"Database: [bold]{path}[/] (try: wizd --database {path} ...)."
+    )

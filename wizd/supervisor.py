@@ -1,0 +1,343 @@
+"""The daemon: start-up recovery, one claimer per queue, heartbeats, reaper, promoter,
+expiry, retention and graceful stop, all children of one task group.
+
+If any background activity crashes, the task group cancels the rest and the error
+propagates: the daemon exits non-zero and systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from wizd import __version__
+from wizd.agent import Agent
+from wizd.errors import ConfigError
+from wizd.model import WorkerInfo, parse_status
+from wizd.processors import CommandProcessor
+from wizd.queue import Queue, connect
+from wizd.settings import Settings
+from wizd.systemd import Notifier
+from wizd.worker import Hooks, NoHooks, QueueWorker
+
+RETENTION_INTERVAL = 3600.0
+WORKER_REGISTRY_KEEP = 7 * 86400.0
+
+
+def load_agents(settings: Settings) -> dict[str, Agent]:
+    """Agents from `--app module:attr` (Python processors) and the config's command processors."""
+    agents: dict[str, Agent] = {}
+    for spec in settings.app:
+        for agent in _import_agents(spec):
+            if agent.name in agents:
+                for name, fn in agent.processors.items():
+                    agents[agent.name].add(name, fn)
+            else:
+                agents[agent.name] = agent
+    for queue, cfg in settings.agents.items():
+        agent = agents.setdefault(queue, Agent(queue))
+        for name, proc in cfg.processors.items():
+            if name in agent.processors:
+                raise ConfigError(f"agents.{queue}.processors.{name}: defined twice")
+            agent.add(
+                name,
+                CommandProcessor(
+                    proc.command,
+                    env=proc.env,
+                    cwd=proc.cwd,
+                    output_limit=proc.output_limit,
+                    kill_grace=proc.kill_grace,
+                ),
+            )
+    return agents
+
+
+def _import_agents(spec: str) -> list[Agent]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"app: {spec!r} must be module:attribute (e.g. myagents:researcher)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"app: cannot import {module_name!r}: {exc}") from None
+    try:
+        value = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"app: module {module_name!r} has no attribute {attr!r}") from None
+    found = list(value.values()) if isinstance(value, Mapping) else value
+    found = found if isinstance(found, list | tuple) else [found]
+    if not found or not all(isinstance(a, Agent) for a in found):
+        raise ConfigError(f"app: {spec} is not a wizd.Agent (or a list of them)")
+    return list(found)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Supervisor:
+    """One daemon process serving one or more agent queues."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        agents: Mapping[str, Agent],
+        *,
+        log: Any,
+        notifier: Notifier | None = None,
+        hooks: Hooks | None = None,
+        on_ready: Callable[[Queue], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hostname = socket.gethostname()
+        self.worker_id = f"{self.hostname}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.log = log.bind(worker_id=self.worker_id)
+        self.notifier = notifier or Notifier()
+        self.hooks: Hooks = hooks or NoHooks()
+        self.on_ready = on_ready
+        self.serve = self._queues_to_serve(agents)
+        self.agents = {name: agents[name] for name in self.serve}
+        self.workers: list[QueueWorker] = []
+        self.stopping = False
+
+    def _queues_to_serve(self, agents: Mapping[str, Agent]) -> list[str]:
+        wanted = list(dict.fromkeys(self.settings.agent)) or sorted(
+            name for name, agent in agents.items() if agent.processors
+        )
+        if not wanted:
+            raise ConfigError(
+                "agent: nothing to serve: no agent has processors "
+                "(give --app module:agent or [agents.NAME.processors.JOB] in the config)"
+            )
+        for name in wanted:
+            if name not in agents or not agents[name].processors:
+                raise ConfigError(
+                    f"agent: {name!r} has no processors (give --app module:agent or "
+                    f"[agents.{name}.processors.JOB] command = [...] in the config)"
+                )
+        return wanted
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Serve until `stop` is set; then stop claiming, wait up to the grace period, and
+        requeue what still runs. Returns when everything is written back."""
+        s = self.settings
+        store_options: dict[str, Any] = {}
+        if not s.database.startswith(("postgres://", "postgresql://")):
+            store_options = {"synchronous": s.synchronous, "busy_timeout": s.busy_timeout}
+        queue = connect(s.database, payload_limit=s.payload_limit, **store_options)
+        async with queue:
+            self.queue = queue
+            store = queue.store
+            await store.register_worker(
+                WorkerInfo(
+                    id=self.worker_id,
+                    hostname=self.hostname,
+                    pid=os.getpid(),
+                    queues=tuple(self.serve),
+                    concurrency=sum(s.concurrency_for(n) for n in self.serve),
+                    version=__version__,
+                    started_at=datetime.now(UTC),
+                    heartbeat_at=datetime.now(UTC),
+                )
+            )
+            await self.recover()
+            self.workers = [
+                QueueWorker(
+                    queue=queue,
+                    agent=self.agents[name],
+                    worker_id=self.worker_id,
+                    concurrency=s.concurrency_for(name),
+                    poll_interval=s.poll_interval,
+                    log=self.log,
+                    hooks=self.hooks,
+                )
+                for name in self.serve
+            ]
+            status = f"serving {', '.join(self.serve)} on {store.backend}"
+            self.notifier.ready(status)
+            self.log.info(
+                "daemon_ready",
+                queues=self.serve,
+                concurrency={w.name: w.concurrency for w in self.workers},
+                database=s.database,
+                pid=os.getpid(),
+            )
+            try:
+                await self._serve(stop)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await store.worker_stopped(self.worker_id)
+                    self.log.info("daemon_stopped")
+
+    async def _serve(self, stop: anyio.Event) -> None:
+        side = anyio.CancelScope()
+
+        async def side_tasks() -> None:
+            with side:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._heartbeats)
+                    tg.start_soon(self._watch_changes)
+                    tg.start_soon(self._check_owned)
+                    tg.start_soon(self._reaper)
+                    tg.start_soon(self._promoter)
+                    tg.start_soon(self._retention)
+                    if self.on_ready is not None:
+                        tg.start_soon(self.on_ready, self.queue)
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(side_tasks)
+            async with anyio.create_task_group() as pool:
+                for worker in self.workers:
+                    pool.start_soon(worker.serve)
+                pool.start_soon(self._stop_when, stop)
+            side.cancel()
+
+    async def _stop_when(self, stop: anyio.Event) -> None:
+        await stop.wait()
+        self.stopping = True
+        running = sum(w.busy for w in self.workers)
+        self.log.info("daemon_stopping", running=running, grace=self.settings.shutdown_grace)
+        self.notifier.stopping(f"stopping: {running} jobs running")
+        for worker in self.workers:
+            worker.stop_claiming()
+        with anyio.move_on_after(self.settings.shutdown_grace):
+            for worker in self.workers:
+                await worker.drained()
+        requeued = sum(w.stop_runs("shutdown") for w in self.workers)
+        if requeued:
+            self.log.info("jobs_requeued_on_shutdown", count=requeued)
+
+    # -- recovery --------------------------------------------------------------------------
+    async def recover(self) -> int:
+        """Requeue (or fail) jobs left running by daemons that are gone."""
+        store = self.queue.store
+        owners = await store.running_workers()
+        if not owners:
+            return 0
+        registry = {w.id: w for w in await store.workers()}
+        now = time.time()
+        total = 0
+        for owner in sorted(owners):
+            if owner == self.worker_id:
+                continue
+            info = registry.get(owner)
+            reason = self._gone(info, now)
+            if reason is None:
+                continue
+            interrupted = await store.recover_worker(owner, "startup")
+            for item in interrupted:
+                self.log.warning(
+                    "job_recovered",
+                    job_id=item.job.id,
+                    queue=item.job.queue,
+                    name=item.job.name,
+                    attempt=item.job.attempt,
+                    previous_worker=owner,
+                    why=reason,
+                    status=item.status,
+                )
+                self.hooks.recovered(item.job.queue, "startup", 1)
+            total += len(interrupted)
+        return total
+
+    def _gone(self, info: WorkerInfo | None, now: float) -> str | None:
+        if info is None:
+            return "unknown worker"
+        if info.stopped_at is not None:
+            return "worker stopped"
+        if info.hostname == self.hostname:
+            if info.pid == os.getpid():  # a previous life of this process (containers: pid 1)
+                return "previous run of this process"
+            if not pid_alive(info.pid):
+                return f"pid {info.pid} is gone"
+        if now - info.heartbeat_at.timestamp() > self.settings.hung_timeout:
+            return "heartbeat older than the hung timeout"
+        return None
+
+    # -- background activities -------------------------------------------------------------
+    async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval / 2)
+        store = self.queue.store
+        while True:
+            asked_at = time.monotonic()
+            owned = await store.heartbeat(self.worker_id, sum(w.busy for w in self.workers))
+            self._drop_lost(owned, asked_at)
+            self.notifier.watchdog()
+            await anyio.sleep(interval)
+
+    async def _check_owned(self) -> None:
+        """Notice cancelled or reaped runs within a poll interval, not a heartbeat interval."""
+        store = self.queue.store
+        while True:
+            await anyio.sleep(self.settings.poll_interval)
+            runs = [(r.job.id, r.job.attempt) for w in self.workers for r in w.runs.values()]
+            if runs:
+                asked_at = time.monotonic()
+                self._drop_lost(await store.owned(self.worker_id, runs), asked_at)
+
+    def _drop_lost(self, owned: set[int], asked_at: float) -> None:
+        for worker in self.workers:
+            lost = {r.job.id for r in worker.owned_runs(asked_at) if r.job.id not in owned}
+            if lost:
+                worker.stop_runs("lost", lost)
+
+    async def _watch_changes(self) -> None:
+        store = self.queue.store
+        while True:
+            await store.wait_for_change(self.settings.poll_interval)
+            for worker in self.workers:
+                worker.wake()
+
+    async def _reaper(self) -> None:
+        store = self.queue.store
+        while True:
+            for item in await store.reap_hung(self.settings.hung_timeout):
+                self.log.warning(
+                    "hung_job_reaped",
+                    job_id=item.job.id,
+                    queue=item.job.queue,
+                    name=item.job.name,
+                    attempt=item.job.attempt,
+                    previous_worker=item.job.worker_id,
+                    status=item.status,
+                )
+                self.hooks.recovered(item.job.queue, "hung", 1)
+            for job_id in await store.expire():
+                self.log.warning("job_expired", job_id=job_id)
+            await anyio.sleep(self.settings.reaper_interval)
+
+    async def _promoter(self) -> None:
+        store = self.queue.store
+        while True:
+            if await store.promote_due():
+                for worker in self.workers:
+                    worker.wake()
+            await anyio.sleep(self.settings.poll_interval)
+
+    async def _retention(self) -> None:
+        s = self.settings
+        store = self.queue.store
+        statuses = [parse_status(x) for x in s.retention_statuses]
+        while True:
+            if s.retention_days > 0:
+                removed = await store.cleanup(s.retention_days * 86400, statuses, dry_run=False)
+                if removed:
+                    self.log.info("retention_cleanup", removed=len(removed), days=s.retention_days)
+            await store.prune_workers(WORKER_REGISTRY_KEEP)
+            await anyio.sleep(RETENTION_INTERVAL)
