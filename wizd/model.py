@@ -48,7 +48,8 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.RUNNING: frozenset(
         {S.COMPLETED, S.FAILED, S.DELAYED, S.PENDING, S.WAITING_CHILDREN, S.CANCELLED}
     ),
-    S.WAITING_CHILDREN: frozenset({S.PENDING, S.FAILED, S.CANCELLED}),
+    # completed: a distributed parent is consolidated when its sub-tasks are all final.
+    S.WAITING_CHILDREN: frozenset({S.PENDING, S.COMPLETED, S.FAILED, S.CANCELLED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only an explicit retry (requeue) leaves failed or cancelled.
@@ -309,6 +310,9 @@ class NewJob:
     on_dependency_failure: str = "fail"
     on_child_failure: str = "continue"
     start_waiting_children: bool = False
+    start_paused: bool = False
+    kind: str = "job"
+    children: tuple[NewJob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +347,7 @@ class Job:
     finished_at: datetime | None
     on_dependency_failure: str = "fail"
     on_child_failure: str = "continue"
+    kind: str = "job"
     depends_on: tuple[int, ...] = field(default=())
 
     @property
@@ -463,6 +468,52 @@ class QueueStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+MAX_DEPTH = 32
+MAX_CHILDREN = 10_000
+SUBTASK_QUERY_LIMIT = 500
+SUBTASK_RESULT_SHOWN = 200
+SUBTASK_ID_RE = re.compile(r"^sub_[1-9][0-9]{0,5}$")
+
+
+def check_subtask_id(value: object) -> int:
+    """`sub_<n>` (n >= 1) to its 1-based index."""
+    if not isinstance(value, str) or not SUBTASK_ID_RE.match(value):
+        raise InvalidJob("sub_task_id", f"must look like sub_1, sub_2, …; got {value!r}")
+    return int(value[4:])
+
+
+def shown(result: JSON, limit: int = SUBTASK_RESULT_SHOWN) -> str | None:
+    """A result as text of at most `limit` characters (the full result stays on the job)."""
+    if result is None:
+        return None
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def consolidation(parent: Job, children: Sequence[Job], at: datetime | None) -> dict[str, Any]:
+    """The `brain job consolidate` document of a distributed job and its sub-tasks."""
+    subtasks = sorted(children, key=lambda j: j.id)
+    return {
+        "job_id": parent.id,
+        "prompt": parent.payload.get("prompt"),
+        "total_tasks": len(subtasks),
+        "completed": sum(1 for j in subtasks if j.status is S.COMPLETED),
+        "failed": sum(1 for j in subtasks if j.status in (S.FAILED, S.CANCELLED)),
+        "pending": sum(1 for j in subtasks if j.status not in FINAL),
+        "results": [
+            {
+                "sub_task_id": j.payload.get("sub_task_id"),
+                "query": j.payload.get("query"),
+                "status": j.status.value,
+                "result": shown(j.result),
+                "error": j.error,
+            }
+            for j in subtasks
+        ],
+        "consolidated_at": at.isoformat() if at else None,
+    }
 
 
 def zero_counts() -> dict[str, int]:

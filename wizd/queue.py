@@ -10,8 +10,10 @@ import builtins
 import functools
 import inspect
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -20,6 +22,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from wizd.errors import InvalidJob
 from wizd.model import (
     FINAL,
+    MAX_CHILDREN,
+    SUBTASK_QUERY_LIMIT,
     Backoff,
     Event,
     Job,
@@ -34,6 +38,8 @@ from wizd.model import (
     check_identifier,
     check_non_negative,
     check_positive,
+    check_subtask_id,
+    consolidation,
     encode_json,
     encode_payload,
     parse_priority,
@@ -49,6 +55,7 @@ CHILD_POLICIES = ("continue", "fail", "cancel")
 
 # The keys an item of enqueue_many may carry: enqueue's parameters.
 ENQUEUE_KEYS = (
+    "children",
     "name",
     "payload",
     "queue",
@@ -148,6 +155,9 @@ class Queue:
         depends_on_index: Sequence[int] = (),
         batch_id: str | None = None,
         start_waiting_children: bool = False,
+        children: Sequence[Mapping[str, Any]] | None = None,
+        start_paused: bool = False,
+        kind: str = "job",
     ) -> NewJob:
         """Validate one job's arguments into a NewJob. Raises InvalidJob; writes nothing."""
         if delay is not None and run_at is not None:
@@ -168,6 +178,20 @@ class Queue:
             )
         timeout_s = seconds("timeout", timeout)
         ttl_s = seconds("ttl", ttl)
+        built_children: tuple[NewJob, ...] = ()
+        if children is not None:
+            if isinstance(children, Mapping) or not isinstance(children, Sequence):
+                raise InvalidJob("children", "must be a list of job dicts")
+            if not children:
+                raise InvalidJob("children", "give at least one child, or leave children out")
+            if len(children) > MAX_CHILDREN:
+                raise InvalidJob(
+                    "children", f"{len(children)} children; the limit is {MAX_CHILDREN}"
+                )
+            built_children = tuple(
+                self._build_item(i, {"queue": queue, **item}, field="children")
+                for i, item in enumerate(children)
+            )
         return NewJob(
             queue=check_identifier("queue", queue),
             name=check_identifier("name", name),
@@ -188,6 +212,9 @@ class Queue:
             on_dependency_failure=on_dependency_failure,
             on_child_failure=on_child_failure,
             start_waiting_children=start_waiting_children,
+            start_paused=start_paused,
+            kind=kind,
+            children=built_children,
         )
 
     async def enqueue(
@@ -209,8 +236,13 @@ class Queue:
         parent: int | Job | None = None,
         on_dependency_failure: str = "fail",
         on_child_failure: str = "continue",
+        children: Sequence[Mapping[str, Any]] | None = None,
     ) -> Job:
-        """Add one job. Options left out take the queue's defaults (see set_defaults)."""
+        """Add one job. Options left out take the queue's defaults (see set_defaults).
+
+        depends_on: the job waits until these jobs complete. parent: the job is a child of
+        that job. children: job dicts created with this one in one transaction; the job
+        starts waiting_children and runs when they are all final."""
         new = self.build(
             name,
             payload,
@@ -228,6 +260,7 @@ class Queue:
             parent=parent,
             on_dependency_failure=on_dependency_failure,
             on_child_failure=on_child_failure,
+            children=children,
         )
         return (await self.store.enqueue([new]))[0]
 
@@ -240,22 +273,211 @@ class Queue:
             return []
         return await self.store.enqueue(built)
 
-    def _build_item(self, index: int, item: Mapping[str, Any], **extra: Any) -> NewJob:
+    def _build_item(
+        self, index: int, item: Mapping[str, Any], field: str = "items", **extra: Any
+    ) -> NewJob:
+        where = f"{field}[{index}]"
         if not isinstance(item, Mapping):
-            raise InvalidJob(f"items[{index}]", f"must be a dict, got {type(item).__name__}")
+            raise InvalidJob(where, f"must be a dict, got {type(item).__name__}")
         unknown = set(item) - set(ENQUEUE_KEYS)
         if unknown:
-            raise InvalidJob(
-                f"items[{index}]",
-                f"unknown keys {sorted(unknown)}; known: {', '.join(ENQUEUE_KEYS)}",
-            )
+            known = ", ".join(ENQUEUE_KEYS)
+            raise InvalidJob(where, f"unknown keys {sorted(unknown)}; known: {known}")
         if "name" not in item:
-            raise InvalidJob(f"items[{index}].name", "is required")
-        args = dict(item)
+            raise InvalidJob(f"{where}.name", "is required")
+        args = {**dict(item), **extra}
         try:
-            return self.build(args.pop("name"), args.pop("payload", None), **args, **extra)
+            return self.build(args.pop("name"), args.pop("payload", None), **args)
         except InvalidJob as exc:
-            raise InvalidJob(f"items[{index}].{exc.field}", str(exc).split(": ", 1)[-1]) from None
+            raise InvalidJob(f"{where}.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+
+    async def enqueue_batch(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
+        """Add a linked batch in one transaction with one batch_id. An item's `depends_on`
+        lists indexes of earlier items (`[0, 1]`); a bad or forward index refuses the batch."""
+        if isinstance(items, Mapping) or not isinstance(items, Sequence) or not items:
+            raise InvalidJob("items", "must be a non-empty list of job dicts")
+        batch_id = uuid.uuid4().hex
+        built = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise InvalidJob(f"items[{i}]", f"must be a dict, got {type(item).__name__}")
+            refs = item.get("depends_on") or []
+            if isinstance(refs, int | str) or not all(
+                isinstance(r, int) and not isinstance(r, bool) for r in refs
+            ):
+                raise InvalidJob(
+                    f"items[{i}].depends_on", f"must be a list of item indexes, got {refs!r}"
+                )
+            for ref in refs:
+                if not 0 <= ref < i:
+                    raise InvalidJob(
+                        f"items[{i}].depends_on",
+                        f"index {ref} is not an earlier item (0..{i - 1})"
+                        if i
+                        else f"index {ref}: the first item can depend on no item",
+                    )
+            rest = {k: v for k, v in item.items() if k != "depends_on"}
+            built.append(self._build_item(i, rest, depends_on_index=tuple(refs), batch_id=batch_id))
+        return await self.store.enqueue(built)
+
+    async def batch(self, batch_id: str) -> Jobs:
+        """Every job of a linked batch, in enqueue order."""
+        return await self.list(batch_id=batch_id, sort="id", order="asc", limit=10_000)
+
+    async def add_dependency(
+        self, id: int | str | Job, depends_on: int | str | Job | Iterable[int | str | Job]
+    ) -> Job:
+        """Make a job that has not started wait for more jobs (refused if it would close a
+        cycle: the error names the jobs on it)."""
+        return await self.store.add_dependencies(job_id(id), self._many(depends_on))
+
+    async def remove_dependency(
+        self, id: int | str | Job, depends_on: int | str | Job | Iterable[int | str | Job]
+    ) -> Job:
+        return await self.store.remove_dependencies(job_id(id), self._many(depends_on))
+
+    async def dependencies(self, id: int | str | Job) -> Jobs:
+        return await self.store.dependencies(job_id(id))
+
+    async def dependents(self, id: int | str | Job) -> Jobs:
+        return await self.store.dependents(job_id(id))
+
+    async def children(self, id: int | str | Job) -> Jobs:
+        return await self.store.children(job_id(id))
+
+    async def tree(self, id: int | str | Job) -> dict[str, Any]:
+        """The delegation tree under a job: each node has id, name, queue, status, attempt,
+        age_seconds, depends_on and children."""
+        jobs = await self.store.subtree(job_id(id))
+        now = self.clock()
+        nodes: dict[int, dict[str, Any]] = {
+            j.id: {
+                "id": j.id,
+                "name": j.name,
+                "queue": j.queue,
+                "status": j.status.value,
+                "attempt": j.attempt,
+                "max_attempts": j.max_attempts,
+                "age_seconds": round(max(now - j.created_at.timestamp(), 0.0), 3),
+                "depends_on": list(j.depends_on),
+                "error": j.error,
+                "children": [],
+            }
+            for j in jobs
+        }
+        root = job_id(id)
+        for j in jobs:
+            if j.id != root and j.parent_id in nodes:
+                nodes[j.parent_id]["children"].append(nodes[j.id])
+        return nodes[root]
+
+    # -- distributed sub-tasks -------------------------------------------------------------
+    async def create_distributed(
+        self,
+        prompt: str,
+        subtasks: Sequence[str],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        ttl: Seconds | None = 60,
+        name: str = "distributed",
+        subtask_name: str = "subtask",
+        dispatch: bool = False,
+        priority: int | str | None = None,
+        attempts: int | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Job:
+        """A parent and its sub-tasks sub_1 … sub_N, one query each, in one transaction.
+
+        The sub-tasks are held until dispatch() (or dispatch=True); any worker of the queue
+        with a `subtask_name` processor runs them. When every sub-task is final, the parent
+        completes with the consolidation as its result. At the ttl, unfinished sub-tasks
+        fail as expired and the consolidation reports them."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidJob("prompt", "must be a non-empty string")
+        if isinstance(subtasks, str) or not isinstance(subtasks, Sequence) or not subtasks:
+            raise InvalidJob("subtasks", "must be a non-empty list of query strings")
+        for i, query in enumerate(subtasks, start=1):
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidJob(f"subtasks[sub_{i}]", "must be a non-empty string")
+            if len(query) > SUBTASK_QUERY_LIMIT:
+                raise InvalidJob(
+                    f"subtasks[sub_{i}]",
+                    f"is {len(query)} characters; the limit is {SUBTASK_QUERY_LIMIT}",
+                )
+        children = [
+            {
+                "name": subtask_name,
+                "payload": {"sub_task_id": f"sub_{i}", "query": query, "prompt": prompt},
+                "priority": priority,
+                "attempts": attempts,
+                "tags": tags,
+            }
+            for i, query in enumerate(subtasks, start=1)
+        ]
+        parent = self.build(
+            name,
+            {"prompt": prompt, "subtasks": list(subtasks)},
+            queue=queue,
+            ttl=ttl,
+            priority=priority,
+            tags=tags,
+            kind="distributed",
+            children=[{k: v for k, v in c.items() if v is not None} for c in children],
+        )
+        held = tuple(replace(child, start_paused=not dispatch) for child in parent.children)
+        return (await self.store.enqueue([replace(parent, children=held)]))[0]
+
+    async def dispatch(self, id: int | str | Job) -> int:
+        """Make a distributed job's sub-tasks claimable now; returns how many were released."""
+        return await self.store.dispatch(job_id(id))
+
+    async def subtasks(self, id: int | str | Job) -> builtins.list[dict[str, Any]]:
+        """Each sub-task: sub_task_id, job_id, query, status, worker_id, result, error."""
+        parent = await self._distributed(id)
+        return [
+            {
+                "sub_task_id": child.payload.get("sub_task_id"),
+                "job_id": child.id,
+                "query": child.payload.get("query"),
+                "status": child.status.value,
+                "worker_id": child.worker_id,
+                "attempt": child.attempt,
+                "result": child.result,
+                "error": child.error,
+            }
+            for child in await self.store.children(parent.id)
+        ]
+
+    async def subtask(self, id: int | str | Job, sub_task_id: str) -> Job:
+        """One sub-task's job by its id (`sub_3`)."""
+        number = check_subtask_id(sub_task_id)
+        parent = await self._distributed(id)
+        for child in await self.store.children(parent.id):
+            if child.payload.get("sub_task_id") == f"sub_{number}":
+                return child
+        raise InvalidJob("sub_task_id", f"job {parent.id} has no sub-task {sub_task_id}")
+
+    async def consolidate(self, id: int | str | Job) -> dict[str, Any]:
+        """The consolidation: job_id, total_tasks, completed, failed, pending, results
+        (each result shown in at most 200 characters), consolidated_at (None until every
+        sub-task is final, when it is stored as the parent's result)."""
+        parent = await self._distributed(id)
+        if parent.status is JobStatus.COMPLETED and isinstance(parent.result, dict):
+            return parent.result
+        return consolidation(parent, await self.store.children(parent.id), None)
+
+    async def _distributed(self, id: int | str | Job) -> Job:
+        parent = await self.store.get(job_id(id))
+        if parent.kind != "distributed":
+            raise InvalidJob("id", f"job {parent.id} is not a distributed job")
+        return parent
+
+    @staticmethod
+    def _many(value: int | str | Job | Iterable[int | str | Job]) -> builtins.list[int]:
+        items = [value] if isinstance(value, int | str | Job) else builtins.list(value)
+        if not items:
+            raise InvalidJob("depends_on", "give at least one job id")
+        return builtins.list(dict.fromkeys(job_id(v) for v in items))
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, id: int | str | Job) -> Job:

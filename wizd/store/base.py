@@ -117,6 +117,25 @@ class Store(Protocol):
     async def events(self, job_id: int, after: int = 0) -> list[Event]:
         """The job's events with id > after, oldest first; JobNotFound if no such job."""
 
+    # -- flows -----------------------------------------------------------------------------
+    async def add_dependencies(self, job_id: int, deps: Sequence[int]) -> Job:
+        """Make a waiting/pending/delayed/paused job depend on more jobs. Refuses unknown
+        jobs and cycles (DependencyError names the jobs on it); a job that gains an
+        unfinished dependency goes back to waiting."""
+
+    async def remove_dependencies(self, job_id: int, deps: Sequence[int]) -> Job:
+        """Drop dependencies; a waiting job whose remaining dependencies are done is released."""
+
+    async def dependencies(self, job_id: int) -> list[Job]: ...
+    async def dependents(self, job_id: int) -> list[Job]: ...
+    async def children(self, job_id: int) -> list[Job]: ...
+
+    async def subtree(self, job_id: int) -> list[Job]:
+        """The job and all its descendants (children, grandchildren, …), by id."""
+
+    async def dispatch(self, job_id: int) -> int:
+        """Release a distributed job's held (paused) sub-tasks; return how many."""
+
     # -- queues ----------------------------------------------------------------------------
     async def queues(self) -> list[tuple[str, bool, JobOptions]]:
         """Every known queue: (name, paused, defaults)."""

@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, TypeVar, cast
@@ -26,7 +26,6 @@ import anyio
 import anyio.abc
 
 from wizd.errors import (
-    DependencyError,
     IllegalTransition,
     InvalidJob,
     JobNotFound,
@@ -35,10 +34,10 @@ from wizd.errors import (
 )
 from wizd.model import (
     ALL_STATUSES,
-    CANCELLABLE,
     FINAL,
+    MAX_CHILDREN,
+    MAX_DEPTH,
     PAUSABLE,
-    Backoff,
     Event,
     Job,
     JobFilter,
@@ -51,7 +50,10 @@ from wizd.model import (
     utc,
     zero_counts,
 )
+from wizd.store import sqlite_flows as flows
+from wizd.store import sqlite_ops as ops
 from wizd.store import sqlite_queries as Q
+from wizd.store import sqlite_rows as rowmap
 from wizd.store.base import Finish, Interrupted
 
 T = TypeVar("T")
@@ -95,6 +97,8 @@ class SQLiteConfig:
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     busy_timeout: float = 5.0
     cache_size_kib: int = 16_384
+    max_depth: int = MAX_DEPTH
+    max_children: int = MAX_CHILDREN
 
 
 def parse_url(url: str) -> str:
@@ -343,23 +347,24 @@ class SQLiteStore:
     # -- enqueue ---------------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
         items = list(jobs)
-        return await self._write(lambda c, now: _enqueue(c, now, items))
+        limits = ops.Limits(self.config.max_depth, self.config.max_children)
+        return await self._write(lambda c, now: ops.enqueue(c, now, items, limits))
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, job_id: int) -> Job:
-        return await self._read(lambda c: _get(c, job_id))
+        return await self._read(lambda c: rowmap.get(c, job_id))
 
     async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
         ids = list(job_ids)
-        return await self._read(lambda c: _get_many(c, ids))
+        return await self._read(lambda c: rowmap.get_many(c, ids))
 
     async def list_jobs(self, f: JobFilter) -> list[Job]:
-        return await self._read(lambda c: _list(c, f))
+        return await self._read(lambda c: rowmap.list_jobs(c, f))
 
     async def peek(self, queue: str, n: int) -> list[Job]:
         def run(c: sqlite3.Connection) -> list[Job]:
             rows = c.execute(Q.PEEK, (queue, n)).fetchall()
-            return _jobs(c, rows)
+            return rowmap.jobs(c, rows)
 
         return await self._read(run)
 
@@ -473,6 +478,30 @@ class SQLiteStore:
                     self._seen_version = version
                     return
 
+    # -- flows -----------------------------------------------------------------------------
+    async def add_dependencies(self, job_id: int, deps: Sequence[int]) -> Job:
+        ids = list(deps)
+        return await self._write(lambda c, now: flows.add_dependencies(c, now, job_id, ids))
+
+    async def remove_dependencies(self, job_id: int, deps: Sequence[int]) -> Job:
+        ids = list(deps)
+        return await self._write(lambda c, now: flows.remove_dependencies(c, now, job_id, ids))
+
+    async def dependencies(self, job_id: int) -> list[Job]:
+        return await self._read(lambda c: rowmap.related(c, Q.DEPENDENCIES, job_id))
+
+    async def dependents(self, job_id: int) -> list[Job]:
+        return await self._read(lambda c: rowmap.related(c, Q.DEPENDENTS, job_id))
+
+    async def children(self, job_id: int) -> list[Job]:
+        return await self._read(lambda c: rowmap.related(c, Q.CHILDREN, job_id))
+
+    async def subtree(self, job_id: int) -> list[Job]:
+        return await self._read(lambda c: rowmap.related(c, Q.SUBTREE, job_id))
+
+    async def dispatch(self, job_id: int) -> int:
+        return await self._write(lambda c, now: flows.dispatch(c, now, job_id))
+
     # -- queues ----------------------------------------------------------------------------
     async def queues(self) -> list[tuple[str, bool, JobOptions]]:
         def run(c: sqlite3.Connection) -> list[tuple[str, bool, JobOptions]]:
@@ -512,11 +541,11 @@ class SQLiteStore:
 
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> list[Job]:
-        return await self._write(lambda c, now: _claim(c, now, queue, worker_id, n))
+        return await self._write(lambda c, now: ops.claim(c, now, queue, worker_id, n))
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         batch = list(items)
-        return await self._write(lambda c, now: [_finish(c, now, f) for f in batch])
+        return await self._write(lambda c, now: [ops.finish(c, now, f) for f in batch])
 
     async def heartbeat(self, worker_id: str, busy: int) -> set[int]:
         def op(c: sqlite3.Connection, now: float) -> set[int]:
@@ -544,7 +573,7 @@ class SQLiteStore:
             text = f"{value:.0%}" if value is not None else ""
             if message:
                 text = f"{text} {message}".strip()
-            _event(c, now, job_id, "progress", None, attempt, worker_id, text)
+            rowmap.event(c, now, job_id, "progress", None, attempt, worker_id, text)
             return True
 
         return await self._write(op)
@@ -555,33 +584,33 @@ class SQLiteStore:
         def op(c: sqlite3.Connection, now: float) -> None:
             if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
                 raise JobNotFound(job_id)
-            _event(c, now, job_id, "log", None, attempt, worker_id, message)
+            rowmap.event(c, now, job_id, "log", None, attempt, worker_id, message)
 
         await self._write(op)
 
     async def promote_due(self) -> int:
         def op(c: sqlite3.Connection, now: float) -> int:
             rows = c.execute(Q.PROMOTE_ALL, {"now": now}).fetchall()
-            _events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
+            rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
             return len(rows)
 
         return await self._write(op)
 
     async def expire(self) -> list[int]:
-        return await self._write(_expire)
+        return await self._write(ops.expire)
 
     # -- recovery --------------------------------------------------------------------------
     async def recover_worker(self, worker_id: str, reason: str) -> list[Interrupted]:
         def op(c: sqlite3.Connection, now: float) -> list[Interrupted]:
             rows = c.execute(Q.RUNNING_OF_WORKER, (worker_id,)).fetchall()
-            return _interrupt(c, now, _jobs(c, rows), reason)
+            return ops.interrupt(c, now, rowmap.jobs(c, rows), reason)
 
         return await self._write(op)
 
     async def reap_hung(self, older_than: float, reason: str = "hung") -> list[Interrupted]:
         def op(c: sqlite3.Connection, now: float) -> list[Interrupted]:
             rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
-            return _interrupt(c, now, _jobs(c, rows), reason)
+            return ops.interrupt(c, now, rowmap.jobs(c, rows), reason)
 
         return await self._write(op)
 
@@ -593,13 +622,13 @@ class SQLiteStore:
         ids = list(job_ids)
 
         def op(c: sqlite3.Connection, now: float) -> list[Job]:
-            jobs = _get_many(c, ids)  # raises JobNotFound before anything changes
+            jobs = rowmap.get_many(c, ids)  # raises JobNotFound before anything changes
             for job in jobs:
                 if not can_transition(job.status, S.CANCELLED):
                     raise IllegalTransition(job.id, job.status, S.CANCELLED, "cancel it")
             for job in jobs:
-                _cancel_tree(c, now, job.id, reason)
-            return _get_many(c, ids)
+                flows.cancel_tree(c, now, job.id, reason)
+            return rowmap.get_many(c, ids)
 
         return await self._write(op)
 
@@ -607,35 +636,35 @@ class SQLiteStore:
         ids = list(job_ids)
 
         def op(c: sqlite3.Connection, now: float) -> list[Job]:
-            for job in _get_many(c, ids):
+            for job in rowmap.get_many(c, ids):
                 if job.status not in (S.FAILED, S.CANCELLED):
                     raise IllegalTransition(
                         job.id, job.status, S.PENDING, "retry it (only failed or cancelled jobs)"
                     )
             for job_id in ids:
                 c.execute(Q.RETRY_JOB, {"id": job_id, "now": now})
-                _event(c, now, job_id, "retried", S.PENDING, 0, None, None)
-            return _get_many(c, ids)
+                rowmap.event(c, now, job_id, "retried", S.PENDING, 0, None, None)
+            return rowmap.get_many(c, ids)
 
         return await self._write(op)
 
     async def pause_job(self, job_id: int) -> Job:
         def op(c: sqlite3.Connection, now: float) -> Job:
-            job = _get(c, job_id)
+            job = rowmap.get(c, job_id)
             if job.status not in PAUSABLE:
                 raise IllegalTransition(job_id, job.status, S.PAUSED, "pause it")
-            _set_status(c, now, job, S.PAUSED, "paused")
-            return _get(c, job_id)
+            flows.set_status(c, now, job, S.PAUSED, "paused")
+            return rowmap.get(c, job_id)
 
         return await self._write(op)
 
     async def resume_job(self, job_id: int) -> Job:
         def op(c: sqlite3.Connection, now: float) -> Job:
-            job = _get(c, job_id)
+            job = rowmap.get(c, job_id)
             if job.status is not S.PAUSED:
                 raise IllegalTransition(job_id, job.status, S.PENDING, "resume it (not paused)")
-            _set_status(c, now, job, _ready_status(c, now, job), "resumed")
-            return _get(c, job_id)
+            flows.set_status(c, now, job, flows.ready_status(c, now, job), "resumed")
+            return rowmap.get(c, job_id)
 
         return await self._write(op)
 
@@ -643,7 +672,7 @@ class SQLiteStore:
         ids = list(job_ids)
 
         def op(c: sqlite3.Connection, now: float) -> list[int]:
-            for job in _get_many(c, ids):
+            for job in rowmap.get_many(c, ids):
                 if job.status is S.RUNNING:
                     raise IllegalTransition(
                         job.id, job.status, S.CANCELLED, "delete a running job; cancel it first"
@@ -755,431 +784,6 @@ class _Waiter:
 
 
 # -- operations: each runs inside the writer's transaction ----------------------------------
-
-
-def _event(
-    c: sqlite3.Connection,
-    now: float,
-    job_id: int,
-    kind: str,
-    status: JobStatus | None,
-    attempt: int | None,
-    worker_id: str | None,
-    message: str | None,
-) -> None:
-    c.execute(Q.INSERT_EVENT, (job_id, now, kind, status, attempt, worker_id, message))
-
-
-def _events(
-    c: sqlite3.Connection,
-    now: float,
-    rows: Iterable[tuple[int, str, JobStatus | None, int | None, str | None, str | None]],
-) -> None:
-    c.executemany(Q.INSERT_EVENT, ((r[0], now, r[1], r[2], r[3], r[4], r[5]) for r in rows))
-
-
-def _job(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
-    return Job(
-        id=row[0],
-        queue=row[1],
-        name=row[2],
-        payload=json.loads(row[3]),
-        status=S(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        backoff=Backoff.from_dict(json.loads(row[8])),
-        timeout=row[9],
-        run_at=cast(Any, utc(row[10])),
-        expires_at=utc(row[11]),
-        parent_id=row[12],
-        batch_id=row[13],
-        tags=tuple(json.loads(row[14])),
-        context=json.loads(row[15]) if row[15] is not None else None,
-        result=json.loads(row[16]) if row[16] is not None else None,
-        error=row[17],
-        progress=row[18],
-        progress_message=row[19],
-        worker_id=row[20],
-        heartbeat_at=utc(row[21]),
-        created_at=cast(Any, utc(row[22])),
-        updated_at=cast(Any, utc(row[23])),
-        started_at=utc(row[24]),
-        finished_at=utc(row[25]),
-        on_dependency_failure=row[26],
-        on_child_failure=row[27],
-        depends_on=deps,
-    )
-
-
-def _jobs(c: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Job]:
-    if not rows:
-        return []
-    deps: dict[int, list[int]] = {}
-    ids = [r[0] for r in rows]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        sql = Q.DEPS_OF_MANY.format(ids=",".join("?" * len(chunk)))
-        for job_id, dep in c.execute(sql, chunk):
-            deps.setdefault(job_id, []).append(dep)
-    return [_job(r, tuple(deps.get(r[0], ()))) for r in rows]
-
-
-def _get(c: sqlite3.Connection, job_id: int) -> Job:
-    row = c.execute(Q.GET_JOB, (job_id,)).fetchone()
-    if row is None:
-        raise JobNotFound(job_id)
-    return _jobs(c, [row])[0]
-
-
-def _get_many(c: sqlite3.Connection, ids: Sequence[int]) -> list[Job]:
-    """The jobs in the order asked; JobNotFound names the first missing id."""
-    return [_get(c, i) for i in ids]
-
-
-def _list(c: sqlite3.Connection, f: JobFilter) -> list[Job]:
-    where: list[str] = []
-    args: list[Any] = []
-    if f.queue is not None:
-        where.append("queue = ?")
-        args.append(f.queue)
-    if f.statuses:
-        where.append(f"status IN ({','.join('?' * len(f.statuses))})")
-        args.extend(f.statuses)
-    if f.name is not None:
-        where.append("name = ?")
-        args.append(f.name)
-    for tag in f.tags:
-        where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
-        args.append(tag)
-    if f.created_after is not None:
-        where.append("created_at >= ?")
-        args.append(f.created_after)
-    if f.created_before is not None:
-        where.append("created_at < ?")
-        args.append(f.created_before)
-    if f.parent_id is not None:
-        where.append("parent_id = ?")
-        args.append(f.parent_id)
-    if f.batch_id is not None:
-        where.append("batch_id = ?")
-        args.append(f.batch_id)
-    # f.sort and f.order are checked against fixed lists in JobFilter.
-    sql = f"SELECT {Q.JOB_COLUMNS} FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {f.sort} {f.order.upper()}, id {f.order.upper()} LIMIT ? OFFSET ?"
-    args.extend([f.limit, f.offset])
-    return _jobs(c, c.execute(sql, args).fetchall())
-
-
-def _enqueue(c: sqlite3.Connection, now: float, items: list[NewJob]) -> list[Job]:
-    created: list[Job] = []
-    events = []
-    defaults: dict[str, JobOptions] = {}
-    for index, new in enumerate(items):
-        if new.queue not in defaults:
-            row = c.execute(Q.QUEUE_GET, (new.queue,)).fetchone()
-            defaults[new.queue] = JobOptions.from_dict(json.loads(row[2])) if row else JobOptions()
-        opts = defaults[new.queue]
-        dep_ids = list(new.depends_on)
-        for ref in new.depends_on_index:
-            if not 0 <= ref < index:
-                raise DependencyError(
-                    f"item {index} depends on item {ref}; only earlier items (0..{index - 1}) "
-                    "may be named"
-                )
-            dep_ids.append(created[ref].id)
-        dep_status: dict[int, JobStatus] = {}
-        for dep in dict.fromkeys(dep_ids):
-            row = c.execute(Q.GET_STATUS, (dep,)).fetchone()
-            if row is None:
-                raise DependencyError(f"job {dep} does not exist")
-            dep_status[dep] = S(row[0])
-        ttl = new.ttl if new.ttl is not None else opts.ttl
-        expires_at = now + ttl if ttl is not None else None
-        if new.parent_id is not None:
-            parent = c.execute(Q.GET_JOB, (new.parent_id,)).fetchone()
-            if parent is None:
-                raise InvalidJob("parent", f"job {new.parent_id} does not exist")
-            if S(parent[4]) in FINAL:
-                raise InvalidJob(
-                    "parent", f"job {new.parent_id} is {parent[4]}; it takes no children"
-                )
-            if parent[11] is not None:  # a child never outlives its parent's deadline
-                expires_at = parent[11] if expires_at is None else min(expires_at, parent[11])
-        run_at = new.run_at if new.run_at is not None else now + new.delay
-        status, error = _initial_status(new, dep_status, run_at, now)
-        row = c.execute(
-            Q.INSERT_JOB,
-            (
-                new.queue,
-                new.name,
-                new.payload,
-                status,
-                new.priority if new.priority is not None else opts.priority,
-                new.max_attempts if new.max_attempts is not None else opts.attempts,
-                json.dumps((new.backoff or opts.backoff).to_dict()),
-                new.timeout if new.timeout is not None else opts.timeout,
-                run_at,
-                expires_at,
-                new.parent_id,
-                new.batch_id,
-                json.dumps(list(new.tags)),
-                new.context,
-                error,
-                new.on_dependency_failure,
-                new.on_child_failure,
-                now,
-                now,
-                now if status in FINAL else None,
-            ),
-        ).fetchone()
-        job_id = row[0]
-        for dep in dep_status:
-            c.execute(Q.INSERT_DEP, (job_id, dep))
-        created.append(_job(row, tuple(dep_status)))
-        events.append((job_id, "enqueued", status, 0, None, error))
-    _events(c, now, events)
-    return created
-
-
-def _initial_status(
-    new: NewJob, deps: dict[int, JobStatus], run_at: float, now: float
-) -> tuple[JobStatus, str | None]:
-    if new.start_waiting_children:
-        return S.WAITING_CHILDREN, None
-    broken = [d for d, s in deps.items() if s in (S.FAILED, S.CANCELLED)]
-    if broken and new.on_dependency_failure != "ignore":
-        reason = f"dependency {broken[0]} is {deps[broken[0]]}"
-        return (S.CANCELLED if new.on_dependency_failure == "cancel" else S.FAILED), reason
-    if any(s not in FINAL for s in deps.values()):
-        return S.WAITING, None
-    return (S.DELAYED if run_at > now else S.PENDING), None
-
-
-def _ready_status(c: sqlite3.Connection, now: float, job: Job) -> JobStatus:
-    """Where a job goes when nothing holds it back: waiting, delayed or pending."""
-    if c.execute(Q.UNFINISHED_DEPS, (job.id,)).fetchone()[0]:
-        return S.WAITING
-    return S.DELAYED if job.run_at.timestamp() > now else S.PENDING
-
-
-def _set_status(
-    c: sqlite3.Connection,
-    now: float,
-    job: Job,
-    target: JobStatus,
-    kind: str,
-    error: str | None = None,
-) -> None:
-    if not can_transition(job.status, target):
-        raise IllegalTransition(job.id, job.status, target)
-    args = {"status": target, "now": now, "error": error, "id": job.id, "from_status": job.status}
-    if c.execute(Q.SET_STATUS, args).rowcount != 1:
-        raise IllegalTransition(job.id, job.status, target, "change it: it changed meanwhile")
-    _event(c, now, job.id, kind, target, job.attempt, job.worker_id, error)
-    if target in FINAL:
-        _after_final(c, now, [job.id])
-
-
-def _claim(c: sqlite3.Connection, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
-    row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
-    if row is not None and row[1]:
-        return []
-    promoted = c.execute(Q.PROMOTE_QUEUE, {"now": now, "queue": queue}).fetchall()
-    if promoted:
-        _events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in promoted])
-    rows = c.execute(Q.CLAIM, {"worker": worker_id, "now": now, "queue": queue, "n": n}).fetchall()
-    if not rows:
-        return []
-    rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
-    _events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
-    return _jobs(c, rows)
-
-
-def _finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
-    """Apply one fenced outcome; False when the worker no longer owns the run."""
-    fence = {"id": f.job_id, "worker": f.worker_id, "attempt": f.attempt, "now": now}
-    state = c.execute(Q.RUN_STATE, fence).fetchone()
-    if state is None:
-        return False
-    attempt, max_attempts, backoff_json, _queue = state
-    kind = f.outcome
-    if kind == "completed":
-        c.execute(Q.COMPLETE, {**fence, "result": _result_json(f.result)})
-        _event(c, now, f.job_id, "completed", S.COMPLETED, attempt, f.worker_id, None)
-        _after_final(c, now, [f.job_id])
-    elif kind == "failed":
-        if f.retry and attempt < max_attempts:
-            delay = Backoff.from_dict(json.loads(backoff_json)).delay_for(attempt)
-            c.execute(Q.RETRY_DELAYED, {**fence, "error": f.error, "run_at": now + delay})
-            msg = f"{f.error} (attempt {attempt} of {max_attempts}; retry in {delay:.3g}s)"
-            _event(c, now, f.job_id, "retry_scheduled", S.DELAYED, attempt, f.worker_id, msg)
-        else:
-            c.execute(Q.FAIL_FINAL, {**fence, "error": f.error})
-            _event(c, now, f.job_id, "failed", S.FAILED, attempt, f.worker_id, f.error)
-            _after_final(c, now, [f.job_id])
-    elif kind in ("later", "requeue"):
-        # Not charged: the attempt counter goes back to what it was before the claim.
-        target = S.DELAYED if f.delay > 0 else S.PENDING
-        c.execute(Q.RESCHEDULE, {**fence, "status": target, "run_at": now + f.delay})
-        what = "rescheduled" if kind == "later" else "requeued"
-        _event(c, now, f.job_id, what, target, attempt - 1, f.worker_id, f.error)
-    elif kind == "cancelled":
-        c.execute(
-            Q.SET_STATUS,
-            {
-                "status": S.CANCELLED,
-                "now": now,
-                "error": f.error,
-                "id": f.job_id,
-                "from_status": S.RUNNING,
-            },
-        )
-        _event(c, now, f.job_id, "cancelled", S.CANCELLED, attempt, f.worker_id, f.error)
-        _after_final(c, now, [f.job_id])
-    elif kind == "wait_children":
-        c.execute(Q.WAIT_CHILDREN, {**fence, "result": _result_json(f.result)})
-        _event(c, now, f.job_id, "waiting_children", S.WAITING_CHILDREN, attempt, f.worker_id, None)
-        _release_parent(c, now, f.job_id)
-    else:  # pragma: no cover - Finish validates its outcome
-        raise InvalidJob("outcome", f"unknown outcome {kind!r}")
-    return True
-
-
-def _result_json(result: Any) -> str | None:
-    if result is None:
-        return None
-    try:
-        return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return json.dumps(repr(result))
-
-
-def _interrupt(
-    c: sqlite3.Connection, now: float, jobs: list[Job], reason: str
-) -> list[Interrupted]:
-    """Running jobs whose runs were lost: the attempt counts; retried or failed."""
-    out = []
-    for job in jobs:
-        args = {"id": job.id, "attempt": job.attempt, "now": now}
-        if job.attempt < job.max_attempts:
-            error = f"interrupted ({reason}) on attempt {job.attempt} of {job.max_attempts}"
-            if c.execute(Q.INTERRUPT_RETRY, {**args, "error": error}).rowcount:
-                _event(c, now, job.id, "recovered", S.PENDING, job.attempt, job.worker_id, error)
-                out.append(Interrupted(job, S.PENDING, reason))
-        else:
-            error = (
-                f"interrupted ({reason}) on attempt {job.attempt} of {job.max_attempts}; "
-                "no attempts left"
-            )
-            if c.execute(Q.INTERRUPT_FAIL, {**args, "error": error}).rowcount:
-                _event(c, now, job.id, "recovered", S.FAILED, job.attempt, job.worker_id, error)
-                _after_final(c, now, [job.id])
-                out.append(Interrupted(job, S.FAILED, reason))
-    return out
-
-
-def _expire(c: sqlite3.Connection, now: float) -> list[int]:
-    expired = []
-    for job_id, status, attempt in c.execute(Q.EXPIRED, (now,)).fetchall():
-        args = {
-            "status": S.FAILED,
-            "now": now,
-            "error": "expired: its ttl passed before it finished",
-            "id": job_id,
-            "from_status": status,
-        }
-        if c.execute(Q.SET_STATUS, args).rowcount:
-            _event(c, now, job_id, "expired", S.FAILED, attempt, None, args["error"])
-            expired.append(job_id)
-    if expired:
-        _after_final(c, now, expired)
-    return expired
-
-
-def _cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> None:
-    """Cancel a job and, first, its unfinished children (recursively)."""
-    for child_id, status in c.execute(Q.CHILDREN_IDS, (job_id,)).fetchall():
-        if S(status) in CANCELLABLE:
-            _cancel_tree(c, now, child_id, f"parent {job_id} cancelled")
-    job = _get(c, job_id)
-    if job.status in CANCELLABLE:
-        _set_status(c, now, job, S.CANCELLED, "cancelled", reason)
-
-
-def _after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
-    """Jobs just became final: release or fail their dependents, wake their parents."""
-    for job_id in job_ids:
-        status = S(c.execute(Q.GET_STATUS, (job_id,)).fetchone()[0])
-        for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
-            dependent = _get(c, dep_id)
-            if dependent.status not in (S.WAITING, S.PAUSED):
-                continue
-            policy = dependent.on_dependency_failure
-            if status is not S.COMPLETED and policy != "ignore":
-                target = S.CANCELLED if policy == "cancel" else S.FAILED
-                _set_status(
-                    c,
-                    now,
-                    dependent,
-                    target,
-                    "dependency_" + status,
-                    f"dependency {job_id} is {status}",
-                )
-            elif dependent.status is S.WAITING and _deps_satisfied(c, dependent):
-                ready = S.DELAYED if dependent.run_at.timestamp() > now else S.PENDING
-                _set_status(c, now, dependent, ready, "released")
-        _release_parent_of(c, now, job_id, status)
-
-
-def _deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
-    statuses = [
-        S(r[0])
-        for r in c.execute(
-            "SELECT j.status FROM job_deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?",
-            (job.id,),
-        )
-    ]
-    if job.on_dependency_failure == "ignore":
-        return all(s in FINAL for s in statuses)
-    return all(s is S.COMPLETED for s in statuses)
-
-
-def _release_parent_of(
-    c: sqlite3.Connection, now: float, child_id: int, child_status: JobStatus
-) -> None:
-    row = c.execute("SELECT parent_id FROM jobs WHERE id = ?", (child_id,)).fetchone()
-    if row is None or row[0] is None:
-        return
-    parent = _get(c, row[0])
-    if parent.status is not S.WAITING_CHILDREN:
-        return
-    if child_status in (S.FAILED, S.CANCELLED) and parent.on_child_failure in ("fail", "cancel"):
-        for other_id, status in c.execute(Q.CHILDREN_IDS, (parent.id,)).fetchall():
-            if S(status) in CANCELLABLE:
-                _cancel_tree(c, now, other_id, f"sibling {child_id} {child_status}")
-        target = S.FAILED if parent.on_child_failure == "fail" else S.CANCELLED
-        _set_status(
-            c,
-            now,
-            _get(c, parent.id),
-            target,
-            "child_" + child_status,
-            f"child {child_id} is {child_status}",
-        )
-        return
-    _release_parent(c, now, parent.id)
-
-
-def _release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
-    """A parent waiting for children runs again once every child is final."""
-    if c.execute(Q.LIVE_CHILDREN, (parent_id,)).fetchone()[0]:
-        return
-    parent = _get(c, parent_id)
-    if parent.status is S.WAITING_CHILDREN:
-        _set_status(c, now, parent, S.PENDING, "children_done")
 
 
 def check_directory(path: str) -> None:

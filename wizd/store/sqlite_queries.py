@@ -6,7 +6,7 @@ JOB_COLUMNS = (
     "id, queue, name, payload, status, priority, attempt, max_attempts, backoff, timeout, "
     "run_at, expires_at, parent_id, batch_id, tags, context, result, error, progress, "
     "progress_message, worker_id, heartbeat_at, created_at, updated_at, started_at, "
-    "finished_at, on_dependency_failure, on_child_failure"
+    "finished_at, on_dependency_failure, on_child_failure, kind"
 )
 
 PRAGMAS = (
@@ -31,8 +31,9 @@ DATA_VERSION = "PRAGMA data_version"
 INSERT_JOB = f"""
 INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
                   run_at, expires_at, parent_id, batch_id, tags, context, error,
-                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
+                  kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING {JOB_COLUMNS}
 """
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
@@ -171,10 +172,12 @@ INTERRUPT_FAIL = """
 UPDATE jobs SET status = 'failed', updated_at = :now, finished_at = :now, error = :error
 WHERE id = :id AND status = 'running' AND attempt = :attempt
 """
+# Newest first, so sub-tasks expire before the parents that consolidate them.
 EXPIRED = """
 SELECT id, status, attempt FROM jobs
 WHERE expires_at IS NOT NULL AND expires_at <= ?
   AND status NOT IN ('completed', 'failed', 'cancelled')
+ORDER BY id DESC
 """
 
 # -- operator changes ----------------------------------------------------------------------
@@ -228,3 +231,43 @@ WORKERS_WITH_RUNNING = """
 SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
 """
 WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < ?"
+
+# -- flows ---------------------------------------------------------------------------------
+DEPS_OF = "SELECT depends_on FROM job_deps WHERE job_id = ? ORDER BY depends_on"
+DEP_STATUSES = """
+SELECT j.id, j.status FROM job_deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?
+"""
+DELETE_DEP = "DELETE FROM job_deps WHERE job_id = ? AND depends_on = ?"
+PARENT_OF = "SELECT parent_id FROM jobs WHERE id = ?"
+CHILD_COUNT = "SELECT COUNT(*) FROM jobs WHERE parent_id = ?"
+DEPTH = """
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT id, parent_id, 1 FROM jobs WHERE id = ?
+    UNION ALL
+    SELECT j.id, j.parent_id, up.depth + 1 FROM jobs j JOIN up ON j.id = up.parent_id
+    WHERE up.depth < 1000
+)
+SELECT MAX(depth) FROM up
+"""
+SUBTREE = f"""
+WITH RECURSIVE t(id, depth) AS (
+    SELECT ?, 0
+    UNION ALL
+    SELECT j.id, t.depth + 1 FROM jobs j JOIN t ON j.parent_id = t.id WHERE t.depth < 1000
+)
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM t) ORDER BY id
+"""
+CHILDREN = f"SELECT {JOB_COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY id"
+DEPENDENCIES = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT depends_on FROM job_deps WHERE job_id = ?)
+ORDER BY id
+"""
+DEPENDENTS = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?)
+ORDER BY id
+"""
+COMPLETE_CONSOLIDATED = """
+UPDATE jobs SET status = 'completed', result = :result, updated_at = :now, finished_at = :now,
+    progress = 1.0
+WHERE id = :id AND status = 'waiting_children'
+"""

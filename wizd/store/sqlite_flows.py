@@ -1,0 +1,219 @@
+"""Flows inside a transaction: status changes checked against the transition table, what a
+job becoming final does to its dependents and its parent, dependency edits with cycle
+checks, cancellation of subtrees, and consolidation of distributed jobs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from wizd.errors import DependencyError, IllegalTransition
+from wizd.model import CANCELLABLE, FINAL, Job, JobStatus, can_transition, consolidation
+from wizd.store import sqlite_queries as Q
+from wizd.store import sqlite_rows as rowmap
+
+S = JobStatus
+EDITABLE = (S.WAITING, S.PENDING, S.DELAYED, S.PAUSED)  # may gain or lose dependencies
+
+
+def ready_status(c: sqlite3.Connection, now: float, job: Job) -> JobStatus:
+    """Where a job goes when nothing holds it back: waiting, delayed or pending."""
+    if not deps_satisfied(c, job):
+        return S.WAITING
+    return S.DELAYED if job.run_at.timestamp() > now else S.PENDING
+
+
+def set_status(
+    c: sqlite3.Connection,
+    now: float,
+    job: Job,
+    target: JobStatus,
+    kind: str,
+    error: str | None = None,
+) -> None:
+    """Move `job` (as last read) to `target`, with an event; then apply what finality
+    implies. Raises IllegalTransition if the table forbids it or the row changed."""
+    if not can_transition(job.status, target):
+        raise IllegalTransition(job.id, job.status, target)
+    args = {"status": target, "now": now, "error": error, "id": job.id, "from_status": job.status}
+    if c.execute(Q.SET_STATUS, args).rowcount != 1:
+        raise IllegalTransition(job.id, job.status, target, "change it: it changed meanwhile")
+    rowmap.event(c, now, job.id, kind, target, job.attempt, job.worker_id, error)
+    if target in FINAL:
+        after_final(c, now, [job.id])
+
+
+def cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> None:
+    """Cancel a job, then its unfinished descendants. The parent goes first so that its
+    children's ends do not wake or fail it on the way."""
+    job = rowmap.get(c, job_id)
+    if job.status in CANCELLABLE:
+        set_status(c, now, job, S.CANCELLED, "cancelled", reason)
+    for child_id, status in c.execute(Q.CHILDREN_IDS, (job_id,)).fetchall():
+        if S(status) in CANCELLABLE:
+            cancel_tree(c, now, child_id, f"parent {job_id} cancelled")
+
+
+def after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
+    """Jobs just became final: release or fail their dependents, wake their parents."""
+    for job_id in job_ids:
+        status = S(c.execute(Q.GET_STATUS, (job_id,)).fetchone()[0])
+        for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
+            dependent = rowmap.get(c, dep_id)
+            if dependent.status not in (S.WAITING, S.PAUSED):
+                continue
+            policy = dependent.on_dependency_failure
+            if status is not S.COMPLETED and policy != "ignore":
+                target = S.CANCELLED if policy == "cancel" else S.FAILED
+                reason = f"dependency {job_id} is {status}"
+                set_status(c, now, dependent, target, f"dependency_{status}", reason)
+            elif dependent.status is S.WAITING and deps_satisfied(c, dependent):
+                ready = S.DELAYED if dependent.run_at.timestamp() > now else S.PENDING
+                set_status(c, now, dependent, ready, "released")
+        release_parent_of(c, now, job_id, status)
+
+
+def deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
+    statuses = [S(r[1]) for r in c.execute(Q.DEP_STATUSES, (job.id,))]
+    if job.on_dependency_failure == "ignore":
+        return all(s in FINAL for s in statuses)
+    return all(s is S.COMPLETED for s in statuses)
+
+
+def release_parent_of(
+    c: sqlite3.Connection, now: float, child_id: int, child_status: JobStatus
+) -> None:
+    """A child became final: apply the parent's on_child_failure policy, or wake it once
+    every child is final."""
+    row = c.execute(Q.PARENT_OF, (child_id,)).fetchone()
+    if row is None or row[0] is None:
+        return
+    parent = rowmap.get(c, row[0])
+    if parent.status in FINAL:
+        return
+    policy = parent.on_child_failure
+    if child_status in (S.FAILED, S.CANCELLED) and policy in ("fail", "cancel"):
+        target = S.FAILED if policy == "fail" else S.CANCELLED
+        set_status(
+            c, now, parent, target, f"child_{child_status}", f"child {child_id} is {child_status}"
+        )
+        for other_id, status in c.execute(Q.CHILDREN_IDS, (parent.id,)).fetchall():
+            if S(status) in CANCELLABLE:
+                cancel_tree(c, now, other_id, f"sibling {child_id} is {child_status}")
+        return
+    if parent.status is S.WAITING_CHILDREN:
+        release_parent(c, now, parent.id)
+
+
+def release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
+    """A parent waiting for children runs again once every child is final; a distributed
+    parent is consolidated and completed instead."""
+    if c.execute(Q.LIVE_CHILDREN, (parent_id,)).fetchone()[0]:
+        return
+    parent = rowmap.get(c, parent_id)
+    if parent.status is not S.WAITING_CHILDREN:
+        return
+    if parent.kind == "distributed":
+        children = rowmap.jobs(c, c.execute(Q.CHILDREN, (parent_id,)).fetchall())
+        doc = consolidation(parent, children, datetime.fromtimestamp(now, UTC))
+        args = {"id": parent_id, "now": now, "result": json.dumps(doc, ensure_ascii=False)}
+        c.execute(Q.COMPLETE_CONSOLIDATED, args)
+        message = f"{doc['completed']} of {doc['total_tasks']} sub-tasks completed"
+        rowmap.event(c, now, parent_id, "consolidated", S.COMPLETED, parent.attempt, None, message)
+        after_final(c, now, [parent_id])
+    else:
+        set_status(c, now, parent, S.PENDING, "children_done")
+
+
+# -- dependency edits ----------------------------------------------------------------------
+
+
+def add_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Sequence[int]) -> Job:
+    job = rowmap.get(c, job_id)
+    if job.status not in EDITABLE:
+        raise IllegalTransition(
+            job_id,
+            job.status,
+            job.status,
+            "add a dependency: it is running, waiting for children or final",
+        )
+    for dep in deps:
+        if c.execute(Q.GET_STATUS, (dep,)).fetchone() is None:
+            raise DependencyError(f"job {dep} does not exist")
+        path = dependency_path(c, dep, job_id)
+        if path is not None:
+            cycle = [job_id, *path]
+            raise DependencyError(
+                "would close a cycle: "
+                + " -> ".join(f"job {j}" for j in cycle)
+                + " (each depends on the next)",
+                cycle=cycle,
+            )
+    for dep in deps:
+        c.execute(Q.INSERT_DEP, (job_id, dep))
+        rowmap.event(c, now, job_id, "dependency_added", None, job.attempt, None, f"on job {dep}")
+    job = rowmap.get(c, job_id)
+    broken = [
+        (dep_id, S(status))
+        for dep_id, status in c.execute(Q.DEP_STATUSES, (job_id,))
+        if S(status) in (S.FAILED, S.CANCELLED)
+    ]
+    if broken and job.on_dependency_failure != "ignore":
+        target = S.CANCELLED if job.on_dependency_failure == "cancel" else S.FAILED
+        dep_id, status = broken[0]
+        set_status(c, now, job, target, f"dependency_{status}", f"dependency {dep_id} is {status}")
+    elif job.status in (S.PENDING, S.DELAYED) and not deps_satisfied(c, job):
+        set_status(c, now, job, S.WAITING, "waiting")
+    return rowmap.get(c, job_id)
+
+
+def remove_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Sequence[int]) -> Job:
+    job = rowmap.get(c, job_id)
+    if job.status not in EDITABLE:
+        raise IllegalTransition(
+            job_id, job.status, job.status, "remove a dependency: it is running or final"
+        )
+    for dep in deps:
+        if c.execute(Q.DELETE_DEP, (job_id, dep)).rowcount == 0:
+            raise DependencyError(f"job {job_id} does not depend on job {dep}")
+        rowmap.event(c, now, job_id, "dependency_removed", None, job.attempt, None, f"job {dep}")
+    if job.status is S.WAITING and deps_satisfied(c, job):
+        set_status(c, now, job, ready_status(c, now, job), "released")
+    return rowmap.get(c, job_id)
+
+
+def dependency_path(c: sqlite3.Connection, start: int, goal: int) -> list[int] | None:
+    """Jobs from `start` to `goal` following depends-on edges, if `goal` is reachable."""
+    if start == goal:
+        return [start]
+    came_from: dict[int, int] = {start: start}
+    todo = deque([start])
+    while todo:
+        node = todo.popleft()
+        for (nxt,) in c.execute(Q.DEPS_OF, (node,)):
+            if nxt in came_from:
+                continue
+            came_from[nxt] = node
+            if nxt == goal:
+                path = [goal]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return path[::-1]
+            todo.append(nxt)
+    return None
+
+
+def dispatch(c: sqlite3.Connection, now: float, parent_id: int) -> int:
+    """Make a distributed job's held sub-tasks claimable; return how many were released."""
+    parent = rowmap.get(c, parent_id)
+    if parent.kind != "distributed":
+        raise IllegalTransition(parent_id, parent.status, S.PENDING, "dispatch it: not distributed")
+    released = 0
+    for child in rowmap.jobs(c, c.execute(Q.CHILDREN, (parent_id,)).fetchall()):
+        if child.status is S.PAUSED:
+            set_status(c, now, child, ready_status(c, now, child), "dispatched")
+            released += 1
+    return released

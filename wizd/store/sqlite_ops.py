@@ -1,0 +1,276 @@
+"""The hot-path transaction functions of the SQLite store: enqueue, claim, finish, recover,
+expire. Each runs inside the writer's transaction and either completes or raises."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from wizd.errors import DependencyError, InvalidJob
+from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
+from wizd.store import sqlite_flows as flows
+from wizd.store import sqlite_queries as Q
+from wizd.store import sqlite_rows as rowmap
+from wizd.store.base import Finish, Interrupted
+
+S = JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_depth: int = MAX_DEPTH
+    max_children: int = MAX_CHILDREN
+
+
+def enqueue(
+    c: sqlite3.Connection, now: float, items: list[NewJob], limits: Limits | None = None
+) -> list[Job]:
+    """Insert every item (and the children each carries) or raise before committing."""
+    inserter = _Inserter(c, now, limits or Limits())
+    for index, new in enumerate(items):
+        dep_ids = list(new.depends_on)
+        for ref in new.depends_on_index:
+            if not 0 <= ref < index:
+                raise DependencyError(
+                    f"item {index} depends on item {ref}; only earlier items "
+                    f"(0..{index - 1}) may be named"
+                    if index
+                    else f"item 0 depends on item {ref}; the first item can depend on no item"
+                )
+            dep_ids.append(inserter.created[ref].id)
+        inserter.insert(new, dep_ids)
+    rowmap.events(c, now, inserter.events)
+    return inserter.created
+
+
+class _Inserter:
+    def __init__(self, c: sqlite3.Connection, now: float, limits: Limits) -> None:
+        self.c = c
+        self.now = now
+        self.limits = limits
+        self.created: list[Job] = []
+        self.events: list[tuple[int, str, JobStatus | None, int | None, str | None, str | None]]
+        self.events = []
+        self._defaults: dict[str, JobOptions] = {}
+
+    def options(self, queue: str) -> JobOptions:
+        if queue not in self._defaults:
+            row = self.c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+            self._defaults[queue] = (
+                JobOptions.from_dict(json.loads(row[2])) if row else JobOptions()
+            )
+        return self._defaults[queue]
+
+    def insert(self, new: NewJob, dep_ids: list[int], parent: Job | None = None) -> Job:
+        c, now = self.c, self.now
+        opts = self.options(new.queue)
+        dep_status: dict[int, JobStatus] = {}
+        for dep in dict.fromkeys(dep_ids):
+            row = c.execute(Q.GET_STATUS, (dep,)).fetchone()
+            if row is None:
+                raise DependencyError(f"job {dep} does not exist")
+            dep_status[dep] = S(row[0])
+        ttl = new.ttl if new.ttl is not None else opts.ttl
+        expires_at = now + ttl if ttl is not None else None
+        parent_id = parent.id if parent is not None else new.parent_id
+        if parent_id is not None:
+            deadline = self.check_parent(parent_id, 1)
+            if deadline is not None:  # a child never outlives its parent's deadline
+                expires_at = deadline if expires_at is None else min(expires_at, deadline)
+        run_at = new.run_at if new.run_at is not None else now + new.delay
+        status, error = initial_status(new, dep_status, run_at, now)
+        row = c.execute(
+            Q.INSERT_JOB,
+            (
+                new.queue,
+                new.name,
+                new.payload,
+                status,
+                new.priority if new.priority is not None else opts.priority,
+                new.max_attempts if new.max_attempts is not None else opts.attempts,
+                json.dumps((new.backoff or opts.backoff).to_dict()),
+                new.timeout if new.timeout is not None else opts.timeout,
+                run_at,
+                expires_at,
+                parent_id,
+                new.batch_id,
+                json.dumps(list(new.tags)),
+                new.context,
+                error,
+                new.on_dependency_failure,
+                new.on_child_failure,
+                now,
+                now,
+                now if status in FINAL else None,
+                new.kind,
+            ),
+        ).fetchone()
+        job = rowmap.job_from_row(row, tuple(dep_status))
+        for dep in dep_status:
+            c.execute(Q.INSERT_DEP, (job.id, dep))
+        self.created.append(job)
+        self.events.append((job.id, "enqueued", status, 0, None, error))
+        if new.children:
+            if len(new.children) > self.limits.max_children:
+                raise InvalidJob(
+                    "children",
+                    f"{len(new.children)} children; the limit is {self.limits.max_children} "
+                    "per parent",
+                )
+            for child in new.children:
+                self.insert(child, list(child.depends_on), parent=job)
+        return job
+
+    def check_parent(self, parent_id: int, adding: int) -> float | None:
+        """Refuse a child of a missing or final parent, or beyond the depth or fan-out
+        limits; return the parent's deadline."""
+        c = self.c
+        row = c.execute(Q.GET_JOB, (parent_id,)).fetchone()
+        if row is None:
+            raise InvalidJob("parent", f"job {parent_id} does not exist")
+        if S(row[4]) in FINAL:
+            raise InvalidJob("parent", f"job {parent_id} is {row[4]}; it takes no children")
+        depth = c.execute(Q.DEPTH, (parent_id,)).fetchone()[0] + 1
+        if depth > self.limits.max_depth:
+            raise InvalidJob(
+                "parent",
+                f"a child of job {parent_id} would be at depth {depth}; "
+                f"the limit is {self.limits.max_depth}",
+            )
+        children = c.execute(Q.CHILD_COUNT, (parent_id,)).fetchone()[0] + adding
+        if children > self.limits.max_children:
+            raise InvalidJob(
+                "parent",
+                f"job {parent_id} would have {children} children; "
+                f"the limit is {self.limits.max_children}",
+            )
+        deadline: float | None = row[11]
+        return deadline
+
+
+def initial_status(
+    new: NewJob, deps: dict[int, JobStatus], run_at: float, now: float
+) -> tuple[JobStatus, str | None]:
+    if new.start_waiting_children or new.children:
+        return S.WAITING_CHILDREN, None
+    if new.start_paused:
+        return S.PAUSED, None
+    broken = [d for d, s in deps.items() if s in (S.FAILED, S.CANCELLED)]
+    if broken and new.on_dependency_failure != "ignore":
+        reason = f"dependency {broken[0]} is {deps[broken[0]]}"
+        return (S.CANCELLED if new.on_dependency_failure == "cancel" else S.FAILED), reason
+    if any(s not in FINAL for s in deps.values()):
+        return S.WAITING, None
+    return (S.DELAYED if run_at > now else S.PENDING), None
+
+
+def claim(c: sqlite3.Connection, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
+    row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+    if row is not None and row[1]:
+        return []
+    promoted = c.execute(Q.PROMOTE_QUEUE, {"now": now, "queue": queue}).fetchall()
+    if promoted:
+        rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in promoted])
+    rows = c.execute(Q.CLAIM, {"worker": worker_id, "now": now, "queue": queue, "n": n}).fetchall()
+    if not rows:
+        return []
+    rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
+    rowmap.events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
+    return rowmap.jobs(c, rows)
+
+
+def finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
+    """Apply one fenced outcome; False when the worker no longer owns the run."""
+    fence = {"id": f.job_id, "worker": f.worker_id, "attempt": f.attempt, "now": now}
+    state = c.execute(Q.RUN_STATE, fence).fetchone()
+    if state is None:
+        return False
+    attempt, max_attempts, backoff_json, _queue = state
+    kind = f.outcome
+    if kind == "completed":
+        c.execute(Q.COMPLETE, {**fence, "result": rowmap.result_json(f.result)})
+        rowmap.event(c, now, f.job_id, "completed", S.COMPLETED, attempt, f.worker_id, None)
+        flows.after_final(c, now, [f.job_id])
+    elif kind == "failed":
+        if f.retry and attempt < max_attempts:
+            delay = Backoff.from_dict(json.loads(backoff_json)).delay_for(attempt)
+            c.execute(Q.RETRY_DELAYED, {**fence, "error": f.error, "run_at": now + delay})
+            msg = f"{f.error} (attempt {attempt} of {max_attempts}; retry in {delay:.3g}s)"
+            rowmap.event(c, now, f.job_id, "retry_scheduled", S.DELAYED, attempt, f.worker_id, msg)
+        else:
+            c.execute(Q.FAIL_FINAL, {**fence, "error": f.error})
+            rowmap.event(c, now, f.job_id, "failed", S.FAILED, attempt, f.worker_id, f.error)
+            flows.after_final(c, now, [f.job_id])
+    elif kind in ("later", "requeue"):
+        # Not charged: the attempt counter goes back to what it was before the claim.
+        target = S.DELAYED if f.delay > 0 else S.PENDING
+        c.execute(Q.RESCHEDULE, {**fence, "status": target, "run_at": now + f.delay})
+        what = "rescheduled" if kind == "later" else "requeued"
+        rowmap.event(c, now, f.job_id, what, target, attempt - 1, f.worker_id, f.error)
+    elif kind == "cancelled":
+        c.execute(
+            Q.SET_STATUS,
+            {
+                "status": S.CANCELLED,
+                "now": now,
+                "error": f.error,
+                "id": f.job_id,
+                "from_status": S.RUNNING,
+            },
+        )
+        rowmap.event(c, now, f.job_id, "cancelled", S.CANCELLED, attempt, f.worker_id, f.error)
+        flows.after_final(c, now, [f.job_id])
+    elif kind == "wait_children":
+        c.execute(Q.WAIT_CHILDREN, {**fence, "result": rowmap.result_json(f.result)})
+        rowmap.event(
+            c, now, f.job_id, "waiting_children", S.WAITING_CHILDREN, attempt, f.worker_id, None
+        )
+        flows.release_parent(c, now, f.job_id)
+    else:  # pragma: no cover - Finish validates its outcome
+        raise InvalidJob("outcome", f"unknown outcome {kind!r}")
+    return True
+
+
+def interrupt(c: sqlite3.Connection, now: float, jobs: list[Job], reason: str) -> list[Interrupted]:
+    """Running jobs whose runs were lost: the attempt counts; retried or failed."""
+    out = []
+    for job in jobs:
+        args = {"id": job.id, "attempt": job.attempt, "now": now}
+        if job.attempt < job.max_attempts:
+            error = f"interrupted ({reason}) on attempt {job.attempt} of {job.max_attempts}"
+            if c.execute(Q.INTERRUPT_RETRY, {**args, "error": error}).rowcount:
+                rowmap.event(
+                    c, now, job.id, "recovered", S.PENDING, job.attempt, job.worker_id, error
+                )
+                out.append(Interrupted(job, S.PENDING, reason))
+        else:
+            error = (
+                f"interrupted ({reason}) on attempt {job.attempt} of {job.max_attempts}; "
+                "no attempts left"
+            )
+            if c.execute(Q.INTERRUPT_FAIL, {**args, "error": error}).rowcount:
+                rowmap.event(
+                    c, now, job.id, "recovered", S.FAILED, job.attempt, job.worker_id, error
+                )
+                flows.after_final(c, now, [job.id])
+                out.append(Interrupted(job, S.FAILED, reason))
+    return out
+
+
+def expire(c: sqlite3.Connection, now: float) -> list[int]:
+    expired = []
+    for job_id, status, attempt in c.execute(Q.EXPIRED, (now,)).fetchall():
+        args = {
+            "status": S.FAILED,
+            "now": now,
+            "error": "expired: its ttl passed before it finished",
+            "id": job_id,
+            "from_status": status,
+        }
+        if c.execute(Q.SET_STATUS, args).rowcount:
+            rowmap.event(c, now, job_id, "expired", S.FAILED, attempt, None, args["error"])
+            expired.append(job_id)
+    if expired:
+        flows.after_final(c, now, expired)
+    return expired
