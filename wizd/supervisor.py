@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+from anyio.from_thread import BlockingPortal
 
 from wizd import __version__
 from wizd.agent import Agent
 from wizd.errors import ConfigError
-from wizd.model import WorkerInfo, parse_status
+from wizd.metrics import Metrics, MetricsServer, Snapshot
+from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor
 from wizd.queue import Queue, connect
 from wizd.settings import Settings
@@ -107,7 +109,8 @@ class Supervisor:
         self.worker_id = f"{self.hostname}-{os.getpid()}-{secrets.token_hex(3)}"
         self.log = log.bind(worker_id=self.worker_id)
         self.notifier = notifier or Notifier()
-        self.hooks: Hooks = hooks or NoHooks()
+        self.metrics = Metrics(self.worker_id, __version__) if settings.metrics_port else None
+        self.hooks: Hooks = hooks or self.metrics or NoHooks()
         self.on_ready = on_ready
         self.serve = self._queues_to_serve(agents)
         self.agents = {name: agents[name] for name in self.serve}
@@ -177,11 +180,58 @@ class Supervisor:
                 pid=os.getpid(),
             )
             try:
-                await self._serve(stop)
+                async with BlockingPortal() as portal:
+                    server = self._metrics_server(portal)
+                    try:
+                        await self._serve(stop)
+                    finally:
+                        if server is not None:
+                            server.stop()
             finally:
                 with anyio.CancelScope(shield=True):
                     await store.worker_stopped(self.worker_id)
                     self.log.info("daemon_stopped")
+
+    def _metrics_server(self, portal: BlockingPortal) -> MetricsServer | None:
+        if self.metrics is None:
+            return None
+        s = self.settings
+        try:
+            server = MetricsServer(
+                self.metrics, portal, self._snapshot, self._healthy, s.metrics_host, s.metrics_port
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics_port: cannot listen on {s.metrics_host}:{s.metrics_port}: {exc}"
+            ) from None
+        server.start()
+        self.log.info("metrics_listening", url=f"http://{s.metrics_host}:{server.port}/metrics")
+        return server
+
+    async def _snapshot(self) -> Snapshot:
+        store = self.queue.store
+        counts = await store.counts()
+        for name in self.serve:
+            counts.setdefault(name, zero_counts())
+        now = time.time()
+        oldest = {}
+        for name in counts:
+            since = await store.oldest_pending(name)
+            oldest[name] = max(now - since, 0.0) if since is not None else 0.0
+        return Snapshot(counts, oldest)
+
+    async def _healthy(self) -> bool:
+        with anyio.move_on_after(2.0):
+            await self.queue.store.ping()
+            return True
+        return False
+
+    async def _loop_lag(self) -> None:
+        assert self.metrics is not None
+        while True:
+            started = time.monotonic()
+            await anyio.sleep(0.5)
+            self.metrics.loop_lag.set(max(time.monotonic() - started - 0.5, 0.0))
 
     async def _serve(self, stop: anyio.Event) -> None:
         side = anyio.CancelScope()
@@ -195,6 +245,8 @@ class Supervisor:
                     tg.start_soon(self._reaper)
                     tg.start_soon(self._promoter)
                     tg.start_soon(self._retention)
+                    if self.metrics is not None:
+                        tg.start_soon(self._loop_lag)
                     if self.on_ready is not None:
                         tg.start_soon(self.on_ready, self.queue)
 
@@ -278,6 +330,8 @@ class Supervisor:
             asked_at = time.monotonic()
             owned = await store.heartbeat(self.worker_id, sum(w.busy for w in self.workers))
             self._drop_lost(owned, asked_at)
+            if self.metrics is not None:
+                self.metrics.heartbeat()
             self.notifier.watchdog()
             await anyio.sleep(interval)
 

@@ -172,6 +172,9 @@ class Store(Protocol):
     ) -> None:
         """Append a log line to the job's events."""
 
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers a trivial read."""
+
     async def owned(self, worker_id: str, runs: Sequence[tuple[int, int]]) -> set[int]:
         """Of the (job id, attempt) runs given, the ids still running for this worker at that
         attempt. A read: cheap enough to ask every poll interval."""

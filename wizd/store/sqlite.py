@@ -444,6 +444,9 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
     async def owned(self, worker_id: str, runs: Sequence[tuple[int, int]]) -> set[int]:
         pairs = list(runs)
 
