@@ -28,6 +28,9 @@ class JobContext:
         self.job = job
         self.queue = queue
         self.worker_id = worker_id
+        # Set by the daemon before it cancels a run that an operator force-killed:
+        # processors holding external resources (subprocesses) should not wait politely.
+        self.force_kill = False
 
     @property
     def payload(self) -> dict[str, Any]:

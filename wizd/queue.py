@@ -50,6 +50,9 @@ from wizd.store import Store, open_store
 
 DEFAULT_QUEUE = "default"
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
+DEFAULT_HUNG_TIMEOUT = 300.0
+KILL_REASON = "killed by operator"
+KILL_FORCE_REASON = "killed by operator (force: SIGKILL)"
 DEPENDENCY_POLICIES = ("fail", "cancel", "ignore")
 CHILD_POLICIES = ("continue", "fail", "cancel")
 
@@ -564,6 +567,24 @@ class Queue:
     async def retry(self, *ids: int | str | Job) -> Jobs:
         """Requeue failed or cancelled jobs with a fresh attempt count; all or none."""
         return await self.store.retry(self._ids(ids))
+
+    async def kill(self, id: int | str | Job, force: bool = False) -> Job:
+        """Cancel a job; if it is running, its daemon stops the run within a poll interval
+        (a command processor gets SIGTERM, then SIGKILL after its grace; force: SIGKILL)."""
+        reason = KILL_FORCE_REASON if force else KILL_REASON
+        return (await self.store.cancel([job_id(id)], reason))[0]
+
+    async def hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> Jobs:
+        """Running jobs whose heartbeat is older than `older_than` (the daemon's hung timeout)."""
+        age = check_positive("older_than", seconds("older_than", older_than))
+        assert age is not None
+        return await self.store.stale_running(age)
+
+    async def reap_hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> builtins.list[Job]:
+        """Retry (or fail, when out of attempts) hung jobs now, as the daemon's reaper would."""
+        age = check_positive("older_than", seconds("older_than", older_than))
+        assert age is not None
+        return [item.job for item in await self.store.reap_hung(age, "hung")]
 
     async def pause(self, queue: str) -> None:
         """Stop handing out the queue's jobs (running ones finish). Jobs keep their status."""

@@ -21,11 +21,11 @@ from anyio.from_thread import BlockingPortal
 
 from wizd import __version__
 from wizd.agent import Agent
-from wizd.errors import ConfigError
+from wizd.errors import ConfigError, JobNotFound
 from wizd.metrics import Metrics, MetricsServer, Snapshot
 from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor
-from wizd.queue import Queue, connect
+from wizd.queue import KILL_FORCE_REASON, Queue, connect
 from wizd.settings import Settings
 from wizd.systemd import Notifier
 from wizd.worker import Hooks, NoHooks, QueueWorker
@@ -329,7 +329,7 @@ class Supervisor:
         while True:
             asked_at = time.monotonic()
             owned = await store.heartbeat(self.worker_id, sum(w.busy for w in self.workers))
-            self._drop_lost(owned, asked_at)
+            await self._drop_lost(owned, asked_at)
             if self.metrics is not None:
                 self.metrics.heartbeat()
             self.notifier.watchdog()
@@ -343,13 +343,26 @@ class Supervisor:
             runs = [(r.job.id, r.job.attempt) for w in self.workers for r in w.runs.values()]
             if runs:
                 asked_at = time.monotonic()
-                self._drop_lost(await store.owned(self.worker_id, runs), asked_at)
+                await self._drop_lost(await store.owned(self.worker_id, runs), asked_at)
 
-    def _drop_lost(self, owned: set[int], asked_at: float) -> None:
+    async def _drop_lost(self, owned: set[int], asked_at: float) -> None:
+        """Stop the runs this daemon no longer owns (cancelled, killed or reaped)."""
         for worker in self.workers:
             lost = {r.job.id for r in worker.owned_runs(asked_at) if r.job.id not in owned}
-            if lost:
-                worker.stop_runs("lost", lost)
+            for job_id in lost:
+                try:
+                    job = await self.queue.store.get(job_id)
+                except JobNotFound:
+                    job = None
+                force = job is not None and job.error == KILL_FORCE_REASON
+                worker.stop_runs("lost", {job_id}, force=force)
+                self.log.info(
+                    "run_stopped",
+                    job_id=job_id,
+                    queue=worker.name,
+                    now=job.status if job else "deleted",
+                    force=force,
+                )
 
     async def _watch_changes(self) -> None:
         store = self.queue.store

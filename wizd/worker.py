@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -54,7 +54,7 @@ class Run:
     scope: anyio.CancelScope
     started: float
     stop_reason: str | None = None
-    children: list[Any] = field(default_factory=list)
+    ctx: JobContext | None = None
 
 
 class QueueWorker:
@@ -97,12 +97,14 @@ class QueueWorker:
         self._claiming = False
         self._wake.set()
 
-    def stop_runs(self, reason: str, job_ids: set[int] | None = None) -> int:
+    def stop_runs(self, reason: str, job_ids: set[int] | None = None, force: bool = False) -> int:
         """Cancel running jobs (all, or those given); `reason` decides how each run ends."""
         stopped = 0
         for job_id, run in list(self.runs.items()):
             if job_ids is None or job_id in job_ids:
                 run.stop_reason = run.stop_reason or reason
+                if force and run.ctx is not None:
+                    run.ctx.force_kill = True
                 run.scope.cancel()
                 stopped += 1
         return stopped
@@ -179,6 +181,7 @@ class QueueWorker:
                 retry=False,
             )
         ctx = JobContext(job, self.queue, self.worker_id)
+        self.runs[job.id].ctx = ctx
         try:
             with _deadline(job.timeout):
                 if self.agent.is_async(job.name):

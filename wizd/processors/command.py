@@ -120,7 +120,7 @@ class CommandProcessor:
                 _killpg(process.pid, signal.SIGKILL)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await _terminate(process, self.kill_grace)
+                await _terminate(process, 0.0 if ctx.force_kill else self.kill_grace)
             raise
         finally:
             # The group may outlive its leader (a grandchild holding on); it goes too.

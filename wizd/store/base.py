@@ -197,6 +197,9 @@ class Store(Protocol):
         """As recover_worker, for running jobs whoever owns them whose heartbeat is older
         than `older_than` seconds."""
 
+    async def stale_running(self, older_than: float) -> list[Job]:
+        """Running jobs whose heartbeat is older than `older_than` seconds (hung). A read."""
+
     async def running_workers(self) -> set[str]:
         """Ids of workers that own at least one running job."""
 

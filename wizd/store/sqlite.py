@@ -617,6 +617,13 @@ class SQLiteStore:
 
         return await self._write(op)
 
+    async def stale_running(self, older_than: float) -> list[Job]:
+        def run(c: sqlite3.Connection) -> list[Job]:
+            rows = c.execute(Q.RUNNING_STALE, (self.clock() - older_than,)).fetchall()
+            return rowmap.jobs(c, rows)
+
+        return await self._read(run)
+
     async def running_workers(self) -> set[str]:
         return await self._read(lambda c: {r[0] for r in c.execute(Q.WORKERS_WITH_RUNNING)})
 
