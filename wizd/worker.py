@@ -147,7 +147,7 @@ class QueueWorker:
         for job in jobs:
             self.runs[job.id] = Run(job, anyio.CancelScope(), time.monotonic())
             self.hooks.job_started(job, max(now - job.run_at.timestamp(), 0.0))
-            self.log.info("job_claimed", **_job_fields(job))
+            self.log.debug("job_claimed", **_job_fields(job))
         if jobs:
             self.hooks.slots(self.name, len(self.runs), self.concurrency)
         return jobs

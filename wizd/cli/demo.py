@@ -35,6 +35,7 @@ SYMBOLS = {
 }
 
 QUESTION = "How do heat pumps perform in cold climates?"
+BRANDS = ["Daikin Altherma 3", "Mitsubishi Zubadan", "Nibe S2125"]
 SUBTASKS = [
     "heat pump efficiency below -15 C field studies",
     "cold-climate heat pump models and their COP curves",
@@ -92,6 +93,11 @@ def demo_agent(pace: float) -> Agent:
             raise ConnectionError("model provider returned 503")
         return {"ok": True, "attempt": ctx.attempt}
 
+    @agent.processor("subtask")
+    async def subtask(ctx: JobContext) -> Any:
+        await anyio.sleep(pace)
+        return f"answer to '{ctx.payload['query']}'"
+
     @agent.processor("reminder")
     async def reminder(ctx: JobContext) -> Any:
         return {"reminded": ctx.payload["text"]}
@@ -114,7 +120,11 @@ async def enqueue_demo(q: Queue) -> list[int]:
     later = await q.enqueue(
         "reminder", {"text": "review the findings"}, queue="researcher", delay=2
     )
-    return [j.id for j in (research, fetch, extract, summary, flaky, later)]
+    brain = await q.create_distributed(
+        prompt="Compare three heat pump brands", subtasks=BRANDS, queue="researcher", ttl=60
+    )
+    await q.dispatch(brain)
+    return [j.id for j in (research, fetch, extract, summary, flaky, later, brain)]
 
 
 def render(jobs: list[Job]) -> Table:
@@ -194,8 +204,16 @@ def demo(database: str | None, pace: float) -> None:
     root = next(j for j in jobs if j.id == result["ids"][0])
     console.print()
     console.print(Group("[bold]Delegation tree[/]", tree_of(root, jobs)))
-    console.print("\n[bold]Consolidated result[/]")
+    console.print("\n[bold]Consolidated result[/] (research job, consolidated by its processor)")
     console.print_json(json.dumps(root.result))
+    brain = next(j for j in jobs if j.id == result["ids"][-1])
+    console.print(
+        Group(
+            "\n[bold]Distributed job[/] (sub-tasks run in parallel, consolidated by wizd)",
+            tree_of(brain, jobs),
+        )
+    )
+    console.print_json(json.dumps(brain.result))
     done = sum(1 for j in jobs if j.status is JobStatus.COMPLETED)
     console.print(
         f"\n{done} of {len(jobs)} jobs completed in {result['seconds']:.1f}s. "

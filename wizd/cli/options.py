@@ -1,0 +1,118 @@
+"""Options shared by the operator's commands, and the parsing of what operators type:
+durations, absolute times, payloads, statuses.
+
+Every bad value raises InvalidJob naming the option, so `main()` prints one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wizd.errors import InvalidJob
+from wizd.model import JobStatus, parse_status
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HUNG = "hung"
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+DURATION_HINT = "use 30s, 10m, 2h, 7d or plain seconds"
+
+
+def parse_duration(field: str, text: str, unit: str = "s") -> float:
+    """Seconds in "30s", "10m", "2h", "7d", "1w"; a bare number counts in `unit`."""
+    match = DURATION_RE.match(text)
+    if match is None:
+        raise InvalidJob(field, f"{text!r} is not a duration; {DURATION_HINT}")
+    number, suffix = match.groups()
+    return float(number) * UNITS[suffix or unit]
+
+
+def parse_time(field: str, text: str) -> datetime:
+    """An ISO 8601 time with Z or an offset: 2026-12-01T09:00Z, 2026-12-01T10:00+01:00."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidJob(
+            field, f"{text!r} is not an ISO 8601 time such as 2026-12-01T09:00Z"
+        ) from None
+    if at.tzinfo is None:
+        raise InvalidJob(field, f"{text!r} needs a time zone: end it with Z or +01:00")
+    return at
+
+
+def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | None:
+    """The payload of `-q TEXT` ({"query": TEXT}) or `--payload JSON|@file.json`."""
+    if query is not None and payload is not None:
+        raise InvalidJob("payload", "give -q/--query or --payload, not both")
+    if query is not None:
+        return {"query": query}
+    if payload is None:
+        return None
+    text = payload
+    if payload.startswith("@"):
+        try:
+            text = Path(payload[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidJob("payload", f"cannot read {payload[1:]}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidJob("payload", f"is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidJob("payload", f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_statuses(words: Sequence[str], allow_hung: bool = False) -> tuple[list[JobStatus], bool]:
+    """Statuses (aliases accepted) and whether `hung` was asked for."""
+    statuses: list[JobStatus] = []
+    hung = False
+    for word in words:
+        if allow_hung and word.strip().lower() == HUNG:
+            hung = True
+            continue
+        try:
+            statuses.append(parse_status(word))
+        except InvalidJob as exc:
+            extra = f", {HUNG}" if allow_hung else ""
+            raise InvalidJob("status", str(exc).split(": ", 1)[1] + extra) from None
+    return statuses, hung
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep a subcommand's --database/--config where the connection helper finds them."""
+    if value is not None and param.name is not None:
+        ctx.ensure_object(dict).setdefault("command", {})[param.name] = value
+    return value
+
+
+def store_options(command: F) -> F:
+    """--database and --config on a subcommand; they win over the group's."""
+    command = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        callback=_remember,
+        help="TOML settings file.",
+    )(command)
+    return click.option(
+        "--database",
+        expose_value=False,
+        callback=_remember,
+        help="SQLite path or URL [wizd.db]; env WIZD_DATABASE.",
+    )(command)
+
+
+def json_option(command: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="One JSON document on stdout (for jq)."
+    )(command)

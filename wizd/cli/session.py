@@ -1,0 +1,40 @@
+"""One way for every operator command to reach the store: settings, then a client, then anyio."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from wizd.queue import Queue, connect
+from wizd.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def current_settings() -> Settings:
+    """Settings of this invocation: the subcommand's --database/--config, else the group's
+    flags, then WIZD_* environment, the TOML file and defaults."""
+    ctx = click.get_current_context()
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    own: dict[str, Any] = obj.get("command", {})
+    flags: dict[str, Any] = dict(obj.get("flags", {}))
+    if "database" in own:
+        flags["database"] = own["database"]
+    return load_settings(own.get("config_file", obj.get("config_file")), **flags)
+
+
+def with_queue(work: Callable[[Queue, Settings], Awaitable[T]]) -> T:
+    """Run `work(queue, settings)` on a client of the configured store; closed afterwards."""
+    settings = current_settings()
+    options: dict[str, Any] = {}
+    if not settings.database.startswith(("postgres://", "postgresql://")):
+        options["busy_timeout"] = settings.busy_timeout
+
+    async def main() -> T:
+        async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:
+            return await work(q, settings)
+
+    return anyio.run(main)
