@@ -86,6 +86,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"agent name {name!r} may only contain [A-Za-z0-9_.:-]")
         return value
 
+    @field_validator("retention_statuses")
+    @classmethod
+    def _final_statuses(cls, value: list[str]) -> list[str]:
+        final = {"completed", "failed", "cancelled"}
+        for status in value:
+            if status not in final:
+                raise ValueError(f"{status!r} is not a final status ({', '.join(sorted(final))})")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
