@@ -126,14 +126,14 @@ class QueueWorker:
                 self._wake = anyio.Event()
                 free = self.concurrency - len(self.runs)
                 if free > 0:
-                    for job in await self._claim(free):
-                        tg.start_soon(self._run, job)
+                    for run in await self._claim(free):
+                        tg.start_soon(self._run, run)
                 if not self._claiming:
                     break
                 with anyio.move_on_after(self.poll_interval):
                     await self._wake.wait()
 
-    async def _claim(self, n: int) -> list[Job]:
+    async def _claim(self, n: int) -> list[Run]:
         try:
             jobs = await self.queue.store.claim(self.name, self.worker_id, n)
         except StoreError as exc:
@@ -144,16 +144,21 @@ class QueueWorker:
             return []
         self._failures = 0
         now = time.time()
+        runs = []
         for job in jobs:
-            self.runs[job.id] = Run(job, anyio.CancelScope(), time.monotonic())
+            run = Run(job, anyio.CancelScope(), time.monotonic())
+            # A job re-claimed while its lost run is still ending replaces it here; the old
+            # run's own bookkeeping below leaves the new one alone.
+            self.runs[job.id] = run
+            runs.append(run)
             self.hooks.job_started(job, max(now - job.run_at.timestamp(), 0.0))
             self.log.debug("job_claimed", **_job_fields(job))
         if jobs:
             self.hooks.slots(self.name, len(self.runs), self.concurrency)
-        return jobs
+        return runs
 
-    async def _run(self, job: Job) -> None:
-        run = self.runs[job.id]
+    async def _run(self, run: Run) -> None:
+        job = run.job
         finish: Finish | None = None
         try:
             with run.scope:
@@ -164,7 +169,8 @@ class QueueWorker:
             # Shielded: a shutdown must never leave a finished job looking `running`.
             with anyio.CancelScope(shield=True):
                 await self._record(run, finish)
-                self.runs.pop(job.id, None)
+                if self.runs.get(job.id) is run:
+                    del self.runs[job.id]
                 self.hooks.slots(self.name, len(self.runs), self.concurrency)
                 self._wake.set()
                 self._ended.set()
@@ -181,7 +187,9 @@ class QueueWorker:
                 retry=False,
             )
         ctx = JobContext(job, self.queue, self.worker_id)
-        self.runs[job.id].ctx = ctx
+        run = self.runs.get(job.id)
+        if run is not None and run.job is job:
+            run.ctx = ctx
         try:
             with _deadline(job.timeout):
                 if self.agent.is_async(job.name):
