@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    SettingsError,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -151,6 +152,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **flags: An
         loaded = _FromFile(**given)
     except ValidationError as exc:
         raise ConfigError(describe(exc, path)) from None
+    except SettingsError as exc:  # e.g. WIZD_APP=x:y where a JSON list is expected
+        raise ConfigError(
+            f"{exc}; list settings in the environment are JSON, e.g. "
+            """WIZD_APP='["myagents:researcher"]'"""
+        ) from None
     return loaded
 
 

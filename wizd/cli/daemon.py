@@ -73,9 +73,19 @@ def run_daemon(settings: Settings) -> None:
         _claim_pidfile(settings.pidfile)
     try:
         anyio.run(serve, settings, agents)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
     finally:
         if settings.pidfile and not settings.daemonize:
             Path(settings.pidfile).unlink(missing_ok=True)
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested task-group wrappers (else the group itself)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _claim_pidfile(path: str) -> None:
