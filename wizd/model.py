@@ -5,6 +5,7 @@ Nothing here touches a database or the event loop; every other layer builds on i
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -218,7 +219,16 @@ class Backoff:
         return max(base, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "delay": self.delay, "cap": self.cap, "jitter": self.jitter}
+
+    def to_json(self) -> str:
+        """Compact JSON, cached: every enqueue stores one."""
+        return _backoff_json(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> Backoff:
+        """Parsed and validated once per distinct text (rows share a handful of them)."""
+        return _backoff_from_json(text)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Backoff:
@@ -226,6 +236,16 @@ class Backoff:
         if unknown:
             raise InvalidJob("backoff", f"unknown keys {sorted(unknown)}")
         return cls(**data)
+
+
+@functools.lru_cache(maxsize=256)
+def _backoff_json(backoff: Backoff) -> str:
+    return json.dumps(backoff.to_dict(), separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=256)
+def _backoff_from_json(text: str) -> Backoff:
+    return Backoff.from_dict(json.loads(text))
 
 
 DEFAULT_BACKOFF = Backoff.exponential(1.0, cap=300.0)

@@ -71,6 +71,13 @@ def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | No
     return value
 
 
+def parse_id(field: str, text: str) -> int:
+    """A job id: the positive integer the store gave."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise InvalidJob(field, f"must be a job id (a positive integer), got {text!r}")
+    return int(text)
+
+
 def parse_statuses(words: Sequence[str], allow_hung: bool = False) -> tuple[list[JobStatus], bool]:
     """Statuses (aliases accepted) and whether `hung` was asked for."""
     statuses: list[JobStatus] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,6 +27,30 @@ def current_settings() -> Settings:
     return load_settings(own.get("config_file", obj.get("config_file")), **flags)
 
 
+async def until_interrupted(work: Awaitable[T]) -> T:
+    """`work`, cancelled by Ctrl-C through a cancel scope rather than by a KeyboardInterrupt
+    thrown into the event loop, so the client still closes the store; then KeyboardInterrupt."""
+    done: list[T] = []
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            done.append(await work)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the task group wraps what `work` raised
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    if not done:
+        raise KeyboardInterrupt
+    return done[0]
+
+
 def with_queue(work: Callable[[Queue, Settings], Awaitable[T]]) -> T:
     """Run `work(queue, settings)` on a client of the configured store; closed afterwards."""
     settings = current_settings()
@@ -35,6 +60,6 @@ def with_queue(work: Callable[[Queue, Settings], Awaitable[T]]) -> T:
 
     async def main() -> T:
         async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:
-            return await work(q, settings)
+            return await until_interrupted(work(q, settings))
 
     return anyio.run(main)

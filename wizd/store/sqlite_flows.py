@@ -60,20 +60,28 @@ def cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> 
 def after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
     """Jobs just became final: release or fail their dependents, wake their parents."""
     for job_id in job_ids:
-        status = S(c.execute(Q.GET_STATUS, (job_id,)).fetchone()[0])
-        for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
-            dependent = rowmap.get(c, dep_id)
-            if dependent.status not in (S.WAITING, S.PAUSED):
-                continue
-            policy = dependent.on_dependency_failure
-            if status is not S.COMPLETED and policy != "ignore":
-                target = S.CANCELLED if policy == "cancel" else S.FAILED
-                reason = f"dependency {job_id} is {status}"
-                set_status(c, now, dependent, target, f"dependency_{status}", reason)
-            elif dependent.status is S.WAITING and deps_satisfied(c, dependent):
-                ready = S.DELAYED if dependent.run_at.timestamp() > now else S.PENDING
-                set_status(c, now, dependent, ready, "released")
-        release_parent_of(c, now, job_id, status)
+        status, parent_id = c.execute(Q.STATUS_AND_PARENT, (job_id,)).fetchone()
+        became_final(c, now, job_id, S(status), parent_id)
+
+
+def became_final(
+    c: sqlite3.Connection, now: float, job_id: int, status: JobStatus, parent_id: int | None
+) -> None:
+    """after_final for one job whose status and parent the caller already knows."""
+    for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
+        dependent = rowmap.get(c, dep_id)
+        if dependent.status not in (S.WAITING, S.PAUSED):
+            continue
+        policy = dependent.on_dependency_failure
+        if status is not S.COMPLETED and policy != "ignore":
+            target = S.CANCELLED if policy == "cancel" else S.FAILED
+            reason = f"dependency {job_id} is {status}"
+            set_status(c, now, dependent, target, f"dependency_{status}", reason)
+        elif dependent.status is S.WAITING and deps_satisfied(c, dependent):
+            ready = S.DELAYED if dependent.run_at.timestamp() > now else S.PENDING
+            set_status(c, now, dependent, ready, "released")
+    if parent_id is not None:
+        release_parent_of(c, now, job_id, status, parent_id)
 
 
 def deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
@@ -84,14 +92,11 @@ def deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
 
 
 def release_parent_of(
-    c: sqlite3.Connection, now: float, child_id: int, child_status: JobStatus
+    c: sqlite3.Connection, now: float, child_id: int, child_status: JobStatus, parent_id: int
 ) -> None:
     """A child became final: apply the parent's on_child_failure policy, or wake it once
     every child is final."""
-    row = c.execute(Q.PARENT_OF, (child_id,)).fetchone()
-    if row is None or row[0] is None:
-        return
-    parent = rowmap.get(c, row[0])
+    parent = rowmap.get(c, parent_id)
     if parent.status in FINAL:
         return
     policy = parent.on_child_failure

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from wizd.errors import DependencyError, InvalidJob
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
@@ -52,15 +53,15 @@ class _Inserter:
         self.created: list[Job] = []
         self.events: list[tuple[int, str, JobStatus | None, int | None, str | None, str | None]]
         self.events = []
-        self._defaults: dict[str, JobOptions] = {}
+        self._defaults: dict[Any, Any] = rowmap.group_cache(c)
 
     def options(self, queue: str) -> JobOptions:
-        if queue not in self._defaults:
+        key = ("queue_defaults", queue)
+        if key not in self._defaults:
             row = self.c.execute(Q.QUEUE_GET, (queue,)).fetchone()
-            self._defaults[queue] = (
-                JobOptions.from_dict(json.loads(row[2])) if row else JobOptions()
-            )
-        return self._defaults[queue]
+            self._defaults[key] = JobOptions.from_dict(json.loads(row[2])) if row else JobOptions()
+        options: JobOptions = self._defaults[key]
+        return options
 
     def insert(self, new: NewJob, dep_ids: list[int], parent: Job | None = None) -> Job:
         c, now = self.c, self.now
@@ -89,13 +90,13 @@ class _Inserter:
                 status,
                 new.priority if new.priority is not None else opts.priority,
                 new.max_attempts if new.max_attempts is not None else opts.attempts,
-                json.dumps((new.backoff or opts.backoff).to_dict()),
+                (new.backoff or opts.backoff).to_json(),
                 new.timeout if new.timeout is not None else opts.timeout,
                 run_at,
                 expires_at,
                 parent_id,
                 new.batch_id,
-                json.dumps(list(new.tags)),
+                json.dumps(list(new.tags)) if new.tags else "[]",
                 new.context,
                 error,
                 new.on_dependency_failure,
@@ -186,15 +187,15 @@ def finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
     state = c.execute(Q.RUN_STATE, fence).fetchone()
     if state is None:
         return False
-    attempt, max_attempts, backoff_json, _queue = state
+    attempt, max_attempts, backoff_json, parent_id = state
     kind = f.outcome
     if kind == "completed":
         c.execute(Q.COMPLETE, {**fence, "result": rowmap.result_json(f.result)})
         rowmap.event(c, now, f.job_id, "completed", S.COMPLETED, attempt, f.worker_id, None)
-        flows.after_final(c, now, [f.job_id])
+        flows.became_final(c, now, f.job_id, S.COMPLETED, parent_id)
     elif kind == "failed":
         if f.retry and attempt < max_attempts:
-            delay = Backoff.from_dict(json.loads(backoff_json)).delay_for(attempt)
+            delay = Backoff.from_json(backoff_json).delay_for(attempt)
             c.execute(Q.RETRY_DELAYED, {**fence, "error": f.error, "run_at": now + delay})
             msg = f"{f.error} (attempt {attempt} of {max_attempts}; retry in {delay:.3g}s)"
             rowmap.event(c, now, f.job_id, "retry_scheduled", S.DELAYED, attempt, f.worker_id, msg)

@@ -116,7 +116,7 @@ RETURNING {JOB_COLUMNS}
 """
 # Every write that finishes a run is fenced on (id, running, worker, attempt).
 FENCE = "id = :id AND status = 'running' AND worker_id = :worker AND attempt = :attempt"
-RUN_STATE = f"SELECT attempt, max_attempts, backoff, queue FROM jobs WHERE {FENCE}"
+RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
 COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = :result, error = NULL, updated_at = :now,
     finished_at = :now, progress = 1.0
@@ -238,7 +238,7 @@ DEP_STATUSES = """
 SELECT j.id, j.status FROM job_deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?
 """
 DELETE_DEP = "DELETE FROM job_deps WHERE job_id = ? AND depends_on = ?"
-PARENT_OF = "SELECT parent_id FROM jobs WHERE id = ?"
+STATUS_AND_PARENT = "SELECT status, parent_id FROM jobs WHERE id = ?"
 CHILD_COUNT = "SELECT COUNT(*) FROM jobs WHERE parent_id = ?"
 DEPTH = """
 WITH RECURSIVE up(id, parent_id, depth) AS (

@@ -14,6 +14,27 @@ from wizd.store import sqlite_queries as Q
 S = JobStatus
 
 
+class GroupConnection(sqlite3.Connection):
+    """A connection that carries a cache valid for one group transaction (queue defaults
+    read once per group instead of once per job)."""
+
+    group_cache: dict[Any, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_cache = {}
+
+
+def reset_group_cache(c: sqlite3.Connection) -> None:
+    if isinstance(c, GroupConnection):
+        c.group_cache.clear()
+
+
+def group_cache(c: sqlite3.Connection) -> dict[Any, Any]:
+    """The current group's cache (a throwaway dict on a plain connection)."""
+    return c.group_cache if isinstance(c, GroupConnection) else {}
+
+
 def event(
     c: sqlite3.Connection,
     now: float,
@@ -32,7 +53,11 @@ def events(
     now: float,
     rows: Iterable[tuple[int, str, JobStatus | None, int | None, str | None, str | None]],
 ) -> None:
-    c.executemany(Q.INSERT_EVENT, ((r[0], now, r[1], r[2], r[3], r[4], r[5]) for r in rows))
+    batch = [(r[0], now, r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    if len(batch) == 1:  # execute costs less than executemany for a single row
+        c.execute(Q.INSERT_EVENT, batch[0])
+    elif batch:
+        c.executemany(Q.INSERT_EVENT, batch)
 
 
 def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
@@ -45,13 +70,13 @@ def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
         priority=row[5],
         attempt=row[6],
         max_attempts=row[7],
-        backoff=Backoff.from_dict(json.loads(row[8])),
+        backoff=Backoff.from_json(row[8]),
         timeout=row[9],
         run_at=cast(Any, utc(row[10])),
         expires_at=utc(row[11]),
         parent_id=row[12],
         batch_id=row[13],
-        tags=tuple(json.loads(row[14])),
+        tags=() if row[14] == "[]" else tuple(json.loads(row[14])),
         context=json.loads(row[15]) if row[15] is not None else None,
         result=json.loads(row[16]) if row[16] is not None else None,
         error=row[17],

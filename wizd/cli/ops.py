@@ -1,0 +1,345 @@
+"""Operator commands on jobs: list, inspect, follow, create, cancel, kill, retry, delete, tree.
+
+Each is a thin layer over the client API (wizd.queue.Queue): parse what was typed, make one
+or a few calls through `with_queue`, render the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+import click
+
+from wizd.cli.options import (
+    json_option,
+    parse_duration,
+    parse_id,
+    parse_payload,
+    parse_statuses,
+    parse_time,
+)
+from wizd.cli.options import store_options as store
+from wizd.cli.render import (
+    brief,
+    event_line,
+    job_detail,
+    jobs_table,
+    make_console,
+    print_json,
+    symbol,
+    timings,
+    tree_view,
+)
+from wizd.cli.session import with_queue
+from wizd.errors import JobNotFound
+from wizd.model import Event, Job, JobFilter, JobStatus
+from wizd.queue import Queue
+from wizd.settings import Settings
+
+FOLLOW_INTERVAL = 0.3  # seconds between polls of `logs -f`
+MAX_LIST = 10_000
+ids_argument = click.argument("ids", nargs=-1, required=True, metavar="ID...")
+
+
+def show_jobs(jobs: list[Job], as_json: bool, empty: str = "no jobs") -> None:
+    if as_json:
+        print_json([job.to_dict() for job in jobs])
+        return
+    console = make_console()
+    console.print(jobs_table(console, jobs) if jobs else f"[dim]{empty}[/]")
+
+
+def show_changed(jobs: list[Job], as_json: bool, what: str) -> None:
+    if as_json:
+        print_json([job.to_dict() for job in jobs])
+        return
+    console = make_console()
+    for job in jobs:
+        console.print(f"job {job.id} {what}: {symbol(job.status)}")
+
+
+@click.command(help="List jobs (newest first) by status, agent, name, tag or age.")
+@store
+@json_option
+@click.option(
+    "-s",
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Status (repeatable); aliases active/processing, and hung (stale heartbeat).",
+)
+@click.option("-a", "--agent", help="Only this agent's queue.")
+@click.option("-n", "--name", help="Only jobs of this name.")
+@click.option("--tag", "tags", multiple=True, help="Only jobs with this tag (repeatable).")
+@click.option("--since", help="Created within this long: 30m, 2h, 7d.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIST), default=50, show_default=True)
+@click.option("--sort", type=click.Choice(JobFilter.SORTS), default="created_at", show_default=True)
+@click.option("--order", type=click.Choice(["asc", "desc"]), default="desc", show_default=True)
+def jobs(
+    as_json: bool,
+    statuses: tuple[str, ...],
+    agent: str | None,
+    name: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    sort: str,
+    order: Any,
+) -> None:
+    wanted, hung = parse_statuses(statuses, allow_hung=True)
+    after = time.time() - parse_duration("since", since) if since is not None else None
+
+    async def work(q: Queue, s: Settings) -> list[Job]:
+        def select(chosen: list[JobStatus] | None, n: int) -> Any:
+            return q.list(
+                queue=agent,
+                status=chosen,
+                name=name,
+                tags=tags or None,
+                created_after=after,
+                sort=sort,
+                order=order,
+                limit=n,
+            )
+
+        if not hung:
+            return list(await select(wanted or None, limit))
+        stale = {j.id for j in await q.hung(s.hung_timeout)}
+        found = await select([*wanted, JobStatus.RUNNING], MAX_LIST)
+        return [j for j in found if j.status in wanted or j.id in stale][:limit]
+
+    show_jobs(with_queue(work), as_json, "no jobs match")
+
+
+@click.command(help="Show every field of a job, its timings, links and last error.")
+@store
+@json_option
+@click.argument("id")
+def info(id: str, as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> tuple[Job, dict[str, list[Job]]]:
+        job = await q.get(id)
+        parent: list[Job] = []
+        if job.parent_id is not None:
+            try:
+                parent = [await q.get(job.parent_id)]
+            except JobNotFound:
+                parent = []
+        related = {
+            "dependencies": await q.dependencies(job),
+            "dependents": await q.dependents(job),
+            "parent": parent,
+            "children": await q.children(job),
+        }
+        return job, related
+
+    job, related = with_queue(work)
+    if as_json:
+        doc: dict[str, Any] = {"job": job.to_dict(), "timings": timings(job)}
+        doc.update({key: [brief(j) for j in jobs] for key, jobs in related.items()})
+        doc["parent"] = doc["parent"][0] if doc["parent"] else None
+        print_json(doc)
+    else:
+        make_console().print(job_detail(job, related))
+
+
+@click.command(help="Print a job's events and log lines; -f follows until it is final.")
+@store
+@json_option
+@click.argument("id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
+def logs(id: str, as_json: bool, follow: bool) -> None:
+    console = make_console()
+
+    def show(events: list[Event]) -> None:
+        for event in events:
+            if as_json:  # with --follow: one JSON object per line
+                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
+            else:
+                console.print(event_line(event))
+
+    async def work(q: Queue, s: Settings) -> list[Event]:
+        events = await q.events(id)
+        if not follow:
+            return events
+        show(events)
+        last = events[-1].id if events else 0
+        while True:
+            job = await q.get(id)  # before the events: a final status's event is then seen
+            events = await q.events(id, after=last)
+            show(events)
+            last = events[-1].id if events else last
+            if job.final:
+                if not as_json:
+                    console.print(f"job {job.id} is final: {symbol(job.status)}")
+                return []
+            await anyio.sleep(FOLLOW_INTERVAL)
+
+    events = with_queue(work)
+    if as_json and not follow:
+        print_json([event.to_dict() for event in events])
+    elif not follow:
+        show(events)
+
+
+@click.command(help="Add a job to an agent's queue; prints its id.")
+@store
+@json_option
+@click.option("-a", "--agent", required=True, help="The agent (queue) to run it.")
+@click.option("-t", "--name", required=True, help="The job's name (its processor).")
+@click.option("-q", "--query", help='Payload {"query": TEXT}.')
+@click.option("--payload", help="Payload: a JSON object, or @file.json.")
+@click.option("--priority", help="1-5 or low, normal, high, critical.")
+@click.option("--delay", help="Run no sooner than this from now: 30s, 10m.")
+@click.option("--at", "at", help="Run no sooner than this time: 2026-12-01T09:00Z.")
+@click.option("--depends-on", multiple=True, help="Wait for this job to complete (repeatable).")
+@click.option("--parent", help="The job this one is a child of.")
+@click.option("--ttl", help="Deadline to finish, from now: 10m.")
+@click.option("--timeout", help="Longest a run may take: 5m.")
+@click.option("--attempts", type=int, help="Runs allowed before failing.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+def create(
+    as_json: bool,
+    agent: str,
+    name: str,
+    query: str | None,
+    payload: str | None,
+    priority: str | None,
+    delay: str | None,
+    at: str | None,
+    depends_on: tuple[str, ...],
+    parent: str | None,
+    ttl: str | None,
+    timeout: str | None,
+    attempts: int | None,
+    tags: tuple[str, ...],
+) -> None:
+    body = parse_payload(query, payload)
+    options: dict[str, Any] = {
+        "delay": parse_duration("delay", delay) if delay is not None else None,
+        "run_at": parse_time("at", at) if at is not None else None,
+        "ttl": parse_duration("ttl", ttl) if ttl is not None else None,
+        "timeout": parse_duration("timeout", timeout) if timeout is not None else None,
+        "depends_on": [parse_id("depends_on", d) for d in depends_on] or None,
+        "parent": parse_id("parent", parent) if parent is not None else None,
+    }
+
+    async def work(q: Queue, s: Settings) -> Job:
+        return await q.enqueue(
+            name,
+            body,
+            queue=agent,
+            priority=priority,
+            attempts=attempts,
+            tags=tags or None,
+            **options,
+        )
+
+    job = with_queue(work)
+    if as_json:
+        print_json(job.to_dict())
+    else:
+        click.echo(job.id)
+
+
+@click.command(help="Cancel jobs (and their unfinished children): all or none.")
+@store
+@json_option
+@ids_argument
+def cancel(ids: tuple[str, ...], as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> list[Job]:
+        return await q.cancel(*ids)
+
+    show_changed(with_queue(work), as_json, "cancelled")
+
+
+@click.command(help="Cancel a job and stop its run now (SIGTERM, then SIGKILL).")
+@store
+@json_option
+@click.argument("id")
+@click.option("--force", is_flag=True, help="SIGKILL at once, no grace.")
+def kill(id: str, force: bool, as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> Job:
+        return await q.kill(id, force=force)
+
+    job = with_queue(work)
+    if as_json:
+        print_json(job.to_dict())
+        return
+    how = "SIGKILL" if force else "SIGTERM, then SIGKILL after its grace"
+    make_console().print(
+        f"job {job.id} {symbol(job.status)}; a running process is stopped by its daemon ({how})"
+    )
+
+
+@click.command(help="Requeue failed/cancelled jobs, or all failed jobs of an agent.")
+@store
+@json_option
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--failed", is_flag=True, help="Retry every failed job of -a AGENT.")
+@click.option("-a", "--agent", help="The agent whose failed jobs --failed retries.")
+def retry(ids: tuple[str, ...], failed: bool, agent: str | None, as_json: bool) -> None:
+    if failed == bool(ids) or (failed and not agent):
+        raise click.UsageError("give job ids, or --failed -a AGENT")
+
+    async def work(q: Queue, s: Settings) -> list[Job]:
+        chosen: list[str | Job] = list(ids)
+        if failed:
+            chosen = list(await q.list(queue=agent, status="failed", limit=MAX_LIST))
+            if not chosen:
+                return []
+        return await q.retry(*chosen)
+
+    retried = with_queue(work)
+    if not retried and not as_json:
+        make_console().print(f"no failed jobs in queue {agent}")
+    show_changed(retried, as_json, "retried")
+
+
+@click.command(help="Delete jobs and their history (not running ones): all or none.")
+@store
+@json_option
+@ids_argument
+def delete(ids: tuple[str, ...], as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> list[int]:
+        return await q.delete(*ids)
+
+    deleted = with_queue(work)
+    if as_json:
+        print_json({"deleted": deleted})
+    else:
+        click.echo(f"deleted {len(deleted)} job(s): {', '.join(map(str, deleted))}")
+
+
+@click.command(help="Show a job's delegation tree: children and dependencies.")
+@store
+@json_option
+@click.argument("id")
+def tree(id: str, as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> tuple[dict[str, Any], dict[int, str]]:
+        root = await q.tree(id)
+        statuses: dict[int, str] = {}
+        wanted: set[int] = set()
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            statuses[node["id"]] = node["status"]
+            wanted.update(node["depends_on"])
+            stack.extend(node["children"])
+        for dep in sorted(wanted - set(statuses)):
+            try:
+                statuses[dep] = (await q.get(dep)).status.value
+            except JobNotFound:
+                statuses[dep] = "deleted"
+        return root, statuses
+
+    root, statuses = with_queue(work)
+    if as_json:
+        print_json(root)
+    else:
+        make_console().print(tree_view(root, statuses))
+
+
+COMMANDS = (jobs, info, logs, create, cancel, kill, retry, delete, tree)

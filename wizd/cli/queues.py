@@ -1,0 +1,212 @@
+"""Operator commands on queues and daemons: status, pause, resume, peek, stats, hung,
+cleanup, agents. Thin layers over the client API, like wizd.cli.ops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from wizd.cli.ops import show_jobs
+from wizd.cli.options import json_option, parse_duration, parse_statuses
+from wizd.cli.options import store_options as store
+from wizd.cli.render import (
+    jobs_table,
+    key_values,
+    make_console,
+    print_json,
+    span,
+    status_table,
+    symbol,
+    worker_state,
+    workers_table,
+)
+from wizd.cli.session import with_queue
+from wizd.model import Job, QueueStats, WorkerInfo
+from wizd.queue import Queue
+from wizd.settings import Settings
+
+agent_argument = click.argument("agent")
+
+
+async def queue_rows(q: Queue, s: Settings, window: float = 60.0) -> list[dict[str, Any]]:
+    """Per queue: counts, oldest pending age, paused, live workers, completed in `window`."""
+    workers = await q.workers()
+    live = [w for w in workers if worker_state(w, s.hung_timeout) == "live"]
+    names = set(await q.counts_by_queue()) | {name for name, _, _ in await q.queues()}
+    names |= {name for w in live for name in w.queues}
+    rows = []
+    for name in sorted(names):
+        stats = await q.stats(name, window)
+        rows.append(
+            {
+                "queue": name,
+                "counts": stats.counts,
+                "total": sum(stats.counts.values()),
+                "paused": stats.paused,
+                "oldest_pending_age_seconds": stats.oldest_pending_age_seconds,
+                "live_workers": sum(1 for w in live if name in w.queues),
+                "completed_per_minute": stats.throughput_per_minute,
+            }
+        )
+    return rows
+
+
+@click.command(help="Per queue: counts by status, oldest pending, paused?, live workers.")
+@store
+@json_option
+def status(as_json: bool) -> None:
+    rows = with_queue(queue_rows)
+    if as_json:
+        print_json(rows)
+        return
+    console = make_console()
+    console.print(status_table(console, rows) if rows else "[dim]no queues yet[/]")
+
+
+def set_paused(agent: str, paused: bool) -> None:
+    async def work(q: Queue, s: Settings) -> None:
+        await (q.pause(agent) if paused else q.resume(agent))
+
+    with_queue(work)
+    if paused:
+        click.echo(f"queue {agent} paused: nothing is claimed from it; running jobs finish")
+    else:
+        click.echo(f"queue {agent} resumed")
+
+
+@click.command(help="Stop handing out an agent's jobs (running ones finish).")
+@store
+@agent_argument
+def pause(agent: str) -> None:
+    set_paused(agent, True)
+
+
+@click.command(help="Hand out a paused agent's jobs again.")
+@store
+@agent_argument
+def resume(agent: str) -> None:
+    set_paused(agent, False)
+
+
+@click.command(help="The next jobs an agent's queue would hand out, in order.")
+@store
+@json_option
+@agent_argument
+@click.option("-n", "count", type=int, default=10, show_default=True, help="How many.")
+def peek(agent: str, count: int, as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> list[Job]:
+        return await q.peek(agent, count)
+
+    show_jobs(with_queue(work), as_json, f"nothing pending in queue {agent}")
+
+
+@click.command(help="An agent's counts, wait and run times and throughput.")
+@store
+@json_option
+@agent_argument
+@click.option("--window", default="1h", show_default=True, help="Look back this long.")
+def stats(agent: str, window: str, as_json: bool) -> None:
+    seconds = parse_duration("window", window)
+
+    async def work(q: Queue, s: Settings) -> QueueStats:
+        return await q.stats(agent, seconds)
+
+    result = with_queue(work)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    counts = ", ".join(f"{symbol(k)} {n}" for k, n in result.counts.items() if n) or "no jobs"
+    make_console().print(
+        key_values(
+            [
+                ("queue", result.queue),
+                ("paused", "yes" if result.paused else "no"),
+                ("jobs", counts),
+                ("window", span(result.window_seconds)),
+                ("average wait", span(result.avg_wait_seconds)),
+                ("average run", span(result.avg_run_seconds)),
+                ("throughput", f"{result.throughput_per_minute:.2f} completed/min"),
+                ("oldest pending", span(result.oldest_pending_age_seconds)),
+            ]
+        )
+    )
+
+
+@click.command(help="Running jobs with stale heartbeats; --kill reaps them now.")
+@store
+@json_option
+@click.option("--older-than", help="Heartbeat age that makes a job hung [hung_timeout].")
+@click.option("--kill", "reap", is_flag=True, help="Retry them (or fail them) now.")
+def hung(older_than: str | None, reap: bool, as_json: bool) -> None:
+    age = parse_duration("older_than", older_than) if older_than is not None else None
+
+    async def work(q: Queue, s: Settings) -> list[Job]:
+        limit = s.hung_timeout if age is None else age
+        if not reap:
+            return await q.hung(limit)
+        # reap_hung returns the jobs as they were when found; show where each went
+        return [await q.get(job) for job in await q.reap_hung(limit)]
+
+    found = with_queue(work)
+    if as_json:
+        print_json([job.to_dict() for job in found])
+        return
+    console = make_console()
+    if not found:
+        console.print("no hung jobs")
+    elif not reap:
+        console.print(jobs_table(console, found, heartbeat=True))
+    for job in found if reap else ():
+        outcome = "retried" if job.status != "failed" else "failed: no attempts left"
+        console.print(
+            f"job {job.id} {job.queue}/{job.name} was hung: {outcome} {symbol(job.status)} "
+            f"(attempt {job.attempt}/{job.max_attempts})"
+        )
+
+
+@click.command(help="Delete old final jobs (default: completed, older than 30 days).")
+@store
+@json_option
+@click.option("-d", "--days", default="30", show_default=True, help="Age: days, or 12h, 2w.")
+@click.option("-s", "--status", "statuses", multiple=True, help="Final status (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+def cleanup(days: str, statuses: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    older_than = parse_duration("days", days, unit="d")
+    chosen = parse_statuses(statuses or ("completed",))[0]
+
+    async def work(q: Queue, s: Settings) -> list[int]:
+        return await q.cleanup(older_than, chosen, dry_run=dry_run)
+
+    ids = with_queue(work)
+    if as_json:
+        print_json(
+            {
+                "dry_run": dry_run,
+                "older_than_seconds": older_than,
+                "statuses": [str(s) for s in chosen],
+                "ids": ids,
+            }
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    listed = f": {', '.join(map(str, ids))}" if ids else ""
+    click.echo(f"{verb} {len(ids)} job(s){listed}")
+
+
+@click.command(help="Daemons: host, pid, queues, slots, heartbeat, live/stopped/dead.")
+@store
+@json_option
+def agents(as_json: bool) -> None:
+    async def work(q: Queue, s: Settings) -> list[tuple[WorkerInfo, str]]:
+        return [(w, worker_state(w, s.hung_timeout)) for w in await q.workers()]
+
+    rows = with_queue(work)
+    if as_json:
+        print_json([{**w.to_dict(), "state": state} for w, state in rows])
+        return
+    console = make_console()
+    console.print(workers_table(console, rows) if rows else "[dim]no daemons registered[/]")
+
+
+COMMANDS = (status, pause, resume, peek, stats, hung, cleanup, agents)

@@ -1,0 +1,276 @@
+"""What operators see: rich tables and trees on a terminal, plain aligned text when piped,
+and one JSON document with stable keys for `--json`.
+
+Everything that came from a user or a processor (names, errors, results) is escaped, so a
+`[` in it is printed, not read as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from wizd.cli.demo import SYMBOLS
+from wizd.model import ALL_STATUSES, Event, Job, WorkerInfo, shown
+
+PLAIN_WIDTH = 200  # piped output is not wrapped at 80 columns: lines stay greppable
+SHORT = {"waiting_children": "children"}
+
+
+def make_console() -> Console:
+    """Colours, boxes and the terminal's width on a TTY; no ANSI codes when piped."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PLAIN_WIDTH, color_system=None)
+    return console
+
+
+def print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def symbol(status: str) -> str:
+    return SYMBOLS.get(str(status), escape(str(status)))
+
+
+def span(seconds: float | None) -> str:
+    """A duration the way people say it: 850ms, 42s, 3m05s, 2h10m, 3d4h."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+def ago(at: datetime | None, now: float | None = None) -> str:
+    if at is None:
+        return "-"
+    return span(max((now or time.time()) - at.timestamp(), 0.0)) + " ago"
+
+
+def table(console: Console, *columns: str, title: str | None = None) -> Table:
+    """A table with a header: boxed on a terminal, plain columns when piped."""
+    grid = Table(
+        *columns,
+        title=title,
+        box=box.SIMPLE_HEAD if console.is_terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
+    )
+    return grid
+
+
+def jobs_table(
+    console: Console, jobs: Sequence[Job], title: str | None = None, heartbeat: bool = False
+) -> Table:
+    now = time.time()
+    columns = ["id", "queue", "name", "status", "pri", "attempt", "created", "worker", "error"]
+    if heartbeat:
+        columns.insert(-1, "heartbeat")
+    grid = table(console, *columns, title=title)
+    for job in jobs:
+        cells = [
+            str(job.id),
+            escape(job.queue),
+            escape(job.name),
+            symbol(job.status),
+            str(job.priority),
+            f"{job.attempt}/{job.max_attempts}",
+            ago(job.created_at, now),
+            escape(job.worker_id or ""),
+            escape(shown(job.error, 60) or ""),
+        ]
+        if heartbeat:
+            cells.insert(-1, ago(job.heartbeat_at, now))
+        grid.add_row(*cells)
+    return grid
+
+
+def timings(job: Job, now: float | None = None) -> dict[str, float | None]:
+    """wait: from creation to the (last) start; run: from that start to the end, or to now."""
+    now = now or time.time()
+    created = job.created_at.timestamp()
+    started = job.started_at.timestamp() if job.started_at else None
+    if started is not None:
+        wait: float | None = max(started - created, 0.0)
+    else:
+        wait = None if job.final else max(now - created, 0.0)
+    run = None
+    if started is not None:
+        end = job.finished_at.timestamp() if job.finished_at else now
+        run = max(end - started, 0.0)
+    return {"wait_seconds": wait, "run_seconds": run}
+
+
+def brief(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "name": job.name, "queue": job.queue, "status": job.status.value}
+
+
+def related_line(jobs: Iterable[Job]) -> str:
+    return ", ".join(f"#{j.id} {escape(j.name)} {symbol(j.status)}" for j in jobs) or "-"
+
+
+def job_detail(job: Job, related: Mapping[str, Sequence[Job]]) -> Table:
+    """Every field of the job, its timings, attempts, linked jobs and last error."""
+    rows: list[tuple[str, str]] = []
+    for key, value in job.to_dict().items():
+        if key == "status":
+            text = symbol(value)
+        elif isinstance(value, dict | list):
+            text = escape(json.dumps(value, ensure_ascii=False)) if value else "-"
+        else:
+            text = "-" if value is None else escape(str(value))
+        rows.append((key, text))
+    times = timings(job)
+    rows += [
+        ("attempts", f"{job.attempt} of {job.max_attempts}"),
+        ("wait", span(times["wait_seconds"])),
+        ("run time", span(times["run_seconds"])),
+    ]
+    rows += [(key, related_line(jobs)) for key, jobs in related.items()]
+    rows.append(("last error", escape(job.error or "-")))
+    return key_values(rows)
+
+
+def event_line(event: Event) -> str:
+    parts = [f"[dim]{event.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}[/]"]
+    parts.append(event.kind if event.kind != "log" else "[bold]log[/]")
+    if event.status:
+        parts.append(symbol(event.status))
+    if event.attempt:
+        parts.append(f"attempt {event.attempt}")
+    if event.message:
+        parts.append(escape(event.message))
+    return " ".join(parts)
+
+
+def status_table(console: Console, rows: Sequence[Mapping[str, Any]]) -> Table:
+    columns = [SHORT.get(s.value, s.value) for s in ALL_STATUSES]
+    grid = table(console, "queue", *columns, "oldest pending", "state", "live workers")
+    for row in rows:
+        counts = [str(row["counts"][s.value]) for s in ALL_STATUSES]
+        grid.add_row(
+            escape(row["queue"]),
+            *counts,
+            span(row["oldest_pending_age_seconds"]),
+            "[magenta]paused[/]" if row["paused"] else "active",
+            str(row["live_workers"]),
+        )
+    return grid
+
+
+STATES = {"live": "[green]live[/]", "stopped": "[dim]stopped[/]", "dead": "[red]dead[/]"}
+
+
+def worker_state(worker: WorkerInfo, hung_timeout: float, now: float | None = None) -> str:
+    """live: heartbeating and not stopped; stopped: shut down cleanly; dead: went silent."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    age = (now or time.time()) - worker.heartbeat_at.timestamp()
+    return "live" if age < hung_timeout else "dead"
+
+
+def workers_table(console: Console, rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
+    now = time.time()
+    grid = table(
+        console, "worker", "host", "pid", "queues", "concurrency", "busy", "heartbeat", "state"
+    )
+    for worker, state in rows:
+        grid.add_row(
+            escape(worker.id),
+            escape(worker.hostname),
+            str(worker.pid),
+            escape(", ".join(worker.queues)),
+            str(worker.concurrency),
+            str(worker.busy),
+            ago(worker.heartbeat_at, now),
+            STATES[state],
+        )
+    return grid
+
+
+def key_values(pairs: Iterable[tuple[str, str]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key, value in pairs:
+        grid.add_row(key, value)
+    return grid
+
+
+def tree_view(node: Mapping[str, Any], statuses: Mapping[int, str]) -> Tree:
+    """The delegation tree of `Queue.tree`; each node names the jobs it waits for."""
+
+    def label(n: Mapping[str, Any]) -> str:
+        text = (
+            f"#{n['id']} {escape(n['name'])} {symbol(n['status'])} "
+            f"[dim]attempt {n['attempt']}/{n['max_attempts']}, {span(n['age_seconds'])} old[/]"
+        )
+        if n["depends_on"]:
+            deps = ", ".join(f"#{d} {symbol(statuses.get(d, '?'))}" for d in n["depends_on"])
+            text += f"  after {deps}"
+        if n["error"]:
+            text += f"  [red]{escape(shown(n['error'], 80) or '')}[/]"
+        return text
+
+    def grow(branch: Tree, n: Mapping[str, Any]) -> None:
+        for child in n["children"]:
+            grow(branch.add(label(child)), child)
+
+    root = Tree(label(node))
+    grow(root, node)
+    return root
+
+
+def subtasks_view(parent_id: int, subtasks: Sequence[Mapping[str, Any]]) -> Tree:
+    """Each sub-task with its status and worker, and its result (or error) under it."""
+    root = Tree(f"job {parent_id}: {len(subtasks)} sub-tasks")
+    for sub in subtasks:
+        worker = f" [dim]worker {escape(sub['worker_id'])}[/]" if sub["worker_id"] else ""
+        branch = root.add(
+            f"{symbol(sub['status'])} {escape(str(sub['sub_task_id']))} "
+            f"[dim](job {sub['job_id']})[/] {escape(str(sub['query']))}{worker}"
+        )
+        if sub["error"]:
+            branch.add(f"[red]error: {escape(sub['error'])}[/]")
+        elif sub["result"] is not None:
+            branch.add(f"result: {escape(shown(sub['result']) or '')}")
+        else:
+            branch.add("[dim]no result yet[/]")
+    return root
+
+
+def consolidation_view(console: Console, doc: Mapping[str, Any]) -> list[RenderableType]:
+    head = (
+        f"job {doc['job_id']}: {doc['completed']} of {doc['total_tasks']} completed, "
+        f"{doc['failed']} failed, {doc['pending']} pending; consolidated "
+        + (escape(str(doc["consolidated_at"])) if doc["consolidated_at"] else "not yet")
+    )
+    grid = table(console, "sub-task", "status", "query", "result / error")
+    for item in doc["results"]:
+        outcome = item["error"] if item["error"] else item["result"]
+        grid.add_row(
+            escape(str(item["sub_task_id"])),
+            symbol(item["status"]),
+            escape(str(item["query"])),
+            escape("-" if outcome is None else str(outcome)),
+        )
+    return [head, grid]
