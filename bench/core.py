@@ -226,7 +226,7 @@ def job_row_template(now: float) -> tuple[list[Any], int]:
         "status": "pending",
         "priority": opts.priority,
         "max_attempts": opts.attempts,
-        "backoff": json.dumps(opts.backoff.to_dict()),
+        "backoff": opts.backoff.to_json(),
         "timeout": opts.timeout,
         "run_at": now,
         "expires_at": None,
@@ -410,7 +410,12 @@ def shape(path: str) -> tuple[list[Any], list[Any]]:
 def check_same_rows(floor: Run, wz: Run) -> None:
     f, w = shape(floor.path), shape(wz.path)
     if f != w:
-        raise Unverified(f"floor and wizd wrote different rows:\n  floor {f}\n  wizd  {w}")
+        pairs = [*zip(f[0], w[0], strict=False), *zip(f[1], w[1], strict=False)]
+        diff = next(
+            (f"floor {a!r}, wizd {b!r}" for a, b in pairs if a != b),
+            f"{len(f[0])}/{len(f[1])} vs {len(w[0])}/{len(w[1])} job/event rows",
+        )
+        raise Unverified(f"floor and wizd wrote different rows ({diff[:400]})")
 
 
 # -- wizd ----------------------------------------------------------------------------------

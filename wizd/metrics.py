@@ -16,7 +16,14 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from anyio.from_thread import BlockingPortal
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
@@ -39,6 +46,7 @@ class Metrics:
     """The daemon's collectors, in a registry of its own. Implements the worker's Hooks."""
 
     def __init__(self, worker_id: str, version: str) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.processed = Counter(
@@ -88,6 +96,12 @@ class Metrics:
         info.labels(version=version, worker_id=worker_id).set(1)
         self.last_heartbeat = time.monotonic()
         self.heartbeat_age.set_function(lambda: time.monotonic() - self.last_heartbeat)
+        # Read at scrape time, so a stalled loop shows as growing lag, not a frozen value.
+        self.last_lag = 0.0
+        self.lag_probe_due = time.monotonic()
+        self.loop_lag.set_function(
+            lambda: max(self.last_lag, time.monotonic() - self.lag_probe_due, 0.0)
+        )
 
     # -- Hooks -----------------------------------------------------------------------------
     def job_started(self, job: Job, wait_seconds: float) -> None:
@@ -122,7 +136,16 @@ class _StoreCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        snap = self.read()
+        try:
+            snap = self.read()
+        except _ScrapeFailed:
+            # The loop or the store is stuck: the daemon's own gauges (heartbeat age, loop
+            # lag) still go out, which is when they matter; /healthz reports the failure.
+            return
+        yield from self._families(snap)
+
+    @staticmethod
+    def _families(snap: Snapshot) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
             "wizd_jobs",
             "Jobs per queue and status, every status present",

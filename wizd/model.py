@@ -305,6 +305,10 @@ def utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+def utc_at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A validated job ready to be written. `deps` are ids of jobs it waits for."""

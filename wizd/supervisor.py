@@ -31,6 +31,7 @@ from wizd.systemd import Notifier
 from wizd.worker import Hooks, NoHooks, QueueWorker
 
 RETENTION_INTERVAL = 3600.0
+LAG_PROBE = 0.5  # seconds between event-loop lag probes
 WORKER_REGISTRY_KEEP = 7 * 86400.0
 
 
@@ -170,19 +171,11 @@ class Supervisor:
                 )
                 for name in self.serve
             ]
-            status = f"serving {', '.join(self.serve)} on {store.backend}"
-            self.notifier.ready(status)
-            self.log.info(
-                "daemon_ready",
-                queues=self.serve,
-                concurrency={w.name: w.concurrency for w in self.workers},
-                database=s.database,
-                pid=os.getpid(),
-            )
             try:
                 async with BlockingPortal() as portal:
-                    server = self._metrics_server(portal)
+                    server = self._metrics_server(portal)  # bound before we say ready
                     try:
+                        self._announce_ready()
                         await self._serve(stop)
                     finally:
                         if server is not None:
@@ -191,6 +184,16 @@ class Supervisor:
                 with anyio.CancelScope(shield=True):
                     await store.worker_stopped(self.worker_id)
                     self.log.info("daemon_stopped")
+
+    def _announce_ready(self) -> None:
+        self.notifier.ready(f"serving {', '.join(self.serve)} on {self.queue.store.backend}")
+        self.log.info(
+            "daemon_ready",
+            queues=self.serve,
+            concurrency={w.name: w.concurrency for w in self.workers},
+            database=self.settings.database,
+            pid=os.getpid(),
+        )
 
     def _metrics_server(self, portal: BlockingPortal) -> MetricsServer | None:
         if self.metrics is None:
@@ -229,9 +232,9 @@ class Supervisor:
     async def _loop_lag(self) -> None:
         assert self.metrics is not None
         while True:
-            started = time.monotonic()
-            await anyio.sleep(0.5)
-            self.metrics.loop_lag.set(max(time.monotonic() - started - 0.5, 0.0))
+            self.metrics.lag_probe_due = time.monotonic() + LAG_PROBE
+            await anyio.sleep(LAG_PROBE)
+            self.metrics.last_lag = max(time.monotonic() - self.metrics.lag_probe_due, 0.0)
 
     async def _serve(self, stop: anyio.Event) -> None:
         side = anyio.CancelScope()

@@ -23,7 +23,7 @@ def job() -> None:
     pass
 
 
-@job.command("create", help="Create a distributed job (one sub-task per --subtask); prints its id.")
+@job.command("create", help="Create a distributed job with its sub-tasks; prints its id.")
 @store
 @json_option
 @click.option("--distributed", is_flag=True, help="Required: this creates distributed jobs.")
@@ -80,7 +80,7 @@ def subtasks(id: str, as_json: bool) -> None:
         make_console().print(subtasks_view(parent_id, found))
 
 
-@job.command(help="Make a distributed job's sub-tasks claimable now; returns at once.")
+@job.command(help="Make the sub-tasks claimable now; returns at once.")
 @store
 @json_option
 @id_argument

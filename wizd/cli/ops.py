@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import click
@@ -87,28 +87,25 @@ def jobs(
     since: str | None,
     limit: int,
     sort: str,
-    order: Any,
+    order: Literal["asc", "desc"],
 ) -> None:
     wanted, hung = parse_statuses(statuses, allow_hung=True)
     after = time.time() - parse_duration("since", since) if since is not None else None
 
     async def work(q: Queue, s: Settings) -> list[Job]:
-        def select(chosen: list[JobStatus] | None, n: int) -> Any:
-            return q.list(
-                queue=agent,
-                status=chosen,
-                name=name,
-                tags=tags or None,
-                created_after=after,
-                sort=sort,
-                order=order,
-                limit=n,
-            )
-
+        where: dict[str, Any] = {
+            "queue": agent,
+            "name": name,
+            "tags": tags or None,
+            "created_after": after,
+            "sort": sort,
+            "order": order,
+        }
         if not hung:
-            return list(await select(wanted or None, limit))
+            return await q.list(status=wanted or None, limit=limit, **where)
+        # hung = running with a stale heartbeat: the running ones, less those still beating
         stale = {j.id for j in await q.hung(s.hung_timeout)}
-        found = await select([*wanted, JobStatus.RUNNING], MAX_LIST)
+        found = await q.list(status=[*wanted, JobStatus.RUNNING], limit=MAX_LIST, **where)
         return [j for j in found if j.status in wanted or j.id in stale][:limit]
 
     show_jobs(with_queue(work), as_json, "no jobs match")
@@ -121,12 +118,10 @@ def jobs(
 def info(id: str, as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> tuple[Job, dict[str, list[Job]]]:
         job = await q.get(id)
-        parent: list[Job] = []
-        if job.parent_id is not None:
-            try:
-                parent = [await q.get(job.parent_id)]
-            except JobNotFound:
-                parent = []
+        try:
+            parent = [await q.get(job.parent_id)] if job.parent_id is not None else []
+        except JobNotFound:  # retention removed the parent before this child
+            parent = []
         related = {
             "dependencies": await q.dependencies(job),
             "dependents": await q.dependents(job),
@@ -145,43 +140,48 @@ def info(id: str, as_json: bool) -> None:
         make_console().print(job_detail(job, related))
 
 
-@click.command(help="Print a job's events and log lines; -f follows until it is final.")
+async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
+    """Print the job's events as they come (JSON lines with as_json) until it is final."""
+    console = make_console()
+    last = 0
+    while True:
+        job = await q.get(ref)  # read before the events, so a final status's event is seen
+        for event in await q.events(job, after=last):
+            last = event.id
+            if as_json:
+                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
+            else:
+                console.print(event_line(event))
+        if job.final:
+            if not as_json:
+                console.print(f"job {job.id} is final: {symbol(job.status)}")
+            return
+        await anyio.sleep(FOLLOW_INTERVAL)
+
+
+@click.command(
+    help="Print a job's events and log lines; -f follows until it is final.\n\n"
+    "With -f, --json prints one JSON object per line as the events come."
+)
 @store
 @json_option
 @click.argument("id")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
 def logs(id: str, as_json: bool, follow: bool) -> None:
-    console = make_console()
-
-    def show(events: list[Event]) -> None:
-        for event in events:
-            if as_json:  # with --follow: one JSON object per line
-                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
-            else:
-                console.print(event_line(event))
+    if follow:
+        with_queue(lambda q, s: follow_events(id, as_json, q))
+        return
 
     async def work(q: Queue, s: Settings) -> list[Event]:
-        events = await q.events(id)
-        if not follow:
-            return events
-        show(events)
-        last = events[-1].id if events else 0
-        while True:
-            job = await q.get(id)  # before the events: a final status's event is then seen
-            events = await q.events(id, after=last)
-            show(events)
-            last = events[-1].id if events else last
-            if job.final:
-                if not as_json:
-                    console.print(f"job {job.id} is final: {symbol(job.status)}")
-                return []
-            await anyio.sleep(FOLLOW_INTERVAL)
+        return await q.events(id)
 
     events = with_queue(work)
-    if as_json and not follow:
+    if as_json:
         print_json([event.to_dict() for event in events])
-    elif not follow:
-        show(events)
+        return
+    console = make_console()
+    for event in events:
+        console.print(event_line(event))
 
 
 @click.command(help="Add a job to an agent's queue; prints its id.")

@@ -3,6 +3,7 @@ cleanup, agents. Thin layers over the client API, like wizd.cli.ops."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -18,15 +19,23 @@ from wizd.cli.render import (
     span,
     status_table,
     symbol,
-    worker_state,
     workers_table,
 )
 from wizd.cli.session import with_queue
-from wizd.model import Job, QueueStats, WorkerInfo
+from wizd.model import Job, JobStatus, QueueStats, WorkerInfo
 from wizd.queue import Queue
 from wizd.settings import Settings
 
 agent_argument = click.argument("agent")
+
+
+def worker_state(worker: WorkerInfo, hung_timeout: float) -> str:
+    """live: not stopped and its heartbeat younger than the hung timeout; stopped: shut down
+    cleanly; dead: went silent without stopping (killed, or its host is gone)."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    age = time.time() - worker.heartbeat_at.timestamp()
+    return "live" if age < hung_timeout else "dead"
 
 
 async def queue_rows(q: Queue, s: Settings, window: float = 60.0) -> list[dict[str, Any]]:
@@ -153,12 +162,11 @@ def hung(older_than: str | None, reap: bool, as_json: bool) -> None:
         print_json([job.to_dict() for job in found])
         return
     console = make_console()
-    if not found:
-        console.print("no hung jobs")
-    elif not reap:
-        console.print(jobs_table(console, found, heartbeat=True))
-    for job in found if reap else ():
-        outcome = "retried" if job.status != "failed" else "failed: no attempts left"
+    if not found or not reap:
+        console.print(jobs_table(console, found, heartbeat=True) if found else "no hung jobs")
+        return
+    for job in found:
+        outcome = "failed: no attempts left" if job.status is JobStatus.FAILED else "retried"
         console.print(
             f"job {job.id} {job.queue}/{job.name} was hung: {outcome} {symbol(job.status)} "
             f"(attempt {job.attempt}/{job.max_attempts})"

@@ -65,27 +65,22 @@ def ago(at: datetime | None, now: float | None = None) -> str:
     return span(max((now or time.time()) - at.timestamp(), 0.0)) + " ago"
 
 
-def table(console: Console, *columns: str, title: str | None = None) -> Table:
-    """A table with a header: boxed on a terminal, plain columns when piped."""
-    grid = Table(
+def table(console: Console, *columns: str) -> Table:
+    """A table with a header: ruled on a terminal, plain aligned columns when piped."""
+    return Table(
         *columns,
-        title=title,
         box=box.SIMPLE_HEAD if console.is_terminal else None,
         show_edge=False,
         pad_edge=False,
-        title_justify="left",
     )
-    return grid
 
 
-def jobs_table(
-    console: Console, jobs: Sequence[Job], title: str | None = None, heartbeat: bool = False
-) -> Table:
+def jobs_table(console: Console, jobs: Sequence[Job], heartbeat: bool = False) -> Table:
     now = time.time()
     columns = ["id", "queue", "name", "status", "pri", "attempt", "created", "worker", "error"]
     if heartbeat:
         columns.insert(-1, "heartbeat")
-    grid = table(console, *columns, title=title)
+    grid = table(console, *columns)
     for job in jobs:
         cells = [
             str(job.id),
@@ -178,14 +173,6 @@ def status_table(console: Console, rows: Sequence[Mapping[str, Any]]) -> Table:
 
 
 STATES = {"live": "[green]live[/]", "stopped": "[dim]stopped[/]", "dead": "[red]dead[/]"}
-
-
-def worker_state(worker: WorkerInfo, hung_timeout: float, now: float | None = None) -> str:
-    """live: heartbeating and not stopped; stopped: shut down cleanly; dead: went silent."""
-    if worker.stopped_at is not None:
-        return "stopped"
-    age = (now or time.time()) - worker.heartbeat_at.timestamp()
-    return "live" if age < hung_timeout else "dead"
 
 
 def workers_table(console: Console, rows: Sequence[tuple[WorkerInfo, str]]) -> Table:

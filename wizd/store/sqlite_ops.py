@@ -10,6 +10,7 @@ from typing import Any
 
 from wizd.errors import DependencyError, InvalidJob
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
+from wizd.model import utc_at as utc_of
 from wizd.store import sqlite_flows as flows
 from wizd.store import sqlite_queries as Q
 from wizd.store import sqlite_rows as rowmap
@@ -54,6 +55,7 @@ class _Inserter:
         self.events: list[tuple[int, str, JobStatus | None, int | None, str | None, str | None]]
         self.events = []
         self._defaults: dict[Any, Any] = rowmap.group_cache(c)
+        self.created_at = utc_of(now)
 
     def options(self, queue: str) -> JobOptions:
         key = ("queue_defaults", queue)
@@ -81,17 +83,22 @@ class _Inserter:
                 expires_at = deadline if expires_at is None else min(expires_at, deadline)
         run_at = new.run_at if new.run_at is not None else now + new.delay
         status, error = initial_status(new, dep_status, run_at, now)
-        row = c.execute(
+        priority = new.priority if new.priority is not None else opts.priority
+        attempts = new.max_attempts if new.max_attempts is not None else opts.attempts
+        backoff = new.backoff or opts.backoff
+        timeout = new.timeout if new.timeout is not None else opts.timeout
+        finished = now if status in FINAL else None
+        (job_id,) = c.execute(
             Q.INSERT_JOB,
             (
                 new.queue,
                 new.name,
                 new.payload,
                 status,
-                new.priority if new.priority is not None else opts.priority,
-                new.max_attempts if new.max_attempts is not None else opts.attempts,
-                (new.backoff or opts.backoff).to_json(),
-                new.timeout if new.timeout is not None else opts.timeout,
+                priority,
+                attempts,
+                backoff.to_json(),
+                timeout,
                 run_at,
                 expires_at,
                 parent_id,
@@ -103,11 +110,44 @@ class _Inserter:
                 new.on_child_failure,
                 now,
                 now,
-                now if status in FINAL else None,
+                finished,
                 new.kind,
             ),
         ).fetchone()
-        job = rowmap.job_from_row(row, tuple(dep_status))
+        # Built from what was written, not read back: the writer's time is the queue's time.
+        created_at = self.created_at
+        job = Job(
+            id=job_id,
+            queue=new.queue,
+            name=new.name,
+            payload=json.loads(new.payload),
+            status=status,
+            priority=priority,
+            attempt=0,
+            max_attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            run_at=created_at if run_at == now else utc_of(run_at),
+            expires_at=None if expires_at is None else utc_of(expires_at),
+            parent_id=parent_id,
+            batch_id=new.batch_id,
+            tags=new.tags,
+            context=None if new.context is None else json.loads(new.context),
+            result=None,
+            error=error,
+            progress=None,
+            progress_message=None,
+            worker_id=None,
+            heartbeat_at=None,
+            created_at=created_at,
+            updated_at=created_at,
+            started_at=None,
+            finished_at=None if finished is None else created_at,
+            on_dependency_failure=new.on_dependency_failure,
+            on_child_failure=new.on_child_failure,
+            kind=new.kind,
+            depends_on=tuple(dep_status),
+        )
         for dep in dep_status:
             c.execute(Q.INSERT_DEP, (job.id, dep))
         self.created.append(job)

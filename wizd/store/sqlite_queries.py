@@ -28,13 +28,13 @@ SCHEMA_VERSION_TABLE_EXISTS = (
 DATA_VERSION = "PRAGMA data_version"
 
 # -- enqueue -------------------------------------------------------------------------------
-INSERT_JOB = f"""
+INSERT_JOB = """
 INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
                   run_at, expires_at, parent_id, batch_id, tags, context, error,
                   on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
                   kind)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING {JOB_COLUMNS}
+RETURNING id
 """
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
 INSERT_EVENT = """
