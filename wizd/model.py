@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -54,8 +55,8 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only an explicit retry (requeue) leaves failed or cancelled.
-    S.FAILED: frozenset({S.PENDING}),
-    S.CANCELLED: frozenset({S.PENDING}),
+    S.FAILED: frozenset({S.PENDING, S.WAITING}),
+    S.CANCELLED: frozenset({S.PENDING, S.WAITING}),
 }
 
 
@@ -119,7 +120,7 @@ def parse_priority(value: int | str) -> int:
     return value
 
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # use fullmatch: `$` would allow a "\n"
 MAX_NAME_LENGTH = 200
 
 
@@ -131,7 +132,7 @@ def check_identifier(field_name: str, value: object) -> str:
         raise InvalidJob(
             field_name, f"is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
         )
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise InvalidJob(field_name, f"{value!r} may only contain letters, digits and _ . : -")
     return value
 
@@ -141,9 +142,25 @@ def check_non_negative(field_name: str, value: float | None) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJob(field_name, f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise InvalidJob(field_name, f"must be a finite number of seconds, got {value}")
     if value < 0:
         raise InvalidJob(field_name, f"must be >= 0 seconds, got {value}")
+    if value > MAX_SECONDS:
+        raise InvalidJob(
+            field_name, f"is {value:g} seconds; the limit is {MAX_SECONDS:g} (100 years)"
+        )
     return float(value)
+
+
+MAX_SECONDS = 100 * 365.25 * 86400
+MAX_EPOCH = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second a datetime holds
+
+
+def check_epoch(field_name: str, value: float) -> float:
+    if not math.isfinite(value) or not 0 <= value <= MAX_EPOCH:
+        raise InvalidJob(field_name, f"must be a time between 1970 and 9999, got {value}")
+    return value
 
 
 def check_positive(field_name: str, value: float | None) -> float | None:

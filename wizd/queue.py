@@ -35,6 +35,7 @@ from wizd.model import (
     WorkerInfo,
     as_tags,
     check_attempts,
+    check_epoch,
     check_identifier,
     check_non_negative,
     check_positive,
@@ -94,10 +95,10 @@ def epoch(field: str, value: datetime | float | int | None) -> float | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidJob(field, f"needs a timezone (UTC), got naive {value.isoformat()}")
-        return value.timestamp()
+        return check_epoch(field, value.timestamp())
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJob(field, f"must be a datetime or epoch seconds, got {value!r}")
-    return float(value)
+    return check_epoch(field, float(value))
 
 
 def job_id(value: object) -> int:

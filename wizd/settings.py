@@ -47,7 +47,7 @@ class AgentConfig(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, CommandProcessorConfig]) -> dict[str, CommandProcessorConfig]:
         for name in value:
-            if not NAME_RE.match(name):
+            if not NAME_RE.fullmatch(name):
                 raise ValueError(f"processor name {name!r} may only contain [A-Za-z0-9_.:-]")
         return value
 
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     @classmethod
     def _queue_names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not NAME_RE.match(name):
+            if not NAME_RE.fullmatch(name):
                 raise ValueError(f"agent name {name!r} may only contain [A-Za-z0-9_.:-]")
         return value
 

@@ -117,6 +117,8 @@ class Supervisor:
         self.agents = {name: agents[name] for name in self.serve}
         self.workers: list[QueueWorker] = []
         self.stopping = False
+        self._grace: anyio.CancelScope | None = None
+        self._skip_grace = False
 
     def _queues_to_serve(self, agents: Mapping[str, Agent]) -> list[str]:
         wanted = list(dict.fromkeys(self.settings.agent)) or sorted(
@@ -269,12 +271,22 @@ class Supervisor:
         self.notifier.stopping(f"stopping: {running} jobs running")
         for worker in self.workers:
             worker.stop_claiming()
-        with anyio.move_on_after(self.settings.shutdown_grace):
+        grace_seconds = 0.0 if self._skip_grace else self.settings.shutdown_grace
+        with anyio.move_on_after(grace_seconds) as grace:
+            self._grace = grace
             for worker in self.workers:
                 await worker.drained()
         requeued = sum(w.stop_runs("shutdown") for w in self.workers)
         if requeued:
             self.log.info("jobs_requeued_on_shutdown", count=requeued)
+
+    def stop_now(self) -> None:
+        """End the grace period at once: running jobs are requeued without an attempt."""
+        self.stopping = True
+        if self._grace is not None:
+            self._grace.cancel()
+        else:
+            self._skip_grace = True
 
     # -- recovery --------------------------------------------------------------------------
     async def recover(self) -> int:

@@ -162,10 +162,10 @@ class QueueWorker:
         finish: Finish | None = None
         try:
             with run.scope:
-                finish = await self._execute(job)
-            if run.scope.cancelled_caught or finish is None:
-                finish = self._stopped(run)
+                finish = await self._execute(job, run)
         finally:
+            if finish is None:  # stopped by us, by the daemon's whole scope, or lost
+                finish = self._stopped(run)
             # Shielded: a shutdown must never leave a finished job looking `running`.
             with anyio.CancelScope(shield=True):
                 await self._record(run, finish)
@@ -176,7 +176,7 @@ class QueueWorker:
                 self._ended.set()
                 self._ended = anyio.Event()
 
-    async def _execute(self, job: Job) -> Finish | None:
+    async def _execute(self, job: Job, run: Run) -> Finish | None:
         processor = self.agent.processors.get(job.name)
         if processor is None:
             known = ", ".join(sorted(self.agent.processors)) or "none"
@@ -187,9 +187,7 @@ class QueueWorker:
                 retry=False,
             )
         ctx = JobContext(job, self.queue, self.worker_id)
-        run = self.runs.get(job.id)
-        if run is not None and run.job is job:
-            run.ctx = ctx
+        run.ctx = ctx
         try:
             with _deadline(job.timeout):
                 if self.agent.is_async(job.name):
@@ -201,6 +199,7 @@ class QueueWorker:
         except RetryLater as later:
             return self._finish(job, "later", delay=later.seconds, error=later.reason or None)
         except LostJob:
+            run.stop_reason = "lost"
             return None
         except Exception as exc:  # a processor's failure is the job's, not the daemon's
             return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")

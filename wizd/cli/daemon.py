@@ -38,7 +38,9 @@ async def serve(
     on_ready: Any = None,
     stop: anyio.Event | None = None,
 ) -> None:
-    """Run a Supervisor until SIGTERM/SIGINT or `stop` (graceful), or a second signal (at once)."""
+    """Run a Supervisor until SIGTERM/SIGINT or `stop` (graceful). A second signal skips the
+    rest of the grace period (running jobs are requeued at once, not charged); a third
+    abandons everything (jobs left running are recovered at the next start)."""
     log = get_logger()
     supervisor = Supervisor(
         settings, agents, log=log, notifier=Notifier(), hooks=hooks, on_ready=on_ready
@@ -48,13 +50,19 @@ async def serve(
 
         async def signals() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                count = 0
                 async for signum in received:
                     name = signal.Signals(signum).name
-                    if not stop.is_set():
+                    count += 1
+                    if count == 1:
                         log.info("signal_received", signal=name, action="graceful stop")
                         stop.set()
+                    elif count == 2:
+                        log.warning("signal_received", signal=name, action="requeue and stop now")
+                        stop.set()
+                        supervisor.stop_now()
                     else:
-                        log.warning("signal_received", signal=name, action="stop now")
+                        log.warning("signal_received", signal=name, action="abandon and exit")
                         tg.cancel_scope.cancel()
 
         tg.start_soon(signals)

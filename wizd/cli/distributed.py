@@ -9,7 +9,7 @@ import click
 
 from wizd.cli.options import json_option, parse_duration
 from wizd.cli.options import store_options as store
-from wizd.cli.render import consolidation_view, make_console, print_json, subtasks_view
+from wizd.cli.render import consolidation_view, print_json, show, subtasks_view
 from wizd.cli.session import with_queue
 from wizd.model import Job
 from wizd.queue import DEFAULT_QUEUE, Queue
@@ -77,7 +77,7 @@ def subtasks(id: str, as_json: bool) -> None:
     if as_json:
         print_json(found)
     else:
-        make_console().print(subtasks_view(parent_id, found))
+        show(subtasks_view(parent_id, found))
 
 
 @job.command(help="Make the sub-tasks claimable now; returns at once.")
@@ -108,6 +108,4 @@ def consolidate(id: str, as_json: bool) -> None:
     if as_json:
         print_json(doc)
         return
-    console = make_console()
-    for part in consolidation_view(console, doc):
-        console.print(part)
+    show(*consolidation_view(doc))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import anyio
 import click
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 
@@ -34,15 +34,15 @@ async def recent_events(q: Queue) -> list[tuple[str, Event]]:
     return found[-EVENTS_SHOWN:]
 
 
-async def snapshot(q: Queue, s: Settings, console: Console, interval: float) -> RenderableType:
+async def snapshot(q: Queue, s: Settings, interval: float) -> RenderableType:
     rows = await queue_rows(q, s, window=60.0)
-    counts = status_table(console, rows) if rows else "[dim]no queues yet[/]"
-    throughput = table(console, "queue", "completed in the last minute", "live workers")
+    counts = status_table(rows) if rows else "[dim]no queues yet[/]"
+    throughput = table("queue", "completed in the last minute", "live workers")
     for row in rows:
         throughput.add_row(
             escape(row["queue"]), f"{row['completed_per_minute']:.0f}", str(row["live_workers"])
         )
-    events = table(console, "job", "event")
+    events = table("job", "event")
     for label, event in await recent_events(q):
         events.add_row(f"#{event.job_id} {escape(label)}", event_line(event))
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -55,20 +55,21 @@ async def snapshot(q: Queue, s: Settings, console: Console, interval: float) -> 
 
 @click.command(help="A live full-screen view: queues, throughput, recent events.")
 @store_options
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds per refresh.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds per refresh.",
+)
 @click.option("--iterations", type=click.IntRange(min=1), help="Stop after N refreshes.")
 def monitor(interval: float, iterations: int | None) -> None:
-    if interval <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--interval")
-
-    console = make_console()
-
     async def work(q: Queue, s: Settings) -> None:
-        with Live(console=console, screen=True, auto_refresh=False) as live:
+        with Live(console=make_console(), screen=True, auto_refresh=False) as live:
             done = 0
             while True:
                 started = time.monotonic()
-                live.update(await snapshot(q, s, console, interval), refresh=True)
+                live.update(await snapshot(q, s, interval), refresh=True)
                 done += 1
                 if iterations is not None and done >= iterations:
                     return

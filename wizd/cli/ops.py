@@ -27,8 +27,8 @@ from wizd.cli.render import (
     event_line,
     job_detail,
     jobs_table,
-    make_console,
     print_json,
+    show,
     symbol,
     timings,
     tree_view,
@@ -48,17 +48,15 @@ def show_jobs(jobs: list[Job], as_json: bool, empty: str = "no jobs") -> None:
     if as_json:
         print_json([job.to_dict() for job in jobs])
         return
-    console = make_console()
-    console.print(jobs_table(console, jobs) if jobs else f"[dim]{empty}[/]")
+    show(jobs_table(jobs) if jobs else f"[dim]{empty}[/]")
 
 
 def show_changed(jobs: list[Job], as_json: bool, what: str) -> None:
     if as_json:
         print_json([job.to_dict() for job in jobs])
         return
-    console = make_console()
     for job in jobs:
-        console.print(f"job {job.id} {what}: {symbol(job.status)}")
+        show(f"job {job.id} {what}: {symbol(job.status)}")
 
 
 @click.command(help="List jobs (newest first) by status, agent, name, tag or age.")
@@ -137,12 +135,11 @@ def info(id: str, as_json: bool) -> None:
         doc["parent"] = doc["parent"][0] if doc["parent"] else None
         print_json(doc)
     else:
-        make_console().print(job_detail(job, related))
+        show(job_detail(job, related))
 
 
 async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
     """Print the job's events as they come (JSON lines with as_json) until it is final."""
-    console = make_console()
     last = 0
     while True:
         job = await q.get(ref)  # read before the events, so a final status's event is seen
@@ -151,10 +148,10 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
             if as_json:
                 click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
             else:
-                console.print(event_line(event))
+                show(event_line(event))
         if job.final:
             if not as_json:
-                console.print(f"job {job.id} is final: {symbol(job.status)}")
+                show(f"job {job.id} is final: {symbol(job.status)}")
             return
         await anyio.sleep(FOLLOW_INTERVAL)
 
@@ -179,9 +176,8 @@ def logs(id: str, as_json: bool, follow: bool) -> None:
     if as_json:
         print_json([event.to_dict() for event in events])
         return
-    console = make_console()
     for event in events:
-        console.print(event_line(event))
+        show(event_line(event))
 
 
 @click.command(help="Add a job to an agent's queue; prints its id.")
@@ -269,9 +265,7 @@ def kill(id: str, force: bool, as_json: bool) -> None:
         print_json(job.to_dict())
         return
     how = "SIGKILL" if force else "SIGTERM, then SIGKILL after its grace"
-    make_console().print(
-        f"job {job.id} {symbol(job.status)}; a running process is stopped by its daemon ({how})"
-    )
+    show(f"job {job.id} {symbol(job.status)}; a running process is stopped by its daemon ({how})")
 
 
 @click.command(help="Requeue failed/cancelled jobs, or all failed jobs of an agent.")
@@ -294,7 +288,7 @@ def retry(ids: tuple[str, ...], failed: bool, agent: str | None, as_json: bool) 
 
     retried = with_queue(work)
     if not retried and not as_json:
-        make_console().print(f"no failed jobs in queue {agent}")
+        show(f"no failed jobs in queue {agent}")
     show_changed(retried, as_json, "retried")
 
 
@@ -339,7 +333,7 @@ def tree(id: str, as_json: bool) -> None:
     if as_json:
         print_json(root)
     else:
-        make_console().print(tree_view(root, statuses))
+        show(tree_view(root, statuses))
 
 
 COMMANDS = (jobs, info, logs, create, cancel, kill, retry, delete, tree)

@@ -12,10 +12,11 @@ from wizd.cli.ops import show_jobs
 from wizd.cli.options import json_option, parse_duration, parse_statuses
 from wizd.cli.options import store_options as store
 from wizd.cli.render import (
+    counts_line,
     jobs_table,
     key_values,
-    make_console,
     print_json,
+    show,
     span,
     status_table,
     symbol,
@@ -69,8 +70,7 @@ def status(as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    console = make_console()
-    console.print(status_table(console, rows) if rows else "[dim]no queues yet[/]")
+    show(status_table(rows) if rows else "[dim]no queues yet[/]")
 
 
 def set_paused(agent: str, paused: bool) -> None:
@@ -125,13 +125,12 @@ def stats(agent: str, window: str, as_json: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    counts = ", ".join(f"{symbol(k)} {n}" for k, n in result.counts.items() if n) or "no jobs"
-    make_console().print(
+    show(
         key_values(
             [
                 ("queue", result.queue),
                 ("paused", "yes" if result.paused else "no"),
-                ("jobs", counts),
+                ("jobs", counts_line(result.counts)),
                 ("window", span(result.window_seconds)),
                 ("average wait", span(result.avg_wait_seconds)),
                 ("average run", span(result.avg_run_seconds)),
@@ -161,13 +160,12 @@ def hung(older_than: str | None, reap: bool, as_json: bool) -> None:
     if as_json:
         print_json([job.to_dict() for job in found])
         return
-    console = make_console()
     if not found or not reap:
-        console.print(jobs_table(console, found, heartbeat=True) if found else "no hung jobs")
+        show(jobs_table(found, heartbeat=True) if found else "no hung jobs")
         return
     for job in found:
         outcome = "failed: no attempts left" if job.status is JobStatus.FAILED else "retried"
-        console.print(
+        show(
             f"job {job.id} {job.queue}/{job.name} was hung: {outcome} {symbol(job.status)} "
             f"(attempt {job.attempt}/{job.max_attempts})"
         )
@@ -213,8 +211,7 @@ def agents(as_json: bool) -> None:
     if as_json:
         print_json([{**w.to_dict(), "state": state} for w, state in rows])
         return
-    console = make_console()
-    console.print(workers_table(console, rows) if rows else "[dim]no daemons registered[/]")
+    show(workers_table(rows) if rows else "[dim]no daemons registered[/]")
 
 
 COMMANDS = (status, pause, resume, peek, stats, hung, cleanup, agents)

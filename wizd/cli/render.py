@@ -17,14 +17,13 @@ import click
 from rich import box
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from rich.tree import Tree
 
 from wizd.cli.demo import SYMBOLS
 from wizd.model import ALL_STATUSES, Event, Job, WorkerInfo, shown
 
 PLAIN_WIDTH = 200  # piped output is not wrapped at 80 columns: lines stay greppable
-SHORT = {"waiting_children": "children"}
 
 
 def make_console() -> Console:
@@ -33,6 +32,19 @@ def make_console() -> Console:
     if not console.is_terminal:
         console = Console(highlight=False, width=PLAIN_WIDTH, color_system=None)
     return console
+
+
+def show(*parts: RenderableType, console: Console | None = None) -> None:
+    """Print each part on stdout: rich on a terminal; piped, plain lines without the blanks
+    rich pads table rows with."""
+    console = console or make_console()
+    for part in parts:
+        if console.is_terminal:
+            console.print(part)
+            continue
+        with console.capture() as captured:
+            console.print(part)
+        click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def print_json(document: Any) -> None:
@@ -65,22 +77,24 @@ def ago(at: datetime | None, now: float | None = None) -> str:
     return span(max((now or time.time()) - at.timestamp(), 0.0)) + " ago"
 
 
-def table(console: Console, *columns: str) -> Table:
-    """A table with a header: ruled on a terminal, plain aligned columns when piped."""
+def table(*columns: str) -> Table:
+    """A table with a header: ruled on a terminal, plain aligned columns when piped. On a
+    narrow terminal only the last column wraps; the others are cut short with an ellipsis."""
+    last = len(columns) - 1
     return Table(
-        *columns,
-        box=box.SIMPLE_HEAD if console.is_terminal else None,
+        *(Column(name, no_wrap=i < last) for i, name in enumerate(columns)),
+        box=box.SIMPLE_HEAD if make_console().is_terminal else None,
         show_edge=False,
         pad_edge=False,
     )
 
 
-def jobs_table(console: Console, jobs: Sequence[Job], heartbeat: bool = False) -> Table:
+def jobs_table(jobs: Sequence[Job], heartbeat: bool = False) -> Table:
     now = time.time()
-    columns = ["id", "queue", "name", "status", "pri", "attempt", "created", "worker", "error"]
+    columns = ["id", "queue", "name", "status", "pri", "attempt", "age", "worker", "error"]
     if heartbeat:
         columns.insert(-1, "heartbeat")
-    grid = table(console, *columns)
+    grid = table(*columns)
     for job in jobs:
         cells = [
             str(job.id),
@@ -89,7 +103,7 @@ def jobs_table(console: Console, jobs: Sequence[Job], heartbeat: bool = False) -
             symbol(job.status),
             str(job.priority),
             f"{job.attempt}/{job.max_attempts}",
-            ago(job.created_at, now),
+            span(max(now - job.created_at.timestamp(), 0.0)),
             escape(job.worker_id or ""),
             escape(shown(job.error, 60) or ""),
         ]
@@ -157,17 +171,22 @@ def event_line(event: Event) -> str:
     return " ".join(parts)
 
 
-def status_table(console: Console, rows: Sequence[Mapping[str, Any]]) -> Table:
-    columns = [SHORT.get(s.value, s.value) for s in ALL_STATUSES]
-    grid = table(console, "queue", *columns, "oldest pending", "state", "live workers")
+def counts_line(counts: Mapping[str, int]) -> str:
+    """The non-zero counts in the order of the state diagram: `○ pending 3, ✓ completed 12`."""
+    found = [f"{symbol(s.value)} {counts[s.value]}" for s in ALL_STATUSES if counts.get(s.value)]
+    return ", ".join(found) or "[dim]no jobs[/]"
+
+
+def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    grid = table("queue", "state", "live workers", "oldest pending", "total", "jobs")
     for row in rows:
-        counts = [str(row["counts"][s.value]) for s in ALL_STATUSES]
         grid.add_row(
             escape(row["queue"]),
-            *counts,
-            span(row["oldest_pending_age_seconds"]),
             "[magenta]paused[/]" if row["paused"] else "active",
             str(row["live_workers"]),
+            span(row["oldest_pending_age_seconds"]),
+            str(row["total"]),
+            counts_line(row["counts"]),
         )
     return grid
 
@@ -175,11 +194,9 @@ def status_table(console: Console, rows: Sequence[Mapping[str, Any]]) -> Table:
 STATES = {"live": "[green]live[/]", "stopped": "[dim]stopped[/]", "dead": "[red]dead[/]"}
 
 
-def workers_table(console: Console, rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
+def workers_table(rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
     now = time.time()
-    grid = table(
-        console, "worker", "host", "pid", "queues", "concurrency", "busy", "heartbeat", "state"
-    )
+    grid = table("worker", "host", "pid", "queues", "concurrency", "busy", "heartbeat", "state")
     for worker, state in rows:
         grid.add_row(
             escape(worker.id),
@@ -245,13 +262,13 @@ def subtasks_view(parent_id: int, subtasks: Sequence[Mapping[str, Any]]) -> Tree
     return root
 
 
-def consolidation_view(console: Console, doc: Mapping[str, Any]) -> list[RenderableType]:
+def consolidation_view(doc: Mapping[str, Any]) -> list[RenderableType]:
     head = (
         f"job {doc['job_id']}: {doc['completed']} of {doc['total_tasks']} completed, "
         f"{doc['failed']} failed, {doc['pending']} pending; consolidated "
         + (escape(str(doc["consolidated_at"])) if doc["consolidated_at"] else "not yet")
     )
-    grid = table(console, "sub-task", "status", "query", "result / error")
+    grid = table("sub-task", "status", "query", "result / error")
     for item in doc["results"]:
         outcome = item["error"] if item["error"] else item["result"]
         grid.add_row(

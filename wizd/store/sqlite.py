@@ -121,8 +121,8 @@ class SQLiteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._pending: list[tuple[Op[Any], _Waiter]] = []
-        self._wake = anyio.Event()
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._flushing = False  # a caller is running a group commit right now
+        self._open = False
         self._closed = False
         self._committed = anyio.Event()
         # A plain connection read from the event loop: PRAGMA data_version costs a few µs
@@ -166,26 +166,24 @@ class SQLiteStore:
                 self.config.path, isolation_level=None, check_same_thread=False, timeout=0
             )
             self._seen_version = self._watch.execute(Q.DATA_VERSION).fetchone()[0]
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._write_loop)
+        self._open = True
 
     async def close(self) -> None:
+        """Close the connections (shielded: a cancelled caller still leaves no thread
+        behind). Writes not yet started fail with StoreError."""
         if self._closed:
             return
         self._closed = True
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-        for waiter in (w for _, w in self._pending):
-            waiter.fail(StoreError("store closed before the write ran"))
-        self._pending.clear()
-        if self._watch is not None:
-            self._watch.close()
-        if self._reader is not None and self._reader is not self._writer:
-            await self._reader.close()
-        if self._writer is not None:
-            await self._writer.close()
+        with anyio.CancelScope(shield=True):
+            for _, waiter in self._pending:
+                waiter.fail(StoreError("store closed before the write ran"))
+            self._pending.clear()
+            if self._watch is not None:
+                self._watch.close()
+            if self._reader is not None and self._reader is not self._writer:
+                await self._reader.close()
+            if self._writer is not None:
+                await self._writer.close()
 
     async def _connect(self) -> aiosqlite.Connection:
         cfg = self.config
@@ -202,6 +200,7 @@ class SQLiteStore:
 
         def setup(c: sqlite3.Connection) -> None:
             c.execute(f"PRAGMA busy_timeout={int(cfg.busy_timeout * 1000)}")
+            self._refuse_foreign(c)  # before any pragma changes the file
             for pragma in Q.PRAGMAS:
                 c.execute(pragma)
             c.execute(f"PRAGMA synchronous={cfg.synchronous}")
@@ -214,23 +213,28 @@ class SQLiteStore:
             raise
         return conn
 
-    def _migrate(self, c: sqlite3.Connection) -> int:
-        self._begin(c)
-        try:
-            objects = c.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-            names = {r[0] for r in objects}
-            if names and "schema_version" not in names:
-                raise StoreError(
-                    f"{self.config.path} is a SQLite database but not a wizd one "
-                    f"(it has tables {sorted(names)[:5]} and no schema_version)"
-                )
-            c.execute(Q.SCHEMA_VERSION_CREATE)
+    def _refuse_foreign(self, c: sqlite3.Connection) -> None:
+        """Refuse a SQLite file that is not a wizd database, or one from a newer wizd."""
+        names = {r[0] for r in c.execute(Q.TABLE_NAMES)}
+        if names and "schema_version" not in names:
+            raise StoreError(
+                f"{self.config.path} is a SQLite database but not a wizd one "
+                f"(it has tables {sorted(names)[:5]} and no schema_version)"
+            )
+        if names:
             current = c.execute(Q.SCHEMA_VERSION_GET).fetchone()[0]
             if current > LATEST_VERSION:
                 raise StoreError(
                     f"{self.config.path} has schema version {current}, newer than this wizd "
                     f"knows ({LATEST_VERSION}); upgrade wizd"
                 )
+
+    def _migrate(self, c: sqlite3.Connection) -> int:
+        self._begin(c)
+        try:
+            self._refuse_foreign(c)  # again, under the write lock
+            c.execute(Q.SCHEMA_VERSION_CREATE)
+            current = c.execute(Q.SCHEMA_VERSION_GET).fetchone()[0]
             for version, _name, sql in migrations():
                 if version > current:
                     for statement in split_statements(sql):
@@ -269,47 +273,62 @@ class SQLiteStore:
 
     # -- the writer ------------------------------------------------------------------------
     async def _write(self, op: Op[T]) -> T:
-        """Queue `op` for the next group commit and wait for its own outcome."""
-        if self._tg is None or self._closed:
+        """Run `op` in the next group commit and return its own outcome.
+
+        There is no writer task: whoever finds no group commit running runs one, for every
+        op queued so far, then hands the lead to the next queued caller. Ops that arrive
+        while a group runs go into the next group, so one transaction (and one fsync)
+        serves everything that arrived within a commit's time."""
+        if not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
         waiter = _Waiter()
         entry = (op, waiter)
         self._pending.append(entry)
-        self._wake.set()
         try:
-            await waiter.event.wait()
+            while not waiter.done:
+                if self._flushing:
+                    waiter.event = anyio.Event()
+                    await waiter.event.wait()
+                    continue
+                self._flushing = True
+                try:
+                    with anyio.CancelScope(shield=True):  # a group runs to its end
+                        await self._flush()
+                finally:
+                    self._flushing = False
+                    self._hand_over()
         except BaseException:
-            # Not yet taken by the writer: it never runs. Taken: it runs to its end anyway.
-            if entry in self._pending:
+            if entry in self._pending:  # never started: it never will
                 self._pending.remove(entry)
+                self._hand_over()
             raise
         return cast(T, waiter.outcome())
 
-    async def _write_loop(self) -> None:
+    def _hand_over(self) -> None:
+        """Wake the first queued caller so that it runs the next group."""
+        if self._pending and not self._flushing:
+            self._pending[0][1].event.set()
+
+    async def _flush(self) -> None:
         assert self._writer is not None
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                ops = [op for op, _ in batch]
-                try:
-                    with anyio.CancelScope(shield=True):
-                        outcomes, changed = await self._call(
-                            self._writer, functools.partial(self._run_group, ops=ops)
-                        )
-                except Exception as exc:  # the whole group failed: every caller hears it
-                    for _, waiter in batch:
-                        waiter.fail(exc)
-                    continue
-                if changed:
-                    self._committed.set()
-                    self._committed = anyio.Event()
-                for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
-                    if ok:
-                        waiter.succeed(value)
-                    else:
-                        waiter.fail(value)
+        batch, self._pending = self._pending, []
+        ops = [op for op, _ in batch]
+        try:
+            outcomes, changed = await self._call(
+                self._writer, functools.partial(self._run_group, ops=ops)
+            )
+        except Exception as exc:  # the whole group failed: every caller hears it
+            for _, waiter in batch:
+                waiter.fail(exc)
+            return
+        if changed:
+            self._committed.set()
+            self._committed = anyio.Event()
+        for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                waiter.succeed(value)
+            else:
+                waiter.fail(value)
 
     def _run_group(
         self, c: sqlite3.Connection, ops: list[Op[Any]]
@@ -341,16 +360,20 @@ class SQLiteStore:
             elif not isolated:
                 try:
                     outcomes.extend((True, op(c, now)) for op in ops)
-                except WizdError:
+                except sqlite3.OperationalError:
+                    raise  # the database itself failed (locked, I/O): the group fails
+                except Exception:
                     raise _Refused from None
             else:
                 for op in ops:
                     c.execute("SAVEPOINT op")
                     try:
                         outcomes.append((True, op(c, now)))
-                    except WizdError as exc:
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:  # this op's own failure spoils no other op
                         c.execute("ROLLBACK TO op")
-                        outcomes.append((False, exc))
+                        outcomes.append((False, _as_store_error(exc)))
                     c.execute("RELEASE op")
             c.execute("COMMIT")
         except WizdError as exc:  # the single op refused: nothing written
@@ -363,7 +386,7 @@ class SQLiteStore:
         return outcomes, c.total_changes != before
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._reader is None or self._closed:
+        if self._reader is None or not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
         return await self._call(self._reader, fn)
 
@@ -386,7 +409,7 @@ class SQLiteStore:
 
     async def peek(self, queue: str, n: int) -> list[Job]:
         def run(c: sqlite3.Connection) -> list[Job]:
-            rows = c.execute(Q.PEEK, (queue, n)).fetchall()
+            rows = c.execute(Q.PEEK, {"queue": queue, "n": n, "now": self.clock()}).fetchall()
             return rowmap.jobs(c, rows)
 
         return await self._read(run)
@@ -568,6 +591,8 @@ class SQLiteStore:
 
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> list[Job]:
+        if n < 1:
+            return []
         return await self._write(lambda c, now: ops.claim(c, now, queue, worker_id, n))
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
@@ -675,9 +700,15 @@ class SQLiteStore:
                     raise IllegalTransition(
                         job.id, job.status, S.PENDING, "retry it (only failed or cancelled jobs)"
                     )
-            for job_id in ids:
-                c.execute(Q.RETRY_JOB, {"id": job_id, "now": now})
-                rowmap.event(c, now, job_id, "retried", S.PENDING, 0, None, None)
+            for job in rowmap.get_many(c, ids):
+                # Unfinished dependencies still hold it; a deadline is renewed for as long.
+                target = S.PENDING if flows.deps_satisfied(c, job) else S.WAITING
+                expires = None
+                if job.expires_at is not None:
+                    expires = now + (job.expires_at - job.created_at).total_seconds()
+                args = {"id": job.id, "now": now, "status": target, "expires_at": expires}
+                c.execute(Q.RETRY_JOB, args)
+                rowmap.event(c, now, job.id, "retried", target, 0, None, None)
             return rowmap.get_many(c, ids)
 
         return await self._write(op)
@@ -795,24 +826,33 @@ class SQLiteStore:
         await self._write(lambda c, now: c.execute(Q.WORKERS_PRUNE, (now - older_than,)) and None)
 
 
+def _as_store_error(exc: Exception) -> Exception:
+    if isinstance(exc, WizdError):
+        return exc
+    return StoreError(f"write refused by the database: {type(exc).__name__}: {exc}")
+
+
 class _Refused(Exception):
     """An op of an unisolated group refused its input: run the group again, isolated."""
 
 
 class _Waiter:
-    __slots__ = ("_error", "_value", "event")
+    __slots__ = ("_error", "_value", "done", "event")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
+        self.done = False
         self._value: Any = None
         self._error: BaseException | None = None
 
     def succeed(self, value: Any) -> None:
         self._value = value
+        self.done = True
         self.event.set()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
+        self.done = True
         self.event.set()
 
     def outcome(self) -> Any:

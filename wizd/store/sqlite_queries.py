@@ -21,9 +21,7 @@ SCHEMA_VERSION_CREATE = (
 )
 SCHEMA_VERSION_GET = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
 SCHEMA_VERSION_SET = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
-SCHEMA_VERSION_TABLE_EXISTS = (
-    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
-)
+TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 DATA_VERSION = "PRAGMA data_version"
 
@@ -48,10 +46,17 @@ GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
 DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
 DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
 JOB_STATUSES_OF_MANY = "SELECT id, status FROM jobs WHERE id IN ({ids})"
+# What claim would hand out: pending jobs and delayed ones already due (claim promotes
+# those first), each side read through its own partial index.
 PEEK = f"""
-SELECT {JOB_COLUMNS} FROM jobs
-WHERE queue = ? AND status = 'pending'
-ORDER BY priority DESC, run_at, id LIMIT ?
+SELECT {JOB_COLUMNS} FROM (
+    SELECT * FROM (SELECT * FROM jobs WHERE queue = :queue AND status = 'pending'
+                   ORDER BY priority DESC, run_at, id LIMIT :n)
+    UNION ALL
+    SELECT * FROM (SELECT * FROM jobs WHERE queue = :queue AND status = 'delayed'
+                   AND run_at <= :now ORDER BY run_at LIMIT :n)
+)
+ORDER BY priority DESC, run_at, id LIMIT :n
 """
 EVENTS = """
 SELECT id, job_id, at, kind, status, attempt, worker_id, message
@@ -188,7 +193,8 @@ UPDATE jobs SET status = :status, updated_at = :now,
 WHERE id = :id AND status = :from_status
 """
 RETRY_JOB = """
-UPDATE jobs SET status = 'pending', attempt = 0, run_at = :now, updated_at = :now,
+UPDATE jobs SET status = :status, attempt = 0, run_at = :now, updated_at = :now,
+    expires_at = :expires_at,
     finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
     progress = NULL, progress_message = NULL
 WHERE id = :id AND status IN ('failed', 'cancelled')

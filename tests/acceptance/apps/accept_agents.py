@@ -1,0 +1,62 @@
+"""Python processors for the acceptance tests, loaded by the daemon with
+`--app accept_agents:researcher` (this directory is on the daemon's PYTHONPATH).
+
+Processors take their instructions from the payload, so one module serves every test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from wizd.agent import Agent, JobContext
+
+researcher = Agent("researcher")
+
+
+async def _wait_for_file(path: str, limit: float = 300.0) -> None:
+    """Wait without blocking the event loop until `path` exists (at most `limit` seconds)."""
+    deadline = time.monotonic() + limit
+    while not await anyio.Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {limit}s")
+        await anyio.sleep(0.02)
+
+
+@researcher.processor("interval")
+async def interval(ctx: JobContext) -> dict[str, Any]:
+    """Sleeps `seconds` and reports when it ran, for overlap counting."""
+    start = time.time()
+    await anyio.sleep(ctx.payload["seconds"])
+    return {"start": start, "end": time.time(), "pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@researcher.processor("hold")
+async def hold(ctx: JobContext) -> dict[str, Any]:
+    """Runs until the file `release` exists (the test decides when it ends)."""
+    await _wait_for_file(ctx.payload["release"])
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@researcher.processor("quick")
+async def quick(ctx: JobContext) -> dict[str, Any]:
+    """Appends `job_id attempt` to a file of this process (append mode: one line per run)."""
+    record = Path(ctx.payload["dir"]) / f"{os.getpid()}.log"
+    with record.open("a", encoding="utf-8") as f:
+        f.write(f"{ctx.id} {ctx.attempt}\n")
+    return {"pid": os.getpid()}
+
+
+@researcher.processor("blocker")
+async def blocker(ctx: JobContext) -> dict[str, Any]:
+    """In a daemon started with ACCEPT_BLOCK_LOOP set: once the file `go` exists, blocks
+    the whole event loop (time.sleep in an async def) for `block` seconds. Elsewhere it
+    returns at once."""
+    if os.environ.get("ACCEPT_BLOCK_LOOP"):
+        await _wait_for_file(ctx.payload["go"])
+        time.sleep(ctx.payload["block"])  # noqa: ASYNC251 - blocking the loop is the point
+    return {"pid": os.getpid(), "attempt": ctx.attempt}

@@ -1,0 +1,146 @@
+"""The SQLite schema: created on first connect, versioned, migrated in order, and refused
+when the file is not a wizd database this version understands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import sqlite_file
+
+import wizd
+import wizd.store.sqlite as sqlite_store
+from wizd import StoreError
+from wizd.store.sqlite import LATEST_VERSION, migrations
+
+TABLES = {"jobs", "job_deps", "job_events", "queues", "workers", "job_counts", "schema_version"}
+
+
+def schema(path: str) -> list[tuple[str, str, str, str | None]]:
+    """Every table, index and trigger of the database as SQLite keeps it."""
+    with sqlite_file(path) as db:
+        rows = db.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master "
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def versions(path: str) -> list[tuple[int, float]]:
+    with sqlite_file(path) as db:
+        return db.execute("SELECT version, applied_at FROM schema_version ORDER BY 1").fetchall()
+
+
+def journal_mode(path: str) -> str:
+    with sqlite_file(path) as db:
+        return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    numbers = [version for version, _, _ in migrations()]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert numbers[-1] == LATEST_VERSION
+
+
+def test_first_connect_creates_the_schema(store_url: str) -> None:
+    assert not Path(store_url).exists()
+    with wizd.connect_sync(store_url, clock=lambda: 1000.0) as q:
+        job = q.enqueue("t")
+    assert {name for kind, name, _, _ in schema(store_url) if kind == "table"} >= TABLES
+    assert versions(store_url) == [(v, 1000.0) for v in range(1, LATEST_VERSION + 1)]
+    assert journal_mode(store_url) == "wal"
+    with wizd.connect_sync(store_url) as q:
+        assert q.get(job.id).status is wizd.JobStatus.PENDING
+
+
+def test_reconnect_changes_no_schema(store_url: str) -> None:
+    with wizd.connect_sync(store_url, clock=lambda: 1000.0):
+        pass
+    before = schema(store_url), versions(store_url)
+    with wizd.connect_sync(store_url, clock=lambda: 2000.0):
+        pass
+    assert (schema(store_url), versions(store_url)) == before
+
+
+def test_newer_schema_version_is_refused(store_url: str) -> None:
+    with wizd.connect_sync(store_url):
+        pass
+    with sqlite_file(store_url) as db:
+        db.execute("INSERT INTO schema_version VALUES (?, 0)", (LATEST_VERSION + 1,))
+    before = schema(store_url), versions(store_url)
+
+    with pytest.raises(StoreError) as caught, wizd.connect_sync(store_url):
+        pass
+    message = str(caught.value)
+    assert f"schema version {LATEST_VERSION + 1}" in message
+    assert f"({LATEST_VERSION})" in message
+    assert "upgrade wizd" in message
+    assert (schema(store_url), versions(store_url)) == before
+
+
+def test_file_that_is_not_sqlite_is_refused_and_left_alone(store_url: str) -> None:
+    garbage = b"garbage bytes, not a database\n" * 200
+    Path(store_url).write_bytes(garbage)
+    with pytest.raises(StoreError, match="corrupt or not SQLite"), wizd.connect_sync(store_url):
+        pass
+    assert Path(store_url).read_bytes() == garbage
+
+
+def test_sqlite_database_that_is_not_wizd_is_refused_and_left_alone(store_url: str) -> None:
+    with sqlite_file(store_url) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('mine')")
+    before = schema(store_url)
+
+    with pytest.raises(StoreError, match="not a wizd one") as caught, wizd.connect_sync(store_url):
+        pass
+    assert "notes" in str(caught.value)
+    assert schema(store_url) == before
+    assert journal_mode(store_url) == "delete"
+    with sqlite_file(store_url) as db:
+        assert db.execute("SELECT body FROM notes").fetchall() == [("mine",)]
+
+
+def test_missing_directory_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "nowhere" / "wizd.db")
+    with pytest.raises(StoreError, match="does not exist"), wizd.connect_sync(path):
+        pass
+
+
+def test_migrations_applied_one_by_one_end_as_a_fresh_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading through every release (one connect per schema version) must give the same
+    schema as a database created by the newest wizd, and keep the jobs written on the way."""
+    fresh = str(tmp_path / "fresh.db")
+    with wizd.connect_sync(fresh):
+        pass
+
+    stepped = str(tmp_path / "stepped.db")
+    bundled = migrations()
+    ids = []
+    for upto in range(1, len(bundled) + 1):
+        monkeypatch.setattr(sqlite_store, "migrations", lambda upto=upto: bundled[:upto])
+        with wizd.connect_sync(stepped) as q:
+            assert [v for v, _ in versions(stepped)] == list(range(1, upto + 1))
+            if upto == len(bundled):
+                ids.append(q.enqueue("t").id)
+        if upto < len(bundled):
+            # A wizd of this version wrote a job: insert it with this version's columns.
+            with sqlite_file(stepped) as db:
+                cur = db.execute(
+                    "INSERT INTO jobs (queue, name, payload, status, backoff, run_at, "
+                    "created_at, updated_at) VALUES ('default', 'old', '{}', 'pending', "
+                    '\'{"kind": "fixed", "delay": 1.0, "cap": null, "jitter": 0.0}\', '
+                    "1, 1, 1)"
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+    monkeypatch.undo()
+
+    assert schema(stepped) == schema(fresh)
+    assert [v for v, _ in versions(stepped)] == [v for v, _ in versions(fresh)]
+    with wizd.connect_sync(stepped) as q:
+        jobs = [q.get(i) for i in ids]
+        assert all(j.status is wizd.JobStatus.PENDING for j in jobs)
+        assert q.counts()["pending"] == len(ids)

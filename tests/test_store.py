@@ -1,0 +1,620 @@
+"""The behavioural store suite: the worker-facing operations and the queue's semantics,
+written once and run against every backend (the `backend_url` fixture)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+from conftest import FakeClock
+
+import wizd
+from wizd import Backoff, IllegalTransition, Job, JobStatus
+from wizd.errors import DependencyError
+from wizd.model import ALL_STATUSES, TRANSITIONS
+from wizd.store import Finish, Store
+
+S = JobStatus
+
+
+def done(job: Job, outcome: str = "completed", **kwargs: object) -> Finish:
+    """How `job`'s current run ended, as told by the worker that claimed it."""
+    assert job.worker_id is not None
+    return Finish(job.id, job.worker_id, job.attempt, outcome, **kwargs)  # type: ignore[arg-type]
+
+
+async def claim_one(store: Store, queue: str = "default", worker: str = "w1") -> Job:
+    jobs = await store.claim(queue, worker, 1)
+    assert len(jobs) == 1, f"expected one job to claim from {queue}, got {jobs}"
+    return jobs[0]
+
+
+async def snapshot(store: Store, job_id: int) -> tuple[dict[str, object], int]:
+    """The job as stored and how many events it has: what 'changes nothing' compares."""
+    return (await store.get(job_id)).to_dict(), len(await store.events(job_id))
+
+
+# -- claiming ------------------------------------------------------------------------------
+
+
+async def test_claim_order_is_priority_then_run_at_then_id(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    now = clock()
+    a = await q.enqueue("a", priority=3, run_at=now - 10)
+    b = await q.enqueue("b", priority=5, run_at=now - 5)
+    c = await q.enqueue("c", priority=3, run_at=now - 20)
+    d = await q.enqueue("d", priority=3, run_at=now - 10)
+    e = await q.enqueue("e", priority=1, run_at=now - 100)
+    f = await q.enqueue("f", priority=5, run_at=now - 5)
+    expected = [b.id, f.id, c.id, a.id, d.id, e.id]
+
+    assert [j.id for j in await store.peek("default", 10)] == expected
+    first = await store.claim("default", "w1", 2)
+    rest = await store.claim("default", "w2", 10)
+    assert [j.id for j in first + rest] == expected
+    for job in first + rest:
+        assert job.status is S.RUNNING
+        assert job.attempt == 1
+        assert job.started_at is not None
+        assert job.started_at.timestamp() == now
+        assert job.heartbeat_at is not None
+        assert job.heartbeat_at.timestamp() == now
+    assert {j.worker_id for j in first} == {"w1"}
+    assert {j.worker_id for j in rest} == {"w2"}
+
+
+async def test_claim_takes_at_most_n_and_only_from_its_queue(q: wizd.Queue, store: Store) -> None:
+    for i in range(5):
+        await q.enqueue("t", {"i": i}, queue="mine")
+    theirs = await q.enqueue("t", queue="theirs")
+
+    assert len(await store.claim("mine", "w1", 3)) == 3
+    assert len(await store.claim("mine", "w1", 3)) == 2
+    assert await store.claim("mine", "w1", 3) == []
+    assert (await store.get(theirs.id)).status is S.PENDING
+
+
+@pytest.mark.parametrize("n", [0, -1])
+async def test_claim_of_no_slots_claims_nothing(q: wizd.Queue, store: Store, n: int) -> None:
+    for _ in range(3):
+        await q.enqueue("t")
+    assert await store.claim("default", "w1", n) == []
+    assert (await q.counts())["pending"] == 3
+
+
+async def test_concurrent_claims_never_hand_one_job_to_two_workers(
+    q: wizd.Queue, store: Store
+) -> None:
+    await q.enqueue_many([{"name": "t", "payload": {"i": i}} for i in range(50)])
+    claimed: list[Job] = []
+
+    async def worker(i: int) -> None:
+        claimed.extend(await store.claim("default", f"w{i}", 7))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(worker, i)
+
+    ids = [j.id for j in claimed]
+    assert len(ids) == 50
+    assert len(set(ids)) == 50
+
+
+async def test_peek_changes_nothing(q: wizd.Queue, store: Store) -> None:
+    jobs = [await q.enqueue("t", priority=p) for p in (1, 5, 3)]
+    before = [await snapshot(store, j.id) for j in jobs]
+    assert [j.priority for j in await store.peek("default", 2)] == [5, 3]
+    assert [await snapshot(store, j.id) for j in jobs] == before
+
+
+async def test_peek_shows_the_jobs_claim_would_hand_out(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    """A delayed job whose time has come is the next to run even before a promoter moved
+    it: claim promotes it first, so peek must show it too."""
+    urgent = await q.enqueue("urgent", priority=5, delay=10)
+    await q.enqueue("routine", priority=1)
+    clock.advance(20)
+
+    peeked = await store.peek("default", 1)
+    claimed = await store.claim("default", "w1", 1)
+    assert [j.id for j in claimed] == [urgent.id]
+    assert [j.id for j in peeked] == [j.id for j in claimed]
+
+
+async def test_delayed_job_is_never_claimed_early(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    job = await q.enqueue("t", delay=30)
+    assert job.status is S.DELAYED
+    assert job.run_at.timestamp() == clock() + 30
+
+    clock.advance(29.5)
+    assert await store.claim("default", "w1", 10) == []
+    assert await store.promote_due() == 0
+    assert (await store.get(job.id)).status is S.DELAYED
+
+    clock.advance(0.5)
+    assert [j.id for j in await store.claim("default", "w1", 10)] == [job.id]
+
+
+async def test_paused_queue_is_never_claimed_and_keeps_its_jobs(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    pending = await q.enqueue("t", queue="held")
+    delayed = await q.enqueue("t", queue="held", delay=5)
+    other = await q.enqueue("t", queue="free")
+    await q.pause("held")
+    clock.advance(10)
+
+    assert await store.claim("held", "w1", 10) == []
+    assert (await store.get(pending.id)).status is S.PENDING
+    assert (await store.get(delayed.id)).status is S.DELAYED
+    assert [j.id for j in await store.claim("free", "w1", 10)] == [other.id]
+
+    await q.resume("held")
+    assert {j.id for j in await store.claim("held", "w1", 10)} == {pending.id, delayed.id}
+
+
+async def test_paused_job_is_never_claimed(q: wizd.Queue, store: Store, clock: FakeClock) -> None:
+    pending = await q.enqueue("t")
+    delayed = await q.enqueue("t", delay=5)
+    await q.pause_job(pending)
+    await q.pause_job(delayed)
+    clock.advance(10)
+
+    assert await store.promote_due() == 0
+    assert await store.claim("default", "w1", 10) == []
+    assert (await store.get(delayed.id)).status is S.PAUSED
+
+    await q.resume_job(pending)
+    await q.resume_job(delayed)
+    assert {j.id for j in await store.claim("default", "w1", 10)} == {pending.id, delayed.id}
+
+
+async def test_promote_due_moves_only_due_delayed_jobs(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    soon = await q.enqueue("t", delay=5)
+    also_soon = await q.enqueue("t", queue="other", delay=5)
+    late = await q.enqueue("t", delay=50)
+    clock.advance(5)
+
+    assert await store.promote_due() == 2
+    assert (await store.get(soon.id)).status is S.PENDING
+    assert (await store.get(also_soon.id)).status is S.PENDING
+    assert (await store.get(late.id)).status is S.DELAYED
+    assert (await store.events(soon.id))[-1].kind == "promoted"
+    assert await store.promote_due() == 0
+
+
+# -- finishing runs ------------------------------------------------------------------------
+
+
+async def test_completed_stores_the_result(q: wizd.Queue, store: Store, clock: FakeClock) -> None:
+    await q.enqueue("t")
+    job = await claim_one(store)
+    clock.advance(3)
+
+    assert await store.finish([done(job, result={"answer": 42})]) == [True]
+    stored = await store.get(job.id)
+    assert stored.status is S.COMPLETED
+    assert stored.result == {"answer": 42}
+    assert stored.finished_at is not None
+    assert stored.finished_at.timestamp() == clock()
+    assert stored.attempt == 1
+
+
+async def test_failure_is_retried_with_backoff_until_attempts_run_out(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    job = await q.enqueue("t", attempts=3, backoff=Backoff.exponential(2.0, cap=300.0))
+
+    run = await claim_one(store)
+    assert await store.finish([done(run, "failed", error="boom 1")]) == [True]
+    stored = await store.get(job.id)
+    assert stored.status is S.DELAYED
+    assert stored.error == "boom 1"
+    assert stored.worker_id is None
+    assert stored.run_at.timestamp() == clock() + 2.0
+
+    clock.advance(1.9)
+    assert await store.claim("default", "w1", 1) == []
+    clock.advance(0.1)
+    run = await claim_one(store)
+    assert run.attempt == 2
+    assert await store.finish([done(run, "failed", error="boom 2")]) == [True]
+    assert (await store.get(job.id)).run_at.timestamp() == clock() + 4.0
+
+    clock.advance(4.0)
+    run = await claim_one(store)
+    assert run.attempt == 3
+    assert await store.finish([done(run, "failed", error="boom 3")]) == [True]
+    stored = await store.get(job.id)
+    assert stored.status is S.FAILED
+    assert stored.error == "boom 3"
+    assert stored.attempt == 3
+    assert stored.finished_at is not None
+
+
+@pytest.mark.parametrize(
+    ("backoff", "attempt", "low", "high"),
+    [
+        (Backoff.fixed(7.0), 1, 7.0, 7.0),
+        (Backoff.fixed(7.0), 2, 7.0, 7.0),
+        (Backoff.exponential(2.0, cap=5.0), 3, 5.0, 5.0),
+        (Backoff.exponential(2.0, cap=300.0, jitter=0.1), 1, 1.8, 2.2),
+        (Backoff.exponential(2.0, cap=300.0, jitter=0.1), 3, 7.2, 8.8),
+    ],
+)
+async def test_retry_delay_follows_the_jobs_backoff(
+    q: wizd.Queue,
+    store: Store,
+    clock: FakeClock,
+    backoff: Backoff,
+    attempt: int,
+    low: float,
+    high: float,
+) -> None:
+    job = await q.enqueue("t", attempts=10, backoff=backoff)
+    for _ in range(attempt):
+        clock.advance(1000)
+        run = await claim_one(store)
+        assert await store.finish([done(run, "failed")]) == [True]
+    delay = (await store.get(job.id)).run_at.timestamp() - clock()
+    assert low - 1e-6 <= delay <= high + 1e-6
+
+
+async def test_failure_without_retry_is_final_even_with_attempts_left(
+    q: wizd.Queue, store: Store
+) -> None:
+    await q.enqueue("t", attempts=5)
+    run = await claim_one(store)
+    assert await store.finish([done(run, "failed", error="bad input", retry=False)]) == [True]
+    stored = await store.get(run.id)
+    assert stored.status is S.FAILED
+    assert stored.error == "bad input"
+
+
+@pytest.mark.parametrize("outcome", ["later", "requeue"])
+async def test_later_and_requeue_do_not_charge_an_attempt(
+    q: wizd.Queue, store: Store, clock: FakeClock, outcome: str
+) -> None:
+    await q.enqueue("t", attempts=1)
+
+    run = await claim_one(store)
+    assert await store.finish([done(run, outcome, delay=10.0)]) == [True]
+    stored = await store.get(run.id)
+    assert stored.status is S.DELAYED
+    assert stored.attempt == 0
+    assert stored.run_at.timestamp() == clock() + 10
+
+    clock.advance(10)
+    run = await claim_one(store)
+    assert run.attempt == 1
+    assert await store.finish([done(run, outcome)]) == [True]
+    assert (await store.get(run.id)).status is S.PENDING
+    assert (await claim_one(store)).attempt == 1
+
+
+async def test_cancelled_outcome_is_final(q: wizd.Queue, store: Store) -> None:
+    await q.enqueue("t", attempts=3)
+    run = await claim_one(store)
+    assert await store.finish([done(run, "cancelled", error="stopped")]) == [True]
+    stored = await store.get(run.id)
+    assert stored.status is S.CANCELLED
+    assert stored.finished_at is not None
+
+
+async def test_wait_children_runs_the_parent_again_when_its_children_are_final(
+    q: wizd.Queue, store: Store
+) -> None:
+    await q.enqueue("parent", attempts=1)
+    parent = await claim_one(store)
+    child = await q.enqueue("child", queue="kids", parent=parent.id)
+
+    assert await store.finish([done(parent, "wait_children")]) == [True]
+    assert (await store.get(parent.id)).status is S.WAITING_CHILDREN
+    assert await store.claim("default", "w1", 1) == []
+
+    run = await claim_one(store, "kids")
+    assert run.id == child.id
+    assert await store.finish([done(run)]) == [True]
+    assert (await store.get(parent.id)).status is S.PENDING
+    again = await claim_one(store)
+    assert again.id == parent.id
+    assert again.attempt <= again.max_attempts
+
+
+async def test_finish_is_fenced_on_worker_and_attempt(q: wizd.Queue, store: Store) -> None:
+    await q.enqueue("t")
+    run = await claim_one(store)
+    before = await snapshot(store, run.id)
+
+    wrong_worker = Finish(run.id, "w2", run.attempt, "completed")
+    wrong_attempt = Finish(run.id, "w1", run.attempt + 1, "completed")
+    unknown_job = Finish(run.id + 1000, "w1", 1, "completed")
+    assert await store.finish([wrong_worker, wrong_attempt, unknown_job]) == [False] * 3
+    assert await snapshot(store, run.id) == before
+
+    assert await store.finish([done(run)]) == [True]
+    after = await snapshot(store, run.id)
+    assert await store.finish([done(run, "failed")]) == [False]
+    assert await snapshot(store, run.id) == after
+
+
+async def test_a_run_that_lost_its_lease_cannot_overwrite_the_next_one(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    await q.enqueue("t", attempts=3)
+    old = await claim_one(store, worker="w1")
+    clock.advance(301)
+    assert [i.job.id for i in await store.reap_hung(300)] == [old.id]
+    new = await claim_one(store, worker="w2")
+    assert new.id == old.id
+    assert new.attempt == 2
+
+    assert await store.finish([done(old, result="stale")]) == [False]
+    assert await store.heartbeat("w1", 0) == set()
+    stored = await store.get(old.id)
+    assert (stored.status, stored.worker_id, stored.attempt) == (S.RUNNING, "w2", 2)
+
+    assert await store.finish([done(new, result="fresh")]) == [True]
+    assert (await store.get(old.id)).result == "fresh"
+
+
+# -- heartbeats, recovery, reaping, expiry -------------------------------------------------
+
+
+async def test_heartbeat_returns_the_jobs_the_worker_still_owns(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        await q.enqueue("t")
+    mine = await store.claim("default", "w1", 3)
+    await q.enqueue("t")
+    theirs = await claim_one(store, worker="w2")
+    await q.cancel(mine[0].id)
+
+    assert await store.heartbeat("w1", 3) == {mine[1].id, mine[2].id}
+    assert await store.heartbeat("w3", 0) == set()
+
+    # A heartbeat keeps a run from looking hung.
+    clock.advance(200)
+    await store.heartbeat("w1", 2)
+    clock.advance(200)
+    assert [i.job.id for i in await store.reap_hung(300)] == [theirs.id]
+    assert (await store.get(mine[1].id)).status is S.RUNNING
+
+
+async def test_recover_worker_counts_the_interrupted_run_as_an_attempt(
+    q: wizd.Queue, store: Store
+) -> None:
+    retried = await q.enqueue("t", attempts=3)
+    await claim_one(store, worker="gone")
+    exhausted = await q.enqueue("t", attempts=1)
+    await claim_one(store, worker="gone")
+    await q.enqueue("t")
+    alive = await claim_one(store, worker="alive")
+
+    result = await store.recover_worker("gone", "worker died")
+    assert {(i.job.id, i.status) for i in result} == {
+        (retried.id, S.PENDING),
+        (exhausted.id, S.FAILED),
+    }
+    assert all(i.reason == "worker died" for i in result)
+
+    job = await store.get(retried.id)
+    assert (job.status, job.attempt, job.worker_id) == (S.PENDING, 1, None)
+    assert job.error is not None
+    assert "interrupted" in job.error
+    job = await store.get(exhausted.id)
+    assert job.status is S.FAILED
+    assert job.finished_at is not None
+    assert job.error is not None
+    assert "no attempts left" in job.error
+    for job_id, status in ((retried.id, S.PENDING), (exhausted.id, S.FAILED)):
+        last = (await store.events(job_id))[-1]
+        assert (last.kind, last.status) == ("recovered", status)
+    assert (await store.get(alive.id)).status is S.RUNNING
+
+    again = await claim_one(store)
+    assert (again.id, again.attempt) == (retried.id, 2)
+
+
+async def test_a_job_that_kills_its_worker_every_time_ends_failed(
+    q: wizd.Queue, store: Store
+) -> None:
+    job = await q.enqueue("t", attempts=2)
+    for attempt in (1, 2):
+        run = await claim_one(store, worker=f"w{attempt}")
+        assert run.attempt == attempt
+        await store.recover_worker(f"w{attempt}", "crash")
+    stored = await store.get(job.id)
+    assert stored.status is S.FAILED
+    assert await store.claim("default", "w3", 1) == []
+
+
+async def test_reap_hung_takes_only_stale_runs(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    await q.enqueue("t")
+    stale = await claim_one(store, worker="w1")
+    clock.advance(100)
+    await q.enqueue("t")
+    fresh = await claim_one(store, worker="w2")
+    clock.advance(250)
+
+    reaped = await store.reap_hung(300)
+    assert [(i.job.id, i.status, i.reason) for i in reaped] == [(stale.id, S.PENDING, "hung")]
+    assert (await store.events(stale.id))[-1].kind == "recovered"
+    assert (await store.get(fresh.id)).status is S.RUNNING
+    assert await store.reap_hung(300) == []
+
+
+async def test_expire_fails_jobs_whose_ttl_passed(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    waiting = await q.enqueue("t", ttl=60)
+    await q.enqueue("t", queue="busy", ttl=60)
+    running = await claim_one(store, "busy")
+    await q.enqueue("t", queue="done", ttl=60)
+    finished = await claim_one(store, "done")
+    await store.finish([done(finished)])
+    later = await q.enqueue("t", ttl=120)
+    forever = await q.enqueue("t")
+
+    clock.advance(59)
+    assert await store.expire() == []
+    clock.advance(1)
+    assert set(await store.expire()) == {waiting.id, running.id}
+
+    for job_id in (waiting.id, running.id):
+        job = await store.get(job_id)
+        assert job.status is S.FAILED
+        assert job.error is not None
+        assert "expired" in job.error
+        assert (await store.events(job_id))[-1].kind == "expired"
+    assert await store.finish([done(running)]) == [False]
+    assert (await store.get(finished.id)).status is S.COMPLETED
+    assert (await store.get(later.id)).status is S.PENDING
+    assert (await store.get(forever.id)).status is S.PENDING
+    assert await store.expire() == []
+
+
+# -- the transition table and events -------------------------------------------------------
+
+
+async def job_in(q: wizd.Queue, store: Store, status: JobStatus) -> Job:
+    """A job in `status`, alone in a queue of its own."""
+    queue = f"q-{status.value}"
+    if status is S.WAITING:
+        dep = await q.enqueue("dep", queue=f"{queue}-deps")
+        job = await q.enqueue("t", queue=queue, depends_on=[dep.id])
+    elif status is S.DELAYED:
+        job = await q.enqueue("t", queue=queue, delay=60)
+    else:
+        job = await q.enqueue("t", queue=queue)
+    if status in (S.RUNNING, S.WAITING_CHILDREN, S.COMPLETED, S.FAILED):
+        run = await claim_one(store, queue)
+        if status is S.WAITING_CHILDREN:
+            await q.enqueue("child", queue=f"{queue}-kids", parent=job.id)
+            await store.finish([done(run, "wait_children")])
+        elif status is S.COMPLETED:
+            await store.finish([done(run)])
+        elif status is S.FAILED:
+            await store.finish([done(run, "failed", retry=False)])
+    elif status is S.PAUSED:
+        await q.pause_job(job)
+    elif status is S.CANCELLED:
+        await q.cancel(job)
+    job = await store.get(job.id)
+    assert job.status is status
+    return job
+
+
+Operation = Callable[[wizd.Queue, Job], Awaitable[object]]
+OPERATIONS: dict[str, tuple[Operation, JobStatus, Callable[[JobStatus], bool]]] = {
+    # name: (operation, the status it moves to, whether a job in a status may take it)
+    "cancel": (lambda q, j: q.cancel(j), S.CANCELLED, lambda s: S.CANCELLED in TRANSITIONS[s]),
+    "pause_job": (lambda q, j: q.pause_job(j), S.PAUSED, lambda s: S.PAUSED in TRANSITIONS[s]),
+    "resume_job": (lambda q, j: q.resume_job(j), S.PENDING, lambda s: s is S.PAUSED),
+    "retry": (lambda q, j: q.retry(j), S.PENDING, lambda s: s in (S.FAILED, S.CANCELLED)),
+}
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+@pytest.mark.parametrize("status", ALL_STATUSES, ids=str)
+async def test_every_change_follows_the_transition_table(
+    q: wizd.Queue, store: Store, status: JobStatus, operation: str
+) -> None:
+    act, target, allowed = OPERATIONS[operation]
+    job = await job_in(q, store, status)
+    before = await snapshot(store, job.id)
+
+    if allowed(status):
+        await act(q, job)
+        after = await store.get(job.id)
+        assert after.status is target
+        assert target in TRANSITIONS[status]
+        last = (await store.events(job.id))[-1]
+        assert last.status is target
+    else:
+        with pytest.raises(IllegalTransition):
+            await act(q, job)
+        assert await snapshot(store, job.id) == before
+
+
+async def test_every_change_writes_an_event_oldest_first(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    job = await q.enqueue("t", delay=5, backoff=Backoff.fixed(10.0))
+    clock.advance(5)
+    run = await claim_one(store)
+    await store.finish([done(run, "failed", error="boom")])
+    clock.advance(10)
+    run = await claim_one(store, worker="w2")
+    await store.finish([done(run)])
+
+    events = await store.events(job.id)
+    assert [(e.kind, e.status) for e in events] == [
+        ("enqueued", S.DELAYED),
+        ("promoted", S.PENDING),
+        ("claimed", S.RUNNING),
+        ("retry_scheduled", S.DELAYED),
+        ("promoted", S.PENDING),
+        ("claimed", S.RUNNING),
+        ("completed", S.COMPLETED),
+    ]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert [e.worker_id for e in events if e.kind == "claimed"] == ["w1", "w2"]
+    assert [e.attempt for e in events if e.kind == "claimed"] == [1, 2]
+    assert all(e.job_id == job.id for e in events)
+    assert await store.events(job.id, after=events[-2].id) == events[-1:]
+
+
+async def test_a_bad_write_in_a_group_spoils_no_concurrent_write(q: wizd.Queue) -> None:
+    async def good(i: int) -> None:
+        await q.enqueue("ok", {"i": i})
+
+    async def bad() -> None:
+        with pytest.raises(DependencyError):
+            await q.enqueue_many([{"name": "a"}, {"name": "b", "depends_on": [10**9]}])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(5):
+            tg.start_soon(good, i)
+        tg.start_soon(bad)
+        for i in range(5, 10):
+            tg.start_soon(good, i)
+
+    jobs = await q.list(limit=100)
+    assert sorted(j.payload["i"] for j in jobs) == list(range(10))
+    assert {j.name for j in jobs} == {"ok"}
+
+
+async def test_a_write_failing_in_the_database_spoils_no_concurrent_write(q: wizd.Queue) -> None:
+    """Writes queued together share one transaction; a write that fails with something
+    other than a wizd error (here a NaN run_at reaching the NOT NULL column) must fail
+    alone, not take the writes grouped with it down too."""
+    outcomes: dict[str, str] = {}
+
+    async def write(key: str, **options: float) -> None:
+        try:
+            await q.enqueue("t", {"key": key}, **options)
+            outcomes[key] = "ok"
+        except wizd.WizdError as exc:
+            outcomes[key] = type(exc).__name__
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write, "first")
+        tg.start_soon(functools.partial(write, "bad", run_at=float("nan")))
+        tg.start_soon(write, "second")
+
+    assert outcomes["first"] == outcomes["second"] == "ok"
+    assert outcomes["bad"] != "ok"
+    assert sorted(j.payload["key"] for j in await q.list()) == ["first", "second"]
