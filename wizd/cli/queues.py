@@ -62,7 +62,7 @@ async def queue_rows(q: Queue, s: Settings, window: float = 60.0) -> list[dict[s
     return rows
 
 
-@click.command(help="Per queue: counts by status, oldest pending, paused?, live workers.")
+@click.command(help="Per queue: job counts, oldest pending, paused, live workers.")
 @store
 @json_option
 def status(as_json: bool) -> None:
