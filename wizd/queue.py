@@ -582,10 +582,12 @@ class Queue:
         return await self.store.stale_running(age)
 
     async def reap_hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> builtins.list[Job]:
-        """Retry (or fail, when out of attempts) hung jobs now, as the daemon's reaper would."""
+        """Retry (or fail, when out of attempts) hung jobs now, as the daemon's reaper would;
+        returns them as they are now."""
         age = check_positive("older_than", seconds("older_than", older_than))
         assert age is not None
-        return [item.job for item in await self.store.reap_hung(age, "hung")]
+        reaped = await self.store.reap_hung(age, "hung")
+        return await self.store.get_many([item.job.id for item in reaped])
 
     async def pause(self, queue: str) -> None:
         """Stop handing out the queue's jobs (running ones finish). Jobs keep their status."""

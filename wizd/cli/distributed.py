@@ -57,7 +57,7 @@ def create(
             priority=priority,
         )
 
-    parent = with_queue(work)
+    parent = with_queue(work, create=True)
     if as_json:
         print_json(parent.to_dict())
     else:

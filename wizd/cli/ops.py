@@ -233,7 +233,7 @@ def create(
             **options,
         )
 
-    job = with_queue(work)
+    job = with_queue(work, create=True)
     if as_json:
         print_json(job.to_dict())
     else:

@@ -51,12 +51,15 @@ async def until_interrupted(work: Awaitable[T]) -> T:
     return done[0]
 
 
-def with_queue(work: Callable[[Queue, Settings], Awaitable[T]]) -> T:
-    """Run `work(queue, settings)` on a client of the configured store; closed afterwards."""
+def with_queue(work: Callable[[Queue, Settings], Awaitable[T]], *, create: bool = False) -> T:
+    """Run `work(queue, settings)` on a client of the configured store; closed afterwards.
+    A SQLite file that does not exist is refused (a typo must not make an empty database)
+    unless `create`."""
     settings = current_settings()
     options: dict[str, Any] = {}
     if not settings.database.startswith(("postgres://", "postgresql://")):
         options["busy_timeout"] = settings.busy_timeout
+        options["create"] = create
 
     async def main() -> T:
         async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:

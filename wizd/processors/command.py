@@ -146,8 +146,9 @@ def _killpg(pid: int, sig: int) -> None:
 
 async def _terminate(process: anyio.abc.Process, grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it if the leader has not exited in `grace`."""
-    if process.returncode is not None:
+    if process.returncode is not None or grace <= 0:
         _killpg(process.pid, signal.SIGKILL)
+        await process.wait()
         return
     _killpg(process.pid, signal.SIGTERM)
     with anyio.move_on_after(grace):

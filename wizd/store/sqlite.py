@@ -99,6 +99,7 @@ class SQLiteConfig:
     cache_size_kib: int = 16_384
     max_depth: int = MAX_DEPTH
     max_children: int = MAX_CHILDREN
+    create: bool = True  # False: refuse a database file that does not exist yet
 
 
 def parse_url(url: str) -> str:
@@ -149,7 +150,7 @@ class SQLiteStore:
     async def open(self) -> None:
         """Connect, check the file is a wizd database we understand, migrate, start the writer."""
         if not self.memory:
-            check_directory(self.config.path)
+            check_directory(self.config.path, self.config.create)
         self._writer = await self._connect()
         try:
             await self._call(self._writer, self._migrate)
@@ -864,10 +865,12 @@ class _Waiter:
 # -- operations: each runs inside the writer's transaction ----------------------------------
 
 
-def check_directory(path: str) -> None:
+def check_directory(path: str, create: bool) -> None:
     parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
     if not os.path.isdir(parent):
         raise StoreError(f"database directory {parent} does not exist")
+    if not create and not os.path.exists(path):
+        raise StoreError(f"database {path} does not exist (a daemon or `wizd create` makes it)")
 
 
 def database_size(path: str) -> int:
