@@ -207,8 +207,10 @@ def main() -> None:
     args = parser.parse_args()
     n = args.jobs or (5_000 if args.quick else 100_000)
     queued = 100_000 if args.quick else 1_000_000
-    print(f"wizd daemon benchmark: {n} no-op jobs, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"wizd daemon benchmark: {n} no-op jobs, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores"
+    )
     floor = floor_batch_100(n)
     print(f"floor (stdlib sqlite3 claim+complete, batch 100): {floor:,.0f} jobs/s")
     peak = 0
@@ -219,11 +221,16 @@ def main() -> None:
         target = "  (target >= 0.5)" if concurrency == 100 else ""
         print(f"burn-down concurrency {concurrency:>3}: {rate:>9,.0f} jobs/s{ratio}{target}")
     p50, p99 = pickup_latency(60 if args.quick else 300)
-    print(f"pickup latency (idle daemon, poll 1 s): p50 {p50 * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms  (target p50 <= 5, p99 <= 20)")  # fmt: skip
+    print(
+        f"pickup latency (idle daemon, poll 1 s): p50 {p50 * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms  (target p50 <= 5, p99 <= 20)"
+    )
     idle, loaded = memory(queued)
-    print(f"daemon RSS: idle {idle / 2**20:.1f} MB, with {queued:,} queued {loaded / 2**20:.1f} MB, "
-          f"peak during burn-down {peak / 2**20:.1f} MB  (target <= 60 MB, flat)")  # fmt: skip
+    mib = 2**20
+    print(
+        f"daemon RSS: idle {idle / mib:.1f} MB, with {queued:,} queued {loaded / mib:.1f} MB, "
+        f"peak during burn-down {peak / mib:.1f} MB  (target <= 60 MB, flat)"
+    )
     print(json.dumps({"jobs": n, "queued": queued}))
 
 

@@ -51,7 +51,8 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
         {S.COMPLETED, S.FAILED, S.DELAYED, S.PENDING, S.WAITING_CHILDREN, S.CANCELLED}
     ),
     # completed: a distributed parent is consolidated when its sub-tasks are all final.
-    S.WAITING_CHILDREN: frozenset({S.PENDING, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    # waiting: its children are done but a dependency of its own is not.
+    S.WAITING_CHILDREN: frozenset({S.PENDING, S.WAITING, S.COMPLETED, S.FAILED, S.CANCELLED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only an explicit retry (requeue) leaves failed or cancelled.

@@ -305,7 +305,8 @@ class Queue:
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise InvalidJob(f"items[{i}]", f"must be a dict, got {type(item).__name__}")
-            refs = item.get("depends_on") or []
+            refs = item.get("depends_on", [])
+            refs = [] if refs is None else refs
             if isinstance(refs, int | str) or not all(
                 isinstance(r, int) and not isinstance(r, bool) for r in refs
             ):

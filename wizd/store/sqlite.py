@@ -751,9 +751,12 @@ class SQLiteStore:
                     raise IllegalTransition(
                         job.id, job.status, job.status, "delete it: it has unfinished children"
                     )
+            parents = {job.parent_id for job in rowmap.get_many(c, ids) if job.parent_id}
             for job_id in ids:
                 c.execute(Q.DELETE_JOB_EVENTS, (job_id,))
                 c.execute(Q.DELETE_JOB, (job_id,))
+            for parent_id in parents - set(ids):  # its last unfinished child may be gone
+                flows.release_parent(c, now, parent_id)
             return ids
 
         return await self._write(op)

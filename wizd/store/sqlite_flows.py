@@ -52,9 +52,9 @@ def cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> 
     job = rowmap.get(c, job_id)
     if job.status in CANCELLABLE:
         set_status(c, now, job, S.CANCELLED, "cancelled", reason)
-    for child_id, status in c.execute(Q.CHILDREN_IDS, (job_id,)).fetchall():
-        if S(status) in CANCELLABLE:
-            cancel_tree(c, now, child_id, f"parent {job_id} cancelled")
+    # Every child is visited: a finished child may still have unfinished children.
+    for (child_id,) in c.execute(Q.CHILDREN_IDS_ONLY, (job_id,)).fetchall():
+        cancel_tree(c, now, child_id, f"ancestor {job_id} cancelled")
 
 
 def after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
@@ -70,7 +70,7 @@ def became_final(
     """after_final for one job whose status and parent the caller already knows."""
     for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
         dependent = rowmap.get(c, dep_id)
-        if dependent.status not in (S.WAITING, S.PAUSED):
+        if dependent.status not in (S.WAITING, S.PAUSED, S.WAITING_CHILDREN):
             continue
         policy = dependent.on_dependency_failure
         if status is not S.COMPLETED and policy != "ignore":
@@ -96,21 +96,21 @@ def release_parent_of(
 ) -> None:
     """A child became final: apply the parent's on_child_failure policy, or wake it once
     every child is final."""
-    parent = rowmap.get(c, parent_id)
-    if parent.status in FINAL:
+    status, policy = c.execute(Q.PARENT_POLICY, (parent_id,)).fetchone()
+    if S(status) in FINAL:
         return
-    policy = parent.on_child_failure
     if child_status in (S.FAILED, S.CANCELLED) and policy in ("fail", "cancel"):
+        parent = rowmap.get(c, parent_id)
         target = S.FAILED if policy == "fail" else S.CANCELLED
         set_status(
             c, now, parent, target, f"child_{child_status}", f"child {child_id} is {child_status}"
         )
-        for other_id, status in c.execute(Q.CHILDREN_IDS, (parent.id,)).fetchall():
-            if S(status) in CANCELLABLE:
+        for other_id, other_status in c.execute(Q.CHILDREN_IDS, (parent.id,)).fetchall():
+            if S(other_status) in CANCELLABLE:
                 cancel_tree(c, now, other_id, f"sibling {child_id} is {child_status}")
         return
-    if parent.status is S.WAITING_CHILDREN:
-        release_parent(c, now, parent.id)
+    if status == S.WAITING_CHILDREN:
+        release_parent(c, now, parent_id)
 
 
 def release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
@@ -129,8 +129,8 @@ def release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
         message = f"{doc['completed']} of {doc['total_tasks']} sub-tasks completed"
         rowmap.event(c, now, parent_id, "consolidated", S.COMPLETED, parent.attempt, None, message)
         after_final(c, now, [parent_id])
-    else:
-        set_status(c, now, parent, S.PENDING, "children_done")
+    else:  # it runs again, unless a dependency of its own still holds it
+        set_status(c, now, parent, ready_status(c, now, parent), "children_done")
 
 
 # -- dependency edits ----------------------------------------------------------------------

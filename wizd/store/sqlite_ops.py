@@ -300,18 +300,18 @@ def interrupt(c: sqlite3.Connection, now: float, jobs: list[Job], reason: str) -
 
 
 def expire(c: sqlite3.Connection, now: float) -> list[int]:
+    """Fail every non-final job past its deadline, newest first, each with what finality
+    implies applied at once: a distributed parent whose last sub-task expires is
+    consolidated (and completed) before its own deadline is looked at."""
     expired = []
-    for job_id, status, attempt in c.execute(Q.EXPIRED, (now,)).fetchall():
-        args = {
-            "status": S.FAILED,
-            "now": now,
-            "error": "expired: its ttl passed before it finished",
-            "id": job_id,
-            "from_status": status,
-        }
+    error = "expired: its ttl passed before it finished"
+    for job_id, _status, attempt in c.execute(Q.EXPIRED, (now,)).fetchall():
+        status = S(c.execute(Q.GET_STATUS, (job_id,)).fetchone()[0])
+        if status in FINAL:  # finished meanwhile by an earlier expiry in this sweep
+            continue
+        args = {"status": S.FAILED, "now": now, "error": error, "id": job_id, "from_status": status}
         if c.execute(Q.SET_STATUS, args).rowcount:
-            rowmap.event(c, now, job_id, "expired", S.FAILED, attempt, None, args["error"])
+            rowmap.event(c, now, job_id, "expired", S.FAILED, attempt, None, error)
             expired.append(job_id)
-    if expired:
-        flows.after_final(c, now, expired)
+            flows.after_final(c, now, [job_id])
     return expired

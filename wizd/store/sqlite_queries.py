@@ -210,9 +210,11 @@ SELECT COUNT(*) FROM job_deps d JOIN jobs j ON j.id = d.job_id
 WHERE d.depends_on = ? AND j.status NOT IN ('completed', 'failed', 'cancelled')
 """
 LIVE_CHILDREN = """
-SELECT COUNT(*) FROM jobs WHERE parent_id = ? AND status NOT IN ('completed', 'failed', 'cancelled')
+SELECT EXISTS (SELECT 1 FROM jobs WHERE parent_id = ?
+    AND status IN ('waiting', 'pending', 'delayed', 'running', 'waiting_children', 'paused'))
 """
 CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = ?"
+CHILDREN_IDS_ONLY = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"
 CLEANUP_CANDIDATES = """
 SELECT j.id FROM jobs j
 WHERE j.status IN ({statuses}) AND j.finished_at < ?
@@ -245,6 +247,7 @@ SELECT j.id, j.status FROM job_deps d JOIN jobs j ON j.id = d.depends_on WHERE d
 """
 DELETE_DEP = "DELETE FROM job_deps WHERE job_id = ? AND depends_on = ?"
 STATUS_AND_PARENT = "SELECT status, parent_id FROM jobs WHERE id = ?"
+PARENT_POLICY = "SELECT status, on_child_failure FROM jobs WHERE id = ?"
 CHILD_COUNT = "SELECT COUNT(*) FROM jobs WHERE parent_id = ?"
 DEPTH = """
 WITH RECURSIVE up(id, parent_id, depth) AS (
