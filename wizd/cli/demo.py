@@ -216,6 +216,7 @@ def demo(database: str | None, pace: float) -> None:
     console.print_json(json.dumps(brain.result))
     done = sum(1 for j in jobs if j.status is JobStatus.COMPLETED)
     console.print(
-        f"\n{done} of {len(jobs)} jobs completed in {result['seconds']:.1f}s. "
-        f"Database: [bold]{path}[/] (try: wizd --database {path} ...)."
+        f"\n{done} of {len(jobs)} jobs completed in {result['seconds']:.1f}s.\n"
+        f"Database: [bold]{path}[/]\n"
+        f"Look around: wizd --database {path} status   (or: jobs, tree {root.id}, logs {root.id})"
     )
