@@ -77,6 +77,9 @@ def became_final(
             target = S.CANCELLED if policy == "cancel" else S.FAILED
             reason = f"dependency {job_id} is {status}"
             set_status(c, now, dependent, target, f"dependency_{status}", reason)
+            if dependent.status is S.WAITING_CHILDREN:  # its children now work for nothing
+                for (child_id,) in c.execute(Q.CHILDREN_IDS_ONLY, (dep_id,)).fetchall():
+                    cancel_tree(c, now, child_id, f"parent {dep_id} is {target}")
         elif dependent.status is S.WAITING and deps_satisfied(c, dependent):
             ready = S.DELAYED if dependent.run_at.timestamp() > now else S.PENDING
             set_status(c, now, dependent, ready, "released")

@@ -78,11 +78,13 @@ class _Inserter:
         expires_at = now + ttl if ttl is not None else None
         parent_id = parent.id if parent is not None else new.parent_id
         if parent_id is not None:
-            deadline = self.check_parent(parent_id, 1)
+            # A parent written by this same call may start final (a failed dependency):
+            # its children are then written cancelled.
+            deadline = self.check_parent(parent_id, 1, allow_final=parent is not None)
             if deadline is not None:  # a child never outlives its parent's deadline
                 expires_at = deadline if expires_at is None else min(expires_at, deadline)
         run_at = new.run_at if new.run_at is not None else now + new.delay
-        status, error = initial_status(new, dep_status, run_at, now)
+        status, error = initial_status(new, dep_status, run_at, now, parent)
         priority = new.priority if new.priority is not None else opts.priority
         attempts = new.max_attempts if new.max_attempts is not None else opts.attempts
         backoff = new.backoff or opts.backoff
@@ -163,14 +165,14 @@ class _Inserter:
                 self.insert(child, list(child.depends_on), parent=job)
         return job
 
-    def check_parent(self, parent_id: int, adding: int) -> float | None:
+    def check_parent(self, parent_id: int, adding: int, allow_final: bool = False) -> float | None:
         """Refuse a child of a missing or final parent, or beyond the depth or fan-out
         limits; return the parent's deadline."""
         c = self.c
         row = c.execute(Q.GET_JOB, (parent_id,)).fetchone()
         if row is None:
             raise InvalidJob("parent", f"job {parent_id} does not exist")
-        if S(row[4]) in FINAL:
+        if S(row[4]) in FINAL and not allow_final:
             raise InvalidJob("parent", f"job {parent_id} is {row[4]}; it takes no children")
         depth = c.execute(Q.DEPTH, (parent_id,)).fetchone()[0] + 1
         if depth > self.limits.max_depth:
@@ -191,16 +193,24 @@ class _Inserter:
 
 
 def initial_status(
-    new: NewJob, deps: dict[int, JobStatus], run_at: float, now: float
+    new: NewJob,
+    deps: dict[int, JobStatus],
+    run_at: float,
+    now: float,
+    parent: Job | None = None,
 ) -> tuple[JobStatus, str | None]:
-    if new.start_waiting_children or new.children:
-        return S.WAITING_CHILDREN, None
-    if new.start_paused:
-        return S.PAUSED, None
+    """Where a new job starts. A failed dependency (under policy fail/cancel) decides first;
+    a child created with a parent that starts final is cancelled with it."""
     broken = [d for d, s in deps.items() if s in (S.FAILED, S.CANCELLED)]
     if broken and new.on_dependency_failure != "ignore":
         reason = f"dependency {broken[0]} is {deps[broken[0]]}"
         return (S.CANCELLED if new.on_dependency_failure == "cancel" else S.FAILED), reason
+    if parent is not None and parent.status in FINAL:
+        return S.CANCELLED, f"parent {parent.id} is {parent.status}"
+    if new.start_waiting_children or new.children:
+        return S.WAITING_CHILDREN, None
+    if new.start_paused:
+        return S.PAUSED, None
     if any(s not in FINAL for s in deps.values()):
         return S.WAITING, None
     return (S.DELAYED if run_at > now else S.PENDING), None
