@@ -160,9 +160,7 @@ def test_a_second_signal_stops_at_once_even_with_a_long_grace(
     daemon.signal(signal.SIGINT)
     daemon.wait_exit(5)  # fails, showing the daemon's log, if it still runs
 
-    daemon.wait_for(
-        "signal_received", timeout=1, signal="SIGINT", action="requeue and stop now"
-    )
+    daemon.wait_for("signal_received", timeout=1, signal="SIGINT", action="requeue and stop now")
     # The second signal skips the rest of the grace: both runs go back to pending, not charged.
     after = [queue.get(i) for i in ids]
     assert [(j.status, j.attempt) for j in after] == [("pending", 0)] * 2
