@@ -96,7 +96,7 @@ class SQLiteConfig:
     path: str
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     busy_timeout: float = 5.0
-    cache_size_kib: int = 16_384
+    cache_size_kib: int = 8_192  # per connection; two connections per process
     max_depth: int = MAX_DEPTH
     max_children: int = MAX_CHILDREN
     create: bool = True  # False: refuse a database file that does not exist yet
