@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typing_extensions import Unpack
 
 from wizd.errors import InvalidJob
 from wizd.model import (
@@ -57,26 +58,6 @@ KILL_FORCE_REASON = "killed by operator (force: SIGKILL)"
 DEPENDENCY_POLICIES = ("fail", "cancel", "ignore")
 CHILD_POLICIES = ("continue", "fail", "cancel")
 
-# The keys an item of enqueue_many may carry: enqueue's parameters.
-ENQUEUE_KEYS = (
-    "children",
-    "name",
-    "payload",
-    "queue",
-    "priority",
-    "delay",
-    "run_at",
-    "attempts",
-    "backoff",
-    "timeout",
-    "ttl",
-    "tags",
-    "context",
-    "depends_on",
-    "parent",
-    "on_dependency_failure",
-    "on_child_failure",
-)
 
 Seconds = float | int | timedelta
 Jobs = list[Job]
@@ -113,6 +94,30 @@ def job_id(value: object) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         return job_id(int(value.strip()))
     raise InvalidJob("id", f"must be a job id (a positive integer), got {value!r}")
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options of one job (Queue.enqueue's keyword arguments, an enqueue_many item)."""
+
+    queue: str
+    priority: int | str | None
+    delay: Seconds | None
+    run_at: datetime | float | None
+    attempts: int | None
+    backoff: Backoff | Mapping[str, Any] | None
+    timeout: Seconds | None
+    ttl: Seconds | None
+    tags: Sequence[str] | None
+    context: Mapping[str, Any] | None
+    depends_on: Iterable[int | Job] | None
+    parent: int | Job | None
+    on_dependency_failure: str
+    on_child_failure: str
+    children: Sequence[Mapping[str, Any]] | None
+
+
+# The keys an item of enqueue_many (or of children=) may carry: enqueue's arguments.
+ENQUEUE_KEYS = ("name", "payload", *EnqueueOptions.__annotations__)
 
 
 class Queue:
@@ -225,48 +230,17 @@ class Queue:
         self,
         name: str,
         payload: Mapping[str, Any] | None = None,
-        *,
-        queue: str = DEFAULT_QUEUE,
-        priority: int | str | None = None,
-        delay: Seconds | None = None,
-        run_at: datetime | float | None = None,
-        attempts: int | None = None,
-        backoff: Backoff | Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,
-        ttl: Seconds | None = None,
-        tags: Sequence[str] | None = None,
-        context: Mapping[str, Any] | None = None,
-        depends_on: Iterable[int | Job] | None = None,
-        parent: int | Job | None = None,
-        on_dependency_failure: str = "fail",
-        on_child_failure: str = "continue",
-        children: Sequence[Mapping[str, Any]] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Add one job. Options left out take the queue's defaults (see set_defaults).
 
-        depends_on: the job waits until these jobs complete. parent: the job is a child of
-        that job. children: job dicts created with this one in one transaction; the job
-        starts waiting_children and runs when they are all final."""
-        new = self.build(
-            name,
-            payload,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
-            ttl=ttl,
-            tags=tags,
-            context=context,
-            depends_on=depends_on,
-            parent=parent,
-            on_dependency_failure=on_dependency_failure,
-            on_child_failure=on_child_failure,
-            children=children,
-        )
-        return (await self.store.enqueue([new]))[0]
+        queue, priority (1-5 or low/normal/high/critical), delay or run_at, attempts,
+        backoff, timeout, ttl, tags, context; depends_on: the job waits until these jobs
+        complete; parent: the job is a child of that job; children: job dicts created with
+        this one in one transaction (the job starts waiting_children and runs when they
+        are all final); on_dependency_failure (fail, cancel, ignore) and on_child_failure
+        (continue, fail, cancel)."""
+        return (await self.store.enqueue([self.build(name, payload, **options)]))[0]
 
     async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
         """Add every item (each a dict of enqueue's arguments) in one transaction, or none."""
