@@ -125,10 +125,15 @@ class QueueWorker:
         async with anyio.create_task_group() as tg:
             while self._claiming:
                 await self._let_slots_gather()
+                if not self._claiming:
+                    break
                 self._wake = anyio.Event()
                 free = self.concurrency - len(self.runs)
                 if free > 0:
                     for run in await self._claim(free):
+                        if not self._claiming:  # stop arrived during the claim: give it back
+                            run.stop_reason = "shutdown"
+                            run.scope.cancel()
                         tg.start_soon(self._run, run)
                 if not self._claiming:
                     break

@@ -10,9 +10,7 @@ a whole group and one caller's bad input never spoils another's.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import os
 import sqlite3
 import time
@@ -25,19 +23,10 @@ import aiosqlite
 import anyio
 import anyio.abc
 
-from wizd.errors import (
-    IllegalTransition,
-    InvalidJob,
-    JobNotFound,
-    StoreError,
-    WizdError,
-)
+from wizd.errors import StoreError, WizdError
 from wizd.model import (
-    ALL_STATUSES,
-    FINAL,
     MAX_CHILDREN,
     MAX_DEPTH,
-    PAUSABLE,
     Event,
     Job,
     JobFilter,
@@ -46,13 +35,12 @@ from wizd.model import (
     NewJob,
     QueueStats,
     WorkerInfo,
-    can_transition,
-    utc,
-    zero_counts,
 )
+from wizd.store import sqlite_admin as admin
 from wizd.store import sqlite_flows as flows
 from wizd.store import sqlite_ops as ops
 from wizd.store import sqlite_queries as Q
+from wizd.store import sqlite_reads as reads
 from wizd.store import sqlite_rows as rowmap
 from wizd.store.base import Finish, Interrupted
 
@@ -60,7 +48,6 @@ T = TypeVar("T")
 CHANGE_CHECK_INTERVAL = 0.004  # seconds between cross-process change checks
 Op = Callable[[sqlite3.Connection, float], T]
 S = JobStatus
-FINAL_VALUES = tuple(s.value for s in FINAL)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -409,105 +396,29 @@ class SQLiteStore:
         return await self._read(lambda c: rowmap.list_jobs(c, f))
 
     async def peek(self, queue: str, n: int) -> list[Job]:
-        def run(c: sqlite3.Connection) -> list[Job]:
-            rows = c.execute(Q.PEEK, {"queue": queue, "n": n, "now": self.clock()}).fetchall()
-            return rowmap.jobs(c, rows)
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.peek(c, self.clock(), queue, n))
 
     async def counts(self, queue: str | None = None) -> dict[str, dict[str, int]]:
-        def run(c: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            rows = (
-                c.execute(Q.COUNTS_QUEUE, (queue,))
-                if queue is not None
-                else c.execute(Q.COUNTS_ALL)
-            ).fetchall()
-            out: dict[str, dict[str, int]] = {}
-            if queue is not None:
-                out[queue] = zero_counts()
-            for q, status, n in rows:
-                out.setdefault(q, zero_counts())[status] = n
-            return out
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.counts(c, queue))
 
     async def recount(self) -> dict[str, dict[str, int]]:
-        def run(c: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            out: dict[str, dict[str, int]] = {}
-            for q, status, n in c.execute(Q.RECOUNT_ALL):
-                out.setdefault(q, zero_counts())[status] = n
-            return out
-
-        return await self._read(run)
+        return await self._read(reads.recount)
 
     async def oldest_pending(self, queue: str) -> float | None:
-        def run(c: sqlite3.Connection) -> float | None:
-            value = c.execute(Q.OLDEST_PENDING, {"q": queue}).fetchone()[0]
-            return None if value is None else float(value)
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.oldest_pending(c, queue))
 
     async def stats(self, queue: str, window: float) -> QueueStats:
-        def run(c: sqlite3.Connection) -> QueueStats:
-            now = self.clock()
-            since = now - window
-            counts = zero_counts()
-            for _, status, n in c.execute(Q.COUNTS_QUEUE, (queue,)):
-                counts[status] = n
-            done, avg_run = c.execute(Q.STATS_FINISHED, (since, queue)).fetchone()
-            (avg_wait,) = c.execute(Q.STATS_WAIT, (queue, since)).fetchone()
-            oldest = c.execute(Q.OLDEST_PENDING, {"q": queue}).fetchone()[0]
-            paused = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
-            return QueueStats(
-                queue=queue,
-                counts=counts,
-                paused=bool(paused and paused[1]),
-                avg_wait_seconds=avg_wait,
-                avg_run_seconds=avg_run,
-                throughput_per_minute=done / (window / 60.0),
-                window_seconds=window,
-                oldest_pending_age_seconds=None if oldest is None else max(now - oldest, 0.0),
-            )
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.stats(c, self.clock(), queue, window))
 
     async def events(self, job_id: int, after: int = 0) -> list[Event]:
-        def run(c: sqlite3.Connection) -> list[Event]:
-            if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
-                raise JobNotFound(job_id)
-            return [
-                Event(
-                    id=r[0],
-                    job_id=r[1],
-                    at=cast(Any, utc(r[2])),
-                    kind=r[3],
-                    status=S(r[4]) if r[4] else None,
-                    attempt=r[5],
-                    worker_id=r[6],
-                    message=r[7],
-                )
-                for r in c.execute(Q.EVENTS, (job_id, after))
-            ]
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.events(c, job_id, after))
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
     async def owned(self, worker_id: str, runs: Sequence[tuple[int, int]]) -> set[int]:
         pairs = list(runs)
-
-        def run(c: sqlite3.Connection) -> set[int]:
-            kept: set[int] = set()
-            for start in range(0, len(pairs), 400):
-                chunk = pairs[start : start + 400]
-                sql = Q.OWNED.format(ids=",".join("?" * len(chunk)))
-                rows = c.execute(sql, [worker_id, *(job_id for job_id, _ in chunk)])
-                attempts = dict(chunk)
-                kept.update(job_id for job_id, attempt in rows if attempts[job_id] == attempt)
-            return kept
-
-        return await self._read(run) if pairs else set()
+        return await self._read(lambda c: reads.owned(c, worker_id, pairs)) if pairs else set()
 
     async def wait_for_change(self, timeout: float) -> None:
         """Return soon after any connection commits (this process's writer at once, others'
@@ -554,41 +465,16 @@ class SQLiteStore:
 
     # -- queues ----------------------------------------------------------------------------
     async def queues(self) -> list[tuple[str, bool, JobOptions]]:
-        def run(c: sqlite3.Connection) -> list[tuple[str, bool, JobOptions]]:
-            return [
-                (name, bool(paused), JobOptions.from_dict(json.loads(defaults)))
-                for name, paused, defaults in c.execute(Q.QUEUES_ALL)
-            ]
-
-        return await self._read(run)
+        return await self._read(reads.queues)
 
     async def queue_options(self, queue: str) -> tuple[bool, JobOptions]:
-        def run(c: sqlite3.Connection) -> tuple[bool, JobOptions]:
-            row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
-            if row is None:
-                return False, JobOptions()
-            return bool(row[1]), JobOptions.from_dict(json.loads(row[2]))
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.queue_options(c, queue))
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
-        def op(c: sqlite3.Connection, now: float) -> None:
-            c.execute(Q.QUEUE_ENSURE, (queue,))
-            c.execute(Q.QUEUE_SET_PAUSED, (int(paused), queue))
-
-        await self._write(op)
+        await self._write(lambda c, now: admin.set_queue_paused(c, now, queue, paused))
 
     async def set_queue_defaults(self, queue: str, overrides: dict[str, Any]) -> JobOptions:
-        def op(c: sqlite3.Connection, now: float) -> JobOptions:
-            c.execute(Q.QUEUE_ENSURE, (queue,))
-            row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
-            merged = {**json.loads(row[2]), **overrides}
-            options = JobOptions.from_dict(merged)  # validates before anything is kept
-            c.execute(Q.QUEUE_SET_DEFAULTS, (json.dumps(merged), queue))
-            rowmap.group_cache(c).pop(("queue_defaults", queue), None)
-            return options
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.set_queue_defaults(c, now, queue, overrides))
 
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> list[Job]:
@@ -601,233 +487,80 @@ class SQLiteStore:
         return await self._write(lambda c, now: [ops.finish(c, now, f) for f in batch])
 
     async def heartbeat(self, worker_id: str, busy: int) -> set[int]:
-        def op(c: sqlite3.Connection, now: float) -> set[int]:
-            args = {"now": now, "worker": worker_id, "busy": busy}
-            owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
-            c.execute(Q.HEARTBEAT_WORKER, args)
-            return owned
-
-        return await self._write(op)
+        return await self._write(lambda c, now: ops.heartbeat(c, now, worker_id, busy))
 
     async def progress(
         self, job_id: int, worker_id: str, attempt: int, value: float | None, message: str | None
     ) -> bool:
-        def op(c: sqlite3.Connection, now: float) -> bool:
-            args = {
-                "id": job_id,
-                "worker": worker_id,
-                "attempt": attempt,
-                "progress": value,
-                "message": message,
-                "now": now,
-            }
-            if c.execute(Q.PROGRESS, args).rowcount == 0:
-                return False
-            text = f"{value:.0%}" if value is not None else ""
-            if message:
-                text = f"{text} {message}".strip()
-            rowmap.event(c, now, job_id, "progress", None, attempt, worker_id, text)
-            return True
-
-        return await self._write(op)
+        return await self._write(
+            lambda c, now: ops.progress(c, now, job_id, worker_id, attempt, value, message)
+        )
 
     async def log(
         self, job_id: int, message: str, *, worker_id: str | None = None, attempt: int | None = None
     ) -> None:
-        def op(c: sqlite3.Connection, now: float) -> None:
-            if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
-                raise JobNotFound(job_id)
-            rowmap.event(c, now, job_id, "log", None, attempt, worker_id, message)
-
-        await self._write(op)
+        await self._write(lambda c, now: ops.log(c, now, job_id, message, worker_id, attempt))
 
     async def promote_due(self) -> int:
-        def op(c: sqlite3.Connection, now: float) -> int:
-            rows = c.execute(Q.PROMOTE_ALL, {"now": now}).fetchall()
-            rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
-            return len(rows)
-
-        return await self._write(op)
+        return await self._write(ops.promote_due)
 
     async def expire(self) -> list[int]:
         return await self._write(ops.expire)
 
     # -- recovery --------------------------------------------------------------------------
     async def recover_worker(self, worker_id: str, reason: str) -> list[Interrupted]:
-        def op(c: sqlite3.Connection, now: float) -> list[Interrupted]:
-            rows = c.execute(Q.RUNNING_OF_WORKER, (worker_id,)).fetchall()
-            return ops.interrupt(c, now, rowmap.jobs(c, rows), reason)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
 
     async def reap_hung(self, older_than: float, reason: str = "hung") -> list[Interrupted]:
-        def op(c: sqlite3.Connection, now: float) -> list[Interrupted]:
-            rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
-            return ops.interrupt(c, now, rowmap.jobs(c, rows), reason)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: ops.reap_hung(c, now, older_than, reason))
 
     async def stale_running(self, older_than: float) -> list[Job]:
-        def run(c: sqlite3.Connection) -> list[Job]:
-            rows = c.execute(Q.RUNNING_STALE, (self.clock() - older_than,)).fetchall()
-            return rowmap.jobs(c, rows)
-
-        return await self._read(run)
+        return await self._read(lambda c: reads.stale_running(c, self.clock(), older_than))
 
     async def running_workers(self) -> set[str]:
-        return await self._read(lambda c: {r[0] for r in c.execute(Q.WORKERS_WITH_RUNNING)})
+        return await self._read(reads.running_workers)
 
     # -- operator changes ------------------------------------------------------------------
     async def cancel(self, job_ids: Sequence[int], reason: str = "cancelled") -> list[Job]:
         ids = list(job_ids)
-
-        def op(c: sqlite3.Connection, now: float) -> list[Job]:
-            jobs = rowmap.get_many(c, ids)  # raises JobNotFound before anything changes
-            for job in jobs:
-                if not can_transition(job.status, S.CANCELLED):
-                    raise IllegalTransition(job.id, job.status, S.CANCELLED, "cancel it")
-            for job in jobs:
-                flows.cancel_tree(c, now, job.id, reason)
-            return rowmap.get_many(c, ids)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.cancel(c, now, ids, reason))
 
     async def retry(self, job_ids: Sequence[int]) -> list[Job]:
         ids = list(job_ids)
-
-        def op(c: sqlite3.Connection, now: float) -> list[Job]:
-            for job in rowmap.get_many(c, ids):
-                if job.status not in (S.FAILED, S.CANCELLED):
-                    raise IllegalTransition(
-                        job.id, job.status, S.PENDING, "retry it (only failed or cancelled jobs)"
-                    )
-            for job in rowmap.get_many(c, ids):
-                # Unfinished dependencies still hold it; a deadline is renewed for as long.
-                target = S.PENDING if flows.deps_satisfied(c, job) else S.WAITING
-                expires = None
-                if job.expires_at is not None:
-                    expires = now + (job.expires_at - job.created_at).total_seconds()
-                args = {"id": job.id, "now": now, "status": target, "expires_at": expires}
-                c.execute(Q.RETRY_JOB, args)
-                rowmap.event(c, now, job.id, "retried", target, 0, None, None)
-            return rowmap.get_many(c, ids)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.retry(c, now, ids))
 
     async def pause_job(self, job_id: int) -> Job:
-        def op(c: sqlite3.Connection, now: float) -> Job:
-            job = rowmap.get(c, job_id)
-            if job.status not in PAUSABLE:
-                raise IllegalTransition(job_id, job.status, S.PAUSED, "pause it")
-            flows.set_status(c, now, job, S.PAUSED, "paused")
-            return rowmap.get(c, job_id)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.pause_job(c, now, job_id))
 
     async def resume_job(self, job_id: int) -> Job:
-        def op(c: sqlite3.Connection, now: float) -> Job:
-            job = rowmap.get(c, job_id)
-            if job.status is not S.PAUSED:
-                raise IllegalTransition(job_id, job.status, S.PENDING, "resume it (not paused)")
-            flows.set_status(c, now, job, flows.ready_status(c, now, job), "resumed")
-            return rowmap.get(c, job_id)
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.resume_job(c, now, job_id))
 
     async def delete(self, job_ids: Sequence[int]) -> list[int]:
         ids = list(job_ids)
-
-        def op(c: sqlite3.Connection, now: float) -> list[int]:
-            for job in rowmap.get_many(c, ids):
-                if job.status is S.RUNNING:
-                    raise IllegalTransition(
-                        job.id, job.status, S.CANCELLED, "delete a running job; cancel it first"
-                    )
-                if c.execute(Q.LIVE_DEPENDENTS, (job.id,)).fetchone()[0]:
-                    raise IllegalTransition(
-                        job.id, job.status, job.status, "delete it: unfinished jobs depend on it"
-                    )
-                if c.execute(Q.LIVE_CHILDREN, (job.id,)).fetchone()[0]:
-                    raise IllegalTransition(
-                        job.id, job.status, job.status, "delete it: it has unfinished children"
-                    )
-            parents = {job.parent_id for job in rowmap.get_many(c, ids) if job.parent_id}
-            for job_id in ids:
-                c.execute(Q.DELETE_JOB_EVENTS, (job_id,))
-                c.execute(Q.DELETE_JOB, (job_id,))
-            for parent_id in parents - set(ids):  # its last unfinished child may be gone
-                flows.release_parent(c, now, parent_id)
-            return ids
-
-        return await self._write(op)
+        return await self._write(lambda c, now: admin.delete(c, now, ids))
 
     async def cleanup(
         self, older_than: float, statuses: Sequence[JobStatus], dry_run: bool
     ) -> list[int]:
-        chosen = [S(s) for s in statuses]
-        for s in chosen:
-            if s not in FINAL:
-                raise InvalidJob("statuses", f"cleanup removes final jobs only; {s} is not final")
-
-        def select(c: sqlite3.Connection, now: float) -> list[int]:
-            sql = Q.CLEANUP_CANDIDATES.format(statuses=",".join("?" * len(chosen)))
-            return [r[0] for r in c.execute(sql, (*chosen, now - older_than))]
-
+        chosen = admin.cleanup_statuses(statuses)
         if dry_run:
-            return await self._read(lambda c: select(c, self.clock()))
-
-        def op(c: sqlite3.Connection, now: float) -> list[int]:
-            ids = select(c, now)
-            c.executemany(Q.DELETE_JOB_EVENTS, ((i,) for i in ids))
-            c.executemany(Q.DELETE_JOB, ((i,) for i in ids))
-            return ids
-
-        return await self._write(op)
+            return await self._read(
+                lambda c: admin.cleanup_candidates(c, self.clock(), chosen, older_than)
+            )
+        return await self._write(lambda c, now: admin.cleanup(c, now, chosen, older_than))
 
     # -- the agent registry ----------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
-        def op(c: sqlite3.Connection, now: float) -> None:
-            c.execute(
-                Q.WORKER_REGISTER,
-                (
-                    info.id,
-                    info.hostname,
-                    info.pid,
-                    json.dumps(list(info.queues)),
-                    info.concurrency,
-                    info.version,
-                    now,
-                    now,
-                ),
-            )
-
-        await self._write(op)
+        await self._write(lambda c, now: admin.register_worker(c, now, info))
 
     async def worker_stopped(self, worker_id: str) -> None:
-        await self._write(lambda c, now: c.execute(Q.WORKER_STOPPED, (now, worker_id)) and None)
+        await self._write(lambda c, now: admin.worker_stopped(c, now, worker_id))
 
     async def workers(self) -> list[WorkerInfo]:
-        def run(c: sqlite3.Connection) -> list[WorkerInfo]:
-            return [
-                WorkerInfo(
-                    id=r[0],
-                    hostname=r[1],
-                    pid=r[2],
-                    queues=tuple(json.loads(r[3])),
-                    concurrency=r[4],
-                    version=r[5],
-                    started_at=cast(Any, utc(r[6])),
-                    heartbeat_at=cast(Any, utc(r[7])),
-                    stopped_at=utc(r[8]),
-                    busy=r[9],
-                )
-                for r in c.execute(Q.WORKERS_ALL)
-            ]
-
-        return await self._read(run)
+        return await self._read(reads.workers)
 
     async def prune_workers(self, older_than: float) -> None:
-        await self._write(lambda c, now: c.execute(Q.WORKERS_PRUNE, (now - older_than,)) and None)
+        await self._write(lambda c, now: admin.prune_workers(c, now, older_than))
 
 
 def _as_store_error(exc: Exception) -> Exception:
@@ -865,7 +598,7 @@ class _Waiter:
         return self._value
 
 
-# -- operations: each runs inside the writer's transaction ----------------------------------
+# -- files -------------------------------------------------------------------------------
 
 
 def check_directory(path: str, create: bool) -> None:
@@ -874,15 +607,3 @@ def check_directory(path: str, create: bool) -> None:
         raise StoreError(f"database directory {parent} does not exist")
     if not create and not os.path.exists(path):
         raise StoreError(f"database {path} does not exist (a daemon or `wizd create` makes it)")
-
-
-def database_size(path: str) -> int:
-    """Bytes on disk of the database and its WAL."""
-    total = 0
-    for suffix in ("", "-wal"):
-        with contextlib.suppress(OSError):
-            total += os.path.getsize(path + suffix)
-    return total
-
-
-ALL = ALL_STATUSES

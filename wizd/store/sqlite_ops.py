@@ -1,5 +1,6 @@
-"""The hot-path transaction functions of the SQLite store: enqueue, claim, finish, recover,
-expire. Each runs inside the writer's transaction and either completes or raises."""
+"""The hot-path transaction functions of the SQLite store: enqueue, claim, finish, the
+worker's heartbeat, progress and log, promotion, recovery, expire. Each runs inside the
+writer's transaction and either completes or raises."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from wizd.errors import DependencyError, InvalidJob
+from wizd.errors import DependencyError, InvalidJob, JobNotFound
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
 from wizd.model import utc_at as utc_of
 from wizd.store import sqlite_flows as flows
@@ -281,6 +282,72 @@ def finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
     else:  # pragma: no cover - Finish validates its outcome
         raise InvalidJob("outcome", f"unknown outcome {kind!r}")
     return True
+
+
+def heartbeat(c: sqlite3.Connection, now: float, worker_id: str, busy: int) -> set[int]:
+    args = {"now": now, "worker": worker_id, "busy": busy}
+    owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
+    c.execute(Q.HEARTBEAT_WORKER, args)
+    return owned
+
+
+def progress(
+    c: sqlite3.Connection,
+    now: float,
+    job_id: int,
+    worker_id: str,
+    attempt: int,
+    value: float | None,
+    message: str | None,
+) -> bool:
+    args = {
+        "id": job_id,
+        "worker": worker_id,
+        "attempt": attempt,
+        "progress": value,
+        "message": message,
+        "now": now,
+    }
+    if c.execute(Q.PROGRESS, args).rowcount == 0:
+        return False
+    text = f"{value:.0%}" if value is not None else ""
+    if message:
+        text = f"{text} {message}".strip()
+    rowmap.event(c, now, job_id, "progress", None, attempt, worker_id, text)
+    return True
+
+
+def log(
+    c: sqlite3.Connection,
+    now: float,
+    job_id: int,
+    message: str,
+    worker_id: str | None,
+    attempt: int | None,
+) -> None:
+    if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
+        raise JobNotFound(job_id)
+    rowmap.event(c, now, job_id, "log", None, attempt, worker_id, message)
+
+
+def promote_due(c: sqlite3.Connection, now: float) -> int:
+    rows = c.execute(Q.PROMOTE_ALL, {"now": now}).fetchall()
+    rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
+    return len(rows)
+
+
+def recover_worker(
+    c: sqlite3.Connection, now: float, worker_id: str, reason: str
+) -> list[Interrupted]:
+    rows = c.execute(Q.RUNNING_OF_WORKER, (worker_id,)).fetchall()
+    return interrupt(c, now, rowmap.jobs(c, rows), reason)
+
+
+def reap_hung(
+    c: sqlite3.Connection, now: float, older_than: float, reason: str
+) -> list[Interrupted]:
+    rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
+    return interrupt(c, now, rowmap.jobs(c, rows), reason)
 
 
 def interrupt(c: sqlite3.Connection, now: float, jobs: list[Job], reason: str) -> list[Interrupted]:

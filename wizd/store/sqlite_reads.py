@@ -1,0 +1,136 @@
+"""The read functions of the SQLite store: counts, stats, events, queues, workers and the
+running jobs. Each runs whole on the reader's thread and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, cast
+
+from wizd.errors import JobNotFound
+from wizd.model import Event, Job, JobOptions, JobStatus, QueueStats, WorkerInfo, utc, zero_counts
+from wizd.store import sqlite_queries as Q
+from wizd.store import sqlite_rows as rowmap
+
+S = JobStatus
+
+
+def peek(c: sqlite3.Connection, now: float, queue: str, n: int) -> list[Job]:
+    rows = c.execute(Q.PEEK, {"queue": queue, "n": n, "now": now}).fetchall()
+    return rowmap.jobs(c, rows)
+
+
+def counts(c: sqlite3.Connection, queue: str | None) -> dict[str, dict[str, int]]:
+    rows = (
+        c.execute(Q.COUNTS_QUEUE, (queue,)) if queue is not None else c.execute(Q.COUNTS_ALL)
+    ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    if queue is not None:
+        out[queue] = zero_counts()
+    for q, status, n in rows:
+        out.setdefault(q, zero_counts())[status] = n
+    return out
+
+
+def recount(c: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for q, status, n in c.execute(Q.RECOUNT_ALL):
+        out.setdefault(q, zero_counts())[status] = n
+    return out
+
+
+def oldest_pending(c: sqlite3.Connection, queue: str) -> float | None:
+    value = c.execute(Q.OLDEST_PENDING, {"q": queue}).fetchone()[0]
+    return None if value is None else float(value)
+
+
+def stats(c: sqlite3.Connection, now: float, queue: str, window: float) -> QueueStats:
+    since = now - window
+    counts = zero_counts()
+    for _, status, n in c.execute(Q.COUNTS_QUEUE, (queue,)):
+        counts[status] = n
+    done, avg_run = c.execute(Q.STATS_FINISHED, (since, queue)).fetchone()
+    (avg_wait,) = c.execute(Q.STATS_WAIT, (queue, since)).fetchone()
+    oldest = c.execute(Q.OLDEST_PENDING, {"q": queue}).fetchone()[0]
+    paused = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+    return QueueStats(
+        queue=queue,
+        counts=counts,
+        paused=bool(paused and paused[1]),
+        avg_wait_seconds=avg_wait,
+        avg_run_seconds=avg_run,
+        throughput_per_minute=done / (window / 60.0),
+        window_seconds=window,
+        oldest_pending_age_seconds=None if oldest is None else max(now - oldest, 0.0),
+    )
+
+
+def events(c: sqlite3.Connection, job_id: int, after: int) -> list[Event]:
+    if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
+        raise JobNotFound(job_id)
+    return [
+        Event(
+            id=r[0],
+            job_id=r[1],
+            at=cast(Any, utc(r[2])),
+            kind=r[3],
+            status=S(r[4]) if r[4] else None,
+            attempt=r[5],
+            worker_id=r[6],
+            message=r[7],
+        )
+        for r in c.execute(Q.EVENTS, (job_id, after))
+    ]
+
+
+def owned(c: sqlite3.Connection, worker_id: str, pairs: list[tuple[int, int]]) -> set[int]:
+    """The jobs of `pairs` (job id, attempt) that `worker_id` still runs at that attempt."""
+    kept: set[int] = set()
+    for start in range(0, len(pairs), 400):
+        chunk = pairs[start : start + 400]
+        sql = Q.OWNED.format(ids=",".join("?" * len(chunk)))
+        rows = c.execute(sql, [worker_id, *(job_id for job_id, _ in chunk)])
+        attempts = dict(chunk)
+        kept.update(job_id for job_id, attempt in rows if attempts[job_id] == attempt)
+    return kept
+
+
+def queues(c: sqlite3.Connection) -> list[tuple[str, bool, JobOptions]]:
+    return [
+        (name, bool(paused), JobOptions.from_dict(json.loads(defaults)))
+        for name, paused, defaults in c.execute(Q.QUEUES_ALL)
+    ]
+
+
+def queue_options(c: sqlite3.Connection, queue: str) -> tuple[bool, JobOptions]:
+    row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+    if row is None:
+        return False, JobOptions()
+    return bool(row[1]), JobOptions.from_dict(json.loads(row[2]))
+
+
+def stale_running(c: sqlite3.Connection, now: float, older_than: float) -> list[Job]:
+    rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
+    return rowmap.jobs(c, rows)
+
+
+def running_workers(c: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in c.execute(Q.WORKERS_WITH_RUNNING)}
+
+
+def workers(c: sqlite3.Connection) -> list[WorkerInfo]:
+    return [
+        WorkerInfo(
+            id=r[0],
+            hostname=r[1],
+            pid=r[2],
+            queues=tuple(json.loads(r[3])),
+            concurrency=r[4],
+            version=r[5],
+            started_at=cast(Any, utc(r[6])),
+            heartbeat_at=cast(Any, utc(r[7])),
+            stopped_at=utc(r[8]),
+            busy=r[9],
+        )
+        for r in c.execute(Q.WORKERS_ALL)
+    ]
