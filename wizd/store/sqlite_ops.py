@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from wizd.errors import DependencyError, InvalidJob, JobNotFound
+from wizd.errors import DependencyError, InvalidJob, JobNotFound, StoreError
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
 from wizd.model import utc_at as utc_of
 from wizd.store import sqlite_flows as flows
@@ -31,6 +31,10 @@ def enqueue(
 ) -> list[Job]:
     """Insert every item (and the children each carries) or raise before committing."""
     inserter = _Inserter(c, now, limits or Limits())
+    if len(items) > 1 and all(_plain(new) for new in items):
+        inserter.insert_plain(items)
+        rowmap.events(c, now, inserter.events)
+        return inserter.created
     for index, new in enumerate(items):
         dep_ids = list(new.depends_on)
         for ref in new.depends_on_index:
@@ -45,6 +49,27 @@ def enqueue(
         inserter.insert(new, dep_ids)
     rowmap.events(c, now, inserter.events)
     return inserter.created
+
+
+@dataclass(slots=True)
+class _Row:
+    new: NewJob
+    status: JobStatus
+    error: str | None
+    priority: int
+    attempts: int
+    backoff: Backoff
+    timeout: float | None
+    run_at: float
+    expires_at: float | None
+    parent_id: int | None
+    deps: tuple[int, ...]
+    final: bool
+    values: tuple[Any, ...] = ()
+
+
+def _plain(new: NewJob) -> bool:
+    return not (new.depends_on or new.depends_on_index or new.parent_id or new.children)
 
 
 class _Inserter:
@@ -67,14 +92,45 @@ class _Inserter:
         return options
 
     def insert(self, new: NewJob, dep_ids: list[int], parent: Job | None = None) -> Job:
+        row = self.prepare(new, dep_ids, parent)
+        (job_id,) = self.c.execute(Q.INSERT_JOB, row.values).fetchone()
+        job = self.record(row, job_id)
+        for dep in job.depends_on:
+            self.c.execute(Q.INSERT_DEP, (job.id, dep))
+        if new.children:
+            if len(new.children) > self.limits.max_children:
+                raise InvalidJob(
+                    "children",
+                    f"{len(new.children)} children; the limit is {self.limits.max_children} "
+                    "per parent",
+                )
+            for child in new.children:
+                self.insert(child, list(child.depends_on), parent=job)
+        return job
+
+    def insert_plain(self, items: list[NewJob]) -> None:
+        """Many jobs without links in one executemany. Ids are not read back one by one:
+        under the write lock a rowid table hands out max(id)+1, +2, … for one statement,
+        which the count afterwards confirms."""
+        rows = [self.prepare(new, [], None) for new in items]
+        first = self.c.execute(Q.MAX_JOB_ID).fetchone()[0] + 1
+        self.c.executemany(Q.INSERT_JOB_PLAIN, [row.values for row in rows])
+        last = self.c.execute(Q.MAX_JOB_ID).fetchone()[0]
+        if last != first + len(rows) - 1:  # pragma: no cover - SQLite's documented rowid rule
+            raise StoreError(f"job ids {first}..{last} are not the {len(rows)} expected")
+        for offset, row in enumerate(rows):
+            self.record(row, first + offset)
+
+    def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
+        """Everything about a new job but its id: checks, defaults, status, the row."""
         c, now = self.c, self.now
         opts = self.options(new.queue)
         dep_status: dict[int, JobStatus] = {}
         for dep in dict.fromkeys(dep_ids):
-            row = c.execute(Q.GET_STATUS, (dep,)).fetchone()
-            if row is None:
+            found = c.execute(Q.GET_STATUS, (dep,)).fetchone()
+            if found is None:
                 raise DependencyError(f"job {dep} does not exist")
-            dep_status[dep] = S(row[0])
+            dep_status[dep] = S(found[0])
         ttl = new.ttl if new.ttl is not None else opts.ttl
         expires_at = now + ttl if ttl is not None else None
         parent_id = parent.id if parent is not None else new.parent_id
@@ -86,58 +142,67 @@ class _Inserter:
                 expires_at = deadline if expires_at is None else min(expires_at, deadline)
         run_at = new.run_at if new.run_at is not None else now + new.delay
         status, error = initial_status(new, dep_status, run_at, now, parent)
-        priority = new.priority if new.priority is not None else opts.priority
-        attempts = new.max_attempts if new.max_attempts is not None else opts.attempts
-        backoff = new.backoff or opts.backoff
-        timeout = new.timeout if new.timeout is not None else opts.timeout
-        finished = now if status in FINAL else None
-        (job_id,) = c.execute(
-            Q.INSERT_JOB,
-            (
-                new.queue,
-                new.name,
-                new.payload,
-                status,
-                priority,
-                attempts,
-                backoff.to_json(),
-                timeout,
-                run_at,
-                expires_at,
-                parent_id,
-                new.batch_id,
-                json.dumps(list(new.tags)) if new.tags else "[]",
-                new.context,
-                error,
-                new.on_dependency_failure,
-                new.on_child_failure,
-                now,
-                now,
-                finished,
-                new.kind,
-            ),
-        ).fetchone()
-        # Built from what was written, not read back: the writer's time is the queue's time.
-        created_at = self.created_at
+        row = _Row(
+            new=new,
+            status=status,
+            error=error,
+            priority=new.priority if new.priority is not None else opts.priority,
+            attempts=new.max_attempts if new.max_attempts is not None else opts.attempts,
+            backoff=new.backoff or opts.backoff,
+            timeout=new.timeout if new.timeout is not None else opts.timeout,
+            run_at=run_at,
+            expires_at=expires_at,
+            parent_id=parent_id,
+            deps=tuple(dep_status),
+            final=status in FINAL,
+        )
+        row.values = (
+            new.queue,
+            new.name,
+            new.payload,
+            status,
+            row.priority,
+            row.attempts,
+            row.backoff.to_json(),
+            row.timeout,
+            run_at,
+            expires_at,
+            parent_id,
+            new.batch_id,
+            json.dumps(list(new.tags)) if new.tags else "[]",
+            new.context,
+            error,
+            new.on_dependency_failure,
+            new.on_child_failure,
+            now,
+            now,
+            now if row.final else None,
+            new.kind,
+        )
+        return row
+
+    def record(self, row: _Row, job_id: int) -> Job:
+        """The Job as written (not read back: the writer's time is the queue's time)."""
+        new, created_at = row.new, self.created_at
         job = Job(
             id=job_id,
             queue=new.queue,
             name=new.name,
             payload=json.loads(new.payload),
-            status=status,
-            priority=priority,
+            status=row.status,
+            priority=row.priority,
             attempt=0,
-            max_attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
-            run_at=created_at if run_at == now else utc_of(run_at),
-            expires_at=None if expires_at is None else utc_of(expires_at),
-            parent_id=parent_id,
+            max_attempts=row.attempts,
+            backoff=row.backoff,
+            timeout=row.timeout,
+            run_at=created_at if row.run_at == self.now else utc_of(row.run_at),
+            expires_at=None if row.expires_at is None else utc_of(row.expires_at),
+            parent_id=row.parent_id,
             batch_id=new.batch_id,
             tags=new.tags,
             context=None if new.context is None else json.loads(new.context),
             result=None,
-            error=error,
+            error=row.error,
             progress=None,
             progress_message=None,
             worker_id=None,
@@ -145,25 +210,14 @@ class _Inserter:
             created_at=created_at,
             updated_at=created_at,
             started_at=None,
-            finished_at=None if finished is None else created_at,
+            finished_at=created_at if row.final else None,
             on_dependency_failure=new.on_dependency_failure,
             on_child_failure=new.on_child_failure,
             kind=new.kind,
-            depends_on=tuple(dep_status),
+            depends_on=row.deps,
         )
-        for dep in dep_status:
-            c.execute(Q.INSERT_DEP, (job.id, dep))
         self.created.append(job)
-        self.events.append((job.id, "enqueued", status, 0, None, error))
-        if new.children:
-            if len(new.children) > self.limits.max_children:
-                raise InvalidJob(
-                    "children",
-                    f"{len(new.children)} children; the limit is {self.limits.max_children} "
-                    "per parent",
-                )
-            for child in new.children:
-                self.insert(child, list(child.depends_on), parent=job)
+        self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
         return job
 
     def check_parent(self, parent_id: int, adding: int, allow_final: bool = False) -> float | None:

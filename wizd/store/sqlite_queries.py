@@ -34,6 +34,8 @@ INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
+INSERT_JOB_PLAIN = INSERT_JOB.replace("RETURNING id\n", "")
+MAX_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
 INSERT_EVENT = """
 INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
