@@ -23,7 +23,6 @@ from wizd.queue import Queue
 from wizd.store import Finish
 
 MAX_CLAIM_FAILURES = 10
-REFILL_WAIT = 0.005  # seconds a busy pool waits for more free slots before claiming
 
 
 class Hooks(Protocol):
@@ -124,9 +123,6 @@ class QueueWorker:
         self.hooks.slots(self.name, 0, self.concurrency)
         async with anyio.create_task_group() as tg:
             while self._claiming:
-                await self._let_slots_gather()
-                if not self._claiming:
-                    break
                 self._wake = anyio.Event()
                 free = self.concurrency - len(self.runs)
                 if free > 0:
@@ -139,16 +135,6 @@ class QueueWorker:
                     break
                 with anyio.move_on_after(self.poll_interval):
                     await self._wake.wait()
-
-    async def _let_slots_gather(self) -> None:
-        """While most slots are busy, give a few more runs REFILL_WAIT to end, so that one
-        claim fills many slots instead of one claim (one transaction) per finished job."""
-        low_water = max(1, self.concurrency // 4)
-        if not self.runs or self.concurrency - len(self.runs) >= low_water:
-            return
-        with anyio.move_on_after(REFILL_WAIT):
-            while self._claiming and self.concurrency - len(self.runs) < low_water:
-                await self._ended.wait()
 
     async def _claim(self, n: int) -> list[Run]:
         try:
