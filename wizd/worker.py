@@ -1,20 +1,24 @@
 """The claim loop and bounded pool of one queue.
 
-A claimer fills free slots only (one claim call for all of them); every job runs in its own
-cancel scope with its timeout; the status write that ends a run is shielded from
-cancellation, fenced by the store, and grouped with other runs' writes.
+A claimer fills free slots only (one claim call for all of them) and hands the claimed runs
+to a fixed pool of `concurrency` runner tasks; every job runs in its own cancel scope with
+its timeout; the status write that ends a run is shielded from cancellation, fenced by the
+store, and batched with the other runs of this queue that end meanwhile (one store call
+for the whole batch).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from wizd.agent import Agent, JobContext, WaitForChildren
 from wizd.errors import LostJob, RetryLater, StoreError
@@ -57,6 +61,19 @@ class Run:
     ctx: JobContext | None = None
 
 
+class _Batch:
+    """Finish writes of runs that ended while the previous batch was being written."""
+
+    __slots__ = ("done", "error", "event", "items", "results")
+
+    def __init__(self) -> None:
+        self.items: list[Finish] = []
+        self.event = anyio.Event()  # set when done, or when its first waiter is to write it
+        self.done = False
+        self.results: list[bool] = []
+        self.error: BaseException | None = None
+
+
 class QueueWorker:
     """Serves one queue with at most `concurrency` jobs at once."""
 
@@ -81,9 +98,15 @@ class QueueWorker:
         self.hooks: Hooks = hooks or NoHooks()
         self.runs: dict[int, Run] = {}
         self._wake = anyio.Event()
-        self._ended = anyio.Event()
+        self._ended: anyio.Event | None = None  # created by drained() when it waits
         self._claiming = True
         self._failures = 0
+        self._outbox = _Batch()
+        self._writing = False  # a runner is writing a batch of finishes right now
+        self._written: anyio.Event | None = None  # created by the claimer when it waits
+        self._backlog: deque[Run] = deque()  # claimed, waiting for a runner
+        self._ready: anyio.Event | None = None  # set when runs join the backlog
+        self._no_more_runs = False
 
     @property
     def busy(self) -> int:
@@ -115,26 +138,65 @@ class QueueWorker:
     async def drained(self) -> None:
         """Return once no job of this queue is running."""
         while self.runs:
-            ended = self._ended
-            await ended.wait()
+            if self._ended is None:
+                self._ended = anyio.Event()
+            await self._ended.wait()
 
     async def serve(self) -> None:
         """Claim and run jobs until stop_claiming(); then wait for the running ones to end."""
         self.hooks.slots(self.name, 0, self.concurrency)
-        async with anyio.create_task_group() as tg:
-            while self._claiming:
-                self._wake = anyio.Event()
-                free = self.concurrency - len(self.runs)
-                if free > 0:
-                    for run in await self._claim(free):
-                        if not self._claiming:  # stop arrived during the claim: give it back
-                            run.stop_reason = "shutdown"
-                            run.scope.cancel()
-                        tg.start_soon(self._run, run)
-                if not self._claiming:
-                    break
-                with anyio.move_on_after(self.poll_interval):
-                    await self._wake.wait()
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.concurrency):
+                    tg.start_soon(self._runner)
+                try:
+                    while self._claiming:
+                        self._wake = anyio.Event()
+                        if self._writing:
+                            # Runs are ending: claim for their slots too, in the same call.
+                            self._written = anyio.Event()
+                            await self._written.wait()
+                        free = self.concurrency - len(self.runs)
+                        if free > 0:
+                            runs = await self._claim(free)
+                            for run in runs:
+                                if not self._claiming:  # stop arrived during the claim
+                                    run.stop_reason = "shutdown"
+                                    run.scope.cancel()
+                            self._dispatch(runs)
+                        if not self._claiming:
+                            break
+                        with anyio.move_on_after(self.poll_interval):
+                            await self._wake.wait()
+                finally:
+                    self._no_more_runs = True
+                    self._dispatch([])
+        finally:
+            # Runs claimed but never picked up by a runner (the pool was cancelled): give
+            # them back without running them.
+            with anyio.CancelScope(shield=True):
+                while self._backlog:
+                    run = self._backlog.popleft()
+                    run.stop_reason = run.stop_reason or "shutdown"
+                    await self._end(run, self._stopped(run))
+
+    def _dispatch(self, runs: list[Run]) -> None:
+        self._backlog.extend(runs)
+        if self._ready is not None and (runs or self._no_more_runs):
+            self._ready.set()
+            self._ready = None
+
+    async def _runner(self) -> None:
+        """One of the pool's `concurrency` tasks: runs claimed jobs one after another."""
+        backlog = self._backlog
+        while True:
+            while backlog:
+                await self._run(backlog.popleft())
+            if self._no_more_runs:
+                return
+            if self._ready is None:
+                self._ready = anyio.Event()
+            await self._ready.wait()
 
     async def _claim(self, n: int) -> list[Run]:
         try:
@@ -161,23 +223,27 @@ class QueueWorker:
         return runs
 
     async def _run(self, run: Run) -> None:
-        job = run.job
         finish: Finish | None = None
         try:
             with run.scope:
-                finish = await self._execute(job, run)
+                finish = await self._execute(run.job, run)
         finally:
             if finish is None:  # stopped by us, by the daemon's whole scope, or lost
                 finish = self._stopped(run)
             # Shielded: a shutdown must never leave a finished job looking `running`.
             with anyio.CancelScope(shield=True):
-                await self._record(run, finish)
-                if self.runs.get(job.id) is run:
-                    del self.runs[job.id]
-                self.hooks.slots(self.name, len(self.runs), self.concurrency)
-                self._wake.set()
-                self._ended.set()
-                self._ended = anyio.Event()
+                await self._end(run, finish)
+
+    async def _end(self, run: Run, finish: Finish | None) -> None:
+        job = run.job
+        await self._record(run, finish)
+        if self.runs.get(job.id) is run:
+            del self.runs[job.id]
+        self.hooks.slots(self.name, len(self.runs), self.concurrency)
+        self._wake.set()
+        if self._ended is not None:
+            self._ended.set()
+            self._ended = None
 
     async def _execute(self, job: Job, run: Run) -> Finish | None:
         processor = self.agent.processors.get(job.name)
@@ -228,7 +294,7 @@ class QueueWorker:
             self.hooks.job_finished(job, "lost", elapsed)
             return
         try:
-            owned = (await self.queue.store.finish([finish]))[0]
+            owned = await self._write_finish(finish)
         except StoreError as exc:
             # The run stays `running` in the store; the reaper retries it after the hung
             # timeout, so the job is not lost.
@@ -244,6 +310,42 @@ class QueueWorker:
         else:
             self.log.info(f"job_{_PAST.get(outcome, outcome)}", seconds=round(elapsed, 6), **fields)
         self.hooks.job_finished(job, outcome, elapsed)
+
+    async def _write_finish(self, finish: Finish) -> bool:
+        """Write `finish` in the next batch of this queue's finishes; True if the run was
+        still ours. The first waiter of a batch writes the whole of it in one store call
+        (callers are shielded, so a batch always runs to its end)."""
+        batch = self._outbox
+        index = len(batch.items)
+        batch.items.append(finish)
+        while not batch.done:
+            if self._writing:
+                if batch.event.is_set():  # woken to write it, but another waiter came first
+                    batch.event = anyio.Event()
+                await batch.event.wait()
+                continue
+            self._writing = True
+            try:
+                # Let the runs that are ready to end in this same tick join the batch first.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                self._outbox = _Batch()
+                batch.results = await self.queue.store.finish(batch.items)
+            except BaseException as exc:
+                batch.error = exc
+            finally:
+                if self._outbox is batch:
+                    self._outbox = _Batch()
+                batch.done = True
+                self._writing = False
+                batch.event.set()
+                if self._outbox.items:  # wake the next batch: its first waiter writes it
+                    self._outbox.event.set()
+                if self._written is not None:
+                    self._written.set()
+                    self._written = None
+        if batch.error is not None:
+            raise batch.error
+        return batch.results[index]
 
 
 _PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waiting_children"}
