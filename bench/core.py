@@ -503,11 +503,11 @@ async def wizd_claim_complete(path: str, sync: str, batch: int, limit: int, tota
 # -- cases ---------------------------------------------------------------------------------
 
 
-class Bench:
-    def __init__(self, root: str, sync: str, sizes: Sizes) -> None:
+class TempFiles:
+    """Fresh database paths under one folder, and their removal with WAL and SHM files."""
+
+    def __init__(self, root: str) -> None:
         self.root = root
-        self.sync = sync
-        self.sizes = sizes
         self.files = 0
 
     def fresh(self, tag: str) -> str:
@@ -518,6 +518,13 @@ class Bench:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
+
+
+class Bench(TempFiles):
+    def __init__(self, root: str, sync: str, sizes: Sizes) -> None:
+        super().__init__(root)
+        self.sync = sync
+        self.sizes = sizes
 
     async def best(
         self,

@@ -35,7 +35,6 @@ import argparse
 import cProfile
 import dataclasses
 import io
-import os
 import pstats
 import sqlite3
 import sys
@@ -54,6 +53,7 @@ from bench.core import (
     RESULT,
     WORKER,
     Run,
+    TempFiles,
     Unverified,
     failure,
     inspect_db,
@@ -261,21 +261,11 @@ class Timed:
         return self.seconds / self.jobs * 1e6
 
 
-class Bench:
+class Bench(TempFiles):
     def __init__(self, root: str, sync: str, sizes: Sizes) -> None:
-        self.root = root
+        super().__init__(root)
         self.sync = sync
         self.sizes = sizes
-        self.files = 0
-
-    def fresh(self, tag: str) -> str:
-        self.files += 1
-        return os.path.join(self.root, f"{self.files:03d}-{tag}.db")
-
-    def remove(self, path: str) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
 
     def connect(self, path: str) -> wizd.Queue:
         return wizd.connect(path, synchronous=self.sync)
