@@ -47,7 +47,6 @@ GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
 DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
 DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
-JOB_STATUSES_OF_MANY = "SELECT id, status FROM jobs WHERE id IN ({ids})"
 # What claim would hand out: pending jobs and delayed ones already due (claim promotes
 # those first), each side read through its own partial index.
 PEEK = f"""
@@ -200,10 +199,6 @@ UPDATE jobs SET status = :status, attempt = 0, run_at = :now, updated_at = :now,
     finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
     progress = NULL, progress_message = NULL
 WHERE id = :id AND status IN ('failed', 'cancelled')
-"""
-UNFINISHED_DEPS = """
-SELECT COUNT(*) FROM job_deps d JOIN jobs j ON j.id = d.depends_on
-WHERE d.job_id = ? AND j.status != 'completed'
 """
 DELETE_JOB_EVENTS = "DELETE FROM job_events WHERE job_id = ?"
 DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
