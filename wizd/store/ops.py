@@ -5,17 +5,17 @@ writer's transaction and either completes or raises."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from wizd.errors import DependencyError, InvalidJob, JobNotFound, StoreError
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
 from wizd.model import utc_at as utc_of
-from wizd.store import sqlite_flows as flows
+from wizd.store import flows
+from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store import sqlite_rows as rowmap
 from wizd.store.base import Finish, Interrupted
+from wizd.store.conn import Conn, group_cache
 
 S = JobStatus
 
@@ -26,9 +26,7 @@ class Limits:
     max_children: int = MAX_CHILDREN
 
 
-def enqueue(
-    c: sqlite3.Connection, now: float, items: list[NewJob], limits: Limits | None = None
-) -> list[Job]:
+def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = None) -> list[Job]:
     """Insert every item (and the children each carries) or raise before committing."""
     inserter = _Inserter(c, now, limits or Limits())
     if len(items) > 1 and all(_plain(new) for new in items):
@@ -73,14 +71,14 @@ def _plain(new: NewJob) -> bool:
 
 
 class _Inserter:
-    def __init__(self, c: sqlite3.Connection, now: float, limits: Limits) -> None:
+    def __init__(self, c: Conn, now: float, limits: Limits) -> None:
         self.c = c
         self.now = now
         self.limits = limits
         self.created: list[Job] = []
         self.events: list[tuple[int, str, JobStatus | None, int | None, str | None, str | None]]
         self.events = []
-        self._defaults: dict[Any, Any] = rowmap.group_cache(c)
+        self._defaults: dict[Any, Any] = group_cache(c)
         self.created_at = utc_of(now)
 
     def options(self, queue: str) -> JobOptions:
@@ -271,7 +269,7 @@ def initial_status(
     return (S.DELAYED if run_at > now else S.PENDING), None
 
 
-def claim(c: sqlite3.Connection, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
+def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
     row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
     if row is not None and row[1]:
         return []
@@ -286,7 +284,7 @@ def claim(c: sqlite3.Connection, now: float, queue: str, worker_id: str, n: int)
     return rowmap.jobs(c, rows)
 
 
-def finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
+def finish(c: Conn, now: float, f: Finish) -> bool:
     """Apply one fenced outcome; False when the worker no longer owns the run."""
     fence = {"id": f.job_id, "worker": f.worker_id, "attempt": f.attempt, "now": now}
     state = c.execute(Q.RUN_STATE, fence).fetchone()
@@ -338,7 +336,7 @@ def finish(c: sqlite3.Connection, now: float, f: Finish) -> bool:
     return True
 
 
-def heartbeat(c: sqlite3.Connection, now: float, worker_id: str, busy: int) -> set[int]:
+def heartbeat(c: Conn, now: float, worker_id: str, busy: int) -> set[int]:
     args = {"now": now, "worker": worker_id, "busy": busy}
     owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
     c.execute(Q.HEARTBEAT_WORKER, args)
@@ -346,7 +344,7 @@ def heartbeat(c: sqlite3.Connection, now: float, worker_id: str, busy: int) -> s
 
 
 def progress(
-    c: sqlite3.Connection,
+    c: Conn,
     now: float,
     job_id: int,
     worker_id: str,
@@ -372,7 +370,7 @@ def progress(
 
 
 def log(
-    c: sqlite3.Connection,
+    c: Conn,
     now: float,
     job_id: int,
     message: str,
@@ -384,27 +382,23 @@ def log(
     rowmap.event(c, now, job_id, "log", None, attempt, worker_id, message)
 
 
-def promote_due(c: sqlite3.Connection, now: float) -> int:
+def promote_due(c: Conn, now: float) -> int:
     rows = c.execute(Q.PROMOTE_ALL, {"now": now}).fetchall()
     rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
     return len(rows)
 
 
-def recover_worker(
-    c: sqlite3.Connection, now: float, worker_id: str, reason: str
-) -> list[Interrupted]:
+def recover_worker(c: Conn, now: float, worker_id: str, reason: str) -> list[Interrupted]:
     rows = c.execute(Q.RUNNING_OF_WORKER, (worker_id,)).fetchall()
     return interrupt(c, now, rowmap.jobs(c, rows), reason)
 
 
-def reap_hung(
-    c: sqlite3.Connection, now: float, older_than: float, reason: str
-) -> list[Interrupted]:
+def reap_hung(c: Conn, now: float, older_than: float, reason: str) -> list[Interrupted]:
     rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
     return interrupt(c, now, rowmap.jobs(c, rows), reason)
 
 
-def interrupt(c: sqlite3.Connection, now: float, jobs: list[Job], reason: str) -> list[Interrupted]:
+def interrupt(c: Conn, now: float, jobs: list[Job], reason: str) -> list[Interrupted]:
     """Running jobs whose runs were lost: the attempt counts; retried or failed."""
     out = []
     for job in jobs:
@@ -430,7 +424,7 @@ def interrupt(c: sqlite3.Connection, now: float, jobs: list[Job], reason: str) -
     return out
 
 
-def expire(c: sqlite3.Connection, now: float) -> list[int]:
+def expire(c: Conn, now: float) -> list[int]:
     """Fail every non-final job past its deadline, newest first, each with what finality
     implies applied at once: a distributed parent whose last sub-task expires is
     consolidated (and completed) before its own deadline is looked at."""

@@ -5,21 +5,21 @@ the writer's transaction and either completes or raises."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from wizd.errors import IllegalTransition, InvalidJob
 from wizd.model import FINAL, PAUSABLE, Job, JobOptions, JobStatus, WorkerInfo, can_transition
-from wizd.store import sqlite_flows as flows
+from wizd.store import flows
+from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store import sqlite_rows as rowmap
+from wizd.store.conn import Conn, group_cache
 
 S = JobStatus
 
 
 # -- jobs -----------------------------------------------------------------------------------
-def cancel(c: sqlite3.Connection, now: float, ids: list[int], reason: str) -> list[Job]:
+def cancel(c: Conn, now: float, ids: list[int], reason: str) -> list[Job]:
     jobs = rowmap.get_many(c, ids)  # raises JobNotFound before anything changes
     for job in jobs:
         if not can_transition(job.status, S.CANCELLED):
@@ -29,7 +29,7 @@ def cancel(c: sqlite3.Connection, now: float, ids: list[int], reason: str) -> li
     return rowmap.get_many(c, ids)
 
 
-def retry(c: sqlite3.Connection, now: float, ids: list[int]) -> list[Job]:
+def retry(c: Conn, now: float, ids: list[int]) -> list[Job]:
     for job in rowmap.get_many(c, ids):
         if job.status not in (S.FAILED, S.CANCELLED):
             raise IllegalTransition(
@@ -47,7 +47,7 @@ def retry(c: sqlite3.Connection, now: float, ids: list[int]) -> list[Job]:
     return rowmap.get_many(c, ids)
 
 
-def pause_job(c: sqlite3.Connection, now: float, job_id: int) -> Job:
+def pause_job(c: Conn, now: float, job_id: int) -> Job:
     job = rowmap.get(c, job_id)
     if job.status not in PAUSABLE:
         raise IllegalTransition(job_id, job.status, S.PAUSED, "pause it")
@@ -55,7 +55,7 @@ def pause_job(c: sqlite3.Connection, now: float, job_id: int) -> Job:
     return rowmap.get(c, job_id)
 
 
-def resume_job(c: sqlite3.Connection, now: float, job_id: int) -> Job:
+def resume_job(c: Conn, now: float, job_id: int) -> Job:
     job = rowmap.get(c, job_id)
     if job.status is not S.PAUSED:
         raise IllegalTransition(job_id, job.status, S.PENDING, "resume it (not paused)")
@@ -63,7 +63,7 @@ def resume_job(c: sqlite3.Connection, now: float, job_id: int) -> Job:
     return rowmap.get(c, job_id)
 
 
-def delete(c: sqlite3.Connection, now: float, ids: list[int]) -> list[int]:
+def delete(c: Conn, now: float, ids: list[int]) -> list[int]:
     for job in rowmap.get_many(c, ids):
         if job.status is S.RUNNING:
             raise IllegalTransition(
@@ -96,16 +96,14 @@ def cleanup_statuses(statuses: Sequence[JobStatus]) -> list[JobStatus]:
 
 
 def cleanup_candidates(
-    c: sqlite3.Connection, now: float, chosen: list[JobStatus], older_than: float
+    c: Conn, now: float, chosen: list[JobStatus], older_than: float
 ) -> list[int]:
     """The jobs a cleanup would remove (a read: a dry run runs it alone)."""
     sql = Q.CLEANUP_CANDIDATES.format(statuses=",".join("?" * len(chosen)))
     return [r[0] for r in c.execute(sql, (*chosen, now - older_than))]
 
 
-def cleanup(
-    c: sqlite3.Connection, now: float, chosen: list[JobStatus], older_than: float
-) -> list[int]:
+def cleanup(c: Conn, now: float, chosen: list[JobStatus], older_than: float) -> list[int]:
     ids = cleanup_candidates(c, now, chosen, older_than)
     c.executemany(Q.DELETE_JOB_EVENTS, ((i,) for i in ids))
     c.executemany(Q.DELETE_JOB, ((i,) for i in ids))
@@ -113,25 +111,23 @@ def cleanup(
 
 
 # -- queues ---------------------------------------------------------------------------------
-def set_queue_paused(c: sqlite3.Connection, now: float, queue: str, paused: bool) -> None:
+def set_queue_paused(c: Conn, now: float, queue: str, paused: bool) -> None:
     c.execute(Q.QUEUE_ENSURE, (queue,))
     c.execute(Q.QUEUE_SET_PAUSED, (int(paused), queue))
 
 
-def set_queue_defaults(
-    c: sqlite3.Connection, now: float, queue: str, overrides: dict[str, Any]
-) -> JobOptions:
+def set_queue_defaults(c: Conn, now: float, queue: str, overrides: dict[str, Any]) -> JobOptions:
     c.execute(Q.QUEUE_ENSURE, (queue,))
     row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
     merged = {**json.loads(row[2]), **overrides}
     options = JobOptions.from_dict(merged)  # validates before anything is kept
     c.execute(Q.QUEUE_SET_DEFAULTS, (json.dumps(merged), queue))
-    rowmap.group_cache(c).pop(("queue_defaults", queue), None)
+    group_cache(c).pop(("queue_defaults", queue), None)
     return options
 
 
 # -- the agent registry ---------------------------------------------------------------------
-def register_worker(c: sqlite3.Connection, now: float, info: WorkerInfo) -> None:
+def register_worker(c: Conn, now: float, info: WorkerInfo) -> None:
     c.execute(
         Q.WORKER_REGISTER,
         (
@@ -147,9 +143,9 @@ def register_worker(c: sqlite3.Connection, now: float, info: WorkerInfo) -> None
     )
 
 
-def worker_stopped(c: sqlite3.Connection, now: float, worker_id: str) -> None:
+def worker_stopped(c: Conn, now: float, worker_id: str) -> None:
     c.execute(Q.WORKER_STOPPED, (now, worker_id))
 
 
-def prune_workers(c: sqlite3.Connection, now: float, older_than: float) -> None:
+def prune_workers(c: Conn, now: float, older_than: float) -> None:
     c.execute(Q.WORKERS_PRUNE, (now - older_than,))

@@ -5,21 +5,21 @@ checks, cancellation of subtrees, and consolidation of distributed jobs."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from wizd.errors import DependencyError, IllegalTransition
 from wizd.model import CANCELLABLE, FINAL, Job, JobStatus, can_transition, consolidation
+from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store import sqlite_rows as rowmap
+from wizd.store.conn import Conn
 
 S = JobStatus
 EDITABLE = (S.WAITING, S.PENDING, S.DELAYED, S.PAUSED)  # may gain or lose dependencies
 
 
-def ready_status(c: sqlite3.Connection, now: float, job: Job) -> JobStatus:
+def ready_status(c: Conn, now: float, job: Job) -> JobStatus:
     """Where a job goes when nothing holds it back: waiting, delayed or pending."""
     if not deps_satisfied(c, job):
         return S.WAITING
@@ -27,7 +27,7 @@ def ready_status(c: sqlite3.Connection, now: float, job: Job) -> JobStatus:
 
 
 def set_status(
-    c: sqlite3.Connection,
+    c: Conn,
     now: float,
     job: Job,
     target: JobStatus,
@@ -46,7 +46,7 @@ def set_status(
         after_final(c, now, [job.id])
 
 
-def cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> None:
+def cancel_tree(c: Conn, now: float, job_id: int, reason: str) -> None:
     """Cancel a job, then its unfinished descendants. The parent goes first so that its
     children's ends do not wake or fail it on the way."""
     job = rowmap.get(c, job_id)
@@ -57,7 +57,7 @@ def cancel_tree(c: sqlite3.Connection, now: float, job_id: int, reason: str) -> 
         cancel_tree(c, now, child_id, f"ancestor {job_id} cancelled")
 
 
-def after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
+def after_final(c: Conn, now: float, job_ids: list[int]) -> None:
     """Jobs just became final: release or fail their dependents, wake their parents."""
     for job_id in job_ids:
         status, parent_id = c.execute(Q.STATUS_AND_PARENT, (job_id,)).fetchone()
@@ -65,7 +65,7 @@ def after_final(c: sqlite3.Connection, now: float, job_ids: list[int]) -> None:
 
 
 def became_final(
-    c: sqlite3.Connection, now: float, job_id: int, status: JobStatus, parent_id: int | None
+    c: Conn, now: float, job_id: int, status: JobStatus, parent_id: int | None
 ) -> None:
     """after_final for one job whose status and parent the caller already knows."""
     for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
@@ -87,7 +87,7 @@ def became_final(
         release_parent_of(c, now, job_id, status, parent_id)
 
 
-def deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
+def deps_satisfied(c: Conn, job: Job) -> bool:
     statuses = [S(r[1]) for r in c.execute(Q.DEP_STATUSES, (job.id,))]
     if job.on_dependency_failure == "ignore":
         return all(s in FINAL for s in statuses)
@@ -95,7 +95,7 @@ def deps_satisfied(c: sqlite3.Connection, job: Job) -> bool:
 
 
 def release_parent_of(
-    c: sqlite3.Connection, now: float, child_id: int, child_status: JobStatus, parent_id: int
+    c: Conn, now: float, child_id: int, child_status: JobStatus, parent_id: int
 ) -> None:
     """A child became final: apply the parent's on_child_failure policy, or wake it once
     every child is final."""
@@ -116,7 +116,7 @@ def release_parent_of(
         release_parent(c, now, parent_id)
 
 
-def release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
+def release_parent(c: Conn, now: float, parent_id: int) -> None:
     """A parent waiting for children runs again once every child is final; a distributed
     parent is consolidated and completed instead."""
     if c.execute(Q.LIVE_CHILDREN, (parent_id,)).fetchone()[0]:
@@ -139,7 +139,7 @@ def release_parent(c: sqlite3.Connection, now: float, parent_id: int) -> None:
 # -- dependency edits ----------------------------------------------------------------------
 
 
-def add_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Sequence[int]) -> Job:
+def add_dependencies(c: Conn, now: float, job_id: int, deps: Sequence[int]) -> Job:
     job = rowmap.get(c, job_id)
     if job.status not in EDITABLE:
         raise IllegalTransition(
@@ -178,7 +178,7 @@ def add_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Seque
     return rowmap.get(c, job_id)
 
 
-def remove_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Sequence[int]) -> Job:
+def remove_dependencies(c: Conn, now: float, job_id: int, deps: Sequence[int]) -> Job:
     job = rowmap.get(c, job_id)
     if job.status not in EDITABLE:
         raise IllegalTransition(
@@ -193,7 +193,7 @@ def remove_dependencies(c: sqlite3.Connection, now: float, job_id: int, deps: Se
     return rowmap.get(c, job_id)
 
 
-def dependency_path(c: sqlite3.Connection, start: int, goal: int) -> list[int] | None:
+def dependency_path(c: Conn, start: int, goal: int) -> list[int] | None:
     """Jobs from `start` to `goal` following depends-on edges, if `goal` is reachable."""
     if start == goal:
         return [start]
@@ -214,7 +214,7 @@ def dependency_path(c: sqlite3.Connection, start: int, goal: int) -> list[int] |
     return None
 
 
-def dispatch(c: sqlite3.Connection, now: float, parent_id: int) -> int:
+def dispatch(c: Conn, now: float, parent_id: int) -> int:
     """Make a distributed job's held sub-tasks claimable; return how many were released."""
     parent = rowmap.get(c, parent_id)
     if parent.kind != "distributed":

@@ -1,42 +1,21 @@
-"""Row mapping and small shared helpers for the SQLite store's transaction functions."""
+"""Row mapping and small shared helpers for the store's transaction functions."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from wizd.errors import JobNotFound
 from wizd.model import Backoff, Job, JobFilter, JobStatus, utc
 from wizd.store import sqlite_queries as Q
+from wizd.store.conn import Conn
 
 S = JobStatus
 
 
-class GroupConnection(sqlite3.Connection):
-    """A connection that carries a cache valid for one group transaction (queue defaults
-    read once per group instead of once per job)."""
-
-    group_cache: dict[Any, Any]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.group_cache = {}
-
-
-def reset_group_cache(c: sqlite3.Connection) -> None:
-    if isinstance(c, GroupConnection):
-        c.group_cache.clear()
-
-
-def group_cache(c: sqlite3.Connection) -> dict[Any, Any]:
-    """The current group's cache (a throwaway dict on a plain connection)."""
-    return c.group_cache if isinstance(c, GroupConnection) else {}
-
-
 def event(
-    c: sqlite3.Connection,
+    c: Conn,
     now: float,
     job_id: int,
     kind: str,
@@ -49,7 +28,7 @@ def event(
 
 
 def events(
-    c: sqlite3.Connection,
+    c: Conn,
     now: float,
     rows: Iterable[tuple[int, str, JobStatus | None, int | None, str | None, str | None]],
 ) -> None:
@@ -95,7 +74,7 @@ def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
     )
 
 
-def jobs(c: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Job]:
+def jobs(c: Conn, rows: Sequence[Sequence[Any]]) -> list[Job]:
     if not rows:
         return []
     deps: dict[int, list[int]] = {}
@@ -108,19 +87,19 @@ def jobs(c: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Job]:
     return [job_from_row(r, tuple(deps.get(r[0], ()))) for r in rows]
 
 
-def get(c: sqlite3.Connection, job_id: int) -> Job:
+def get(c: Conn, job_id: int) -> Job:
     row = c.execute(Q.GET_JOB, (job_id,)).fetchone()
     if row is None:
         raise JobNotFound(job_id)
     return jobs(c, [row])[0]
 
 
-def get_many(c: sqlite3.Connection, ids: Sequence[int]) -> list[Job]:
+def get_many(c: Conn, ids: Sequence[int]) -> list[Job]:
     """The jobs in the order asked; JobNotFound names the first missing id."""
     return [get(c, i) for i in ids]
 
 
-def list_jobs(c: sqlite3.Connection, f: JobFilter) -> list[Job]:
+def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
     where: list[str] = []
     args: list[Any] = []
     if f.queue is not None:
@@ -165,7 +144,7 @@ def result_json(result: Any) -> str | None:
         return json.dumps(repr(result))
 
 
-def related(c: sqlite3.Connection, sql: str, job_id: int) -> list[Job]:
+def related(c: Conn, sql: str, job_id: int) -> list[Job]:
     """Jobs selected by `sql` for an existing job (JobNotFound otherwise)."""
     if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
         raise JobNotFound(job_id)

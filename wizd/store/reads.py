@@ -4,23 +4,23 @@ running jobs. Each runs whole on the reader's thread and changes nothing."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any, cast
 
 from wizd.errors import JobNotFound
 from wizd.model import Event, Job, JobOptions, JobStatus, QueueStats, WorkerInfo, utc, zero_counts
+from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store import sqlite_rows as rowmap
+from wizd.store.conn import Conn
 
 S = JobStatus
 
 
-def peek(c: sqlite3.Connection, now: float, queue: str, n: int) -> list[Job]:
+def peek(c: Conn, now: float, queue: str, n: int) -> list[Job]:
     rows = c.execute(Q.PEEK, {"queue": queue, "n": n, "now": now}).fetchall()
     return rowmap.jobs(c, rows)
 
 
-def counts(c: sqlite3.Connection, queue: str | None) -> dict[str, dict[str, int]]:
+def counts(c: Conn, queue: str | None) -> dict[str, dict[str, int]]:
     rows = (
         c.execute(Q.COUNTS_QUEUE, (queue,)) if queue is not None else c.execute(Q.COUNTS_ALL)
     ).fetchall()
@@ -32,19 +32,19 @@ def counts(c: sqlite3.Connection, queue: str | None) -> dict[str, dict[str, int]
     return out
 
 
-def recount(c: sqlite3.Connection) -> dict[str, dict[str, int]]:
+def recount(c: Conn) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for q, status, n in c.execute(Q.RECOUNT_ALL):
         out.setdefault(q, zero_counts())[status] = n
     return out
 
 
-def oldest_pending(c: sqlite3.Connection, queue: str) -> float | None:
+def oldest_pending(c: Conn, queue: str) -> float | None:
     value = c.execute(Q.OLDEST_PENDING, {"q": queue}).fetchone()[0]
     return None if value is None else float(value)
 
 
-def stats(c: sqlite3.Connection, now: float, queue: str, window: float) -> QueueStats:
+def stats(c: Conn, now: float, queue: str, window: float) -> QueueStats:
     since = now - window
     counts = zero_counts()
     for _, status, n in c.execute(Q.COUNTS_QUEUE, (queue,)):
@@ -65,7 +65,7 @@ def stats(c: sqlite3.Connection, now: float, queue: str, window: float) -> Queue
     )
 
 
-def events(c: sqlite3.Connection, job_id: int, after: int) -> list[Event]:
+def events(c: Conn, job_id: int, after: int) -> list[Event]:
     if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
         raise JobNotFound(job_id)
     return [
@@ -83,7 +83,7 @@ def events(c: sqlite3.Connection, job_id: int, after: int) -> list[Event]:
     ]
 
 
-def owned(c: sqlite3.Connection, worker_id: str, pairs: list[tuple[int, int]]) -> set[int]:
+def owned(c: Conn, worker_id: str, pairs: list[tuple[int, int]]) -> set[int]:
     """The jobs of `pairs` (job id, attempt) that `worker_id` still runs at that attempt."""
     kept: set[int] = set()
     for start in range(0, len(pairs), 400):
@@ -95,30 +95,30 @@ def owned(c: sqlite3.Connection, worker_id: str, pairs: list[tuple[int, int]]) -
     return kept
 
 
-def queues(c: sqlite3.Connection) -> list[tuple[str, bool, JobOptions]]:
+def queues(c: Conn) -> list[tuple[str, bool, JobOptions]]:
     return [
         (name, bool(paused), JobOptions.from_dict(json.loads(defaults)))
         for name, paused, defaults in c.execute(Q.QUEUES_ALL)
     ]
 
 
-def queue_options(c: sqlite3.Connection, queue: str) -> tuple[bool, JobOptions]:
+def queue_options(c: Conn, queue: str) -> tuple[bool, JobOptions]:
     row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
     if row is None:
         return False, JobOptions()
     return bool(row[1]), JobOptions.from_dict(json.loads(row[2]))
 
 
-def stale_running(c: sqlite3.Connection, now: float, older_than: float) -> list[Job]:
+def stale_running(c: Conn, now: float, older_than: float) -> list[Job]:
     rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
     return rowmap.jobs(c, rows)
 
 
-def running_workers(c: sqlite3.Connection) -> set[str]:
+def running_workers(c: Conn) -> set[str]:
     return {r[0] for r in c.execute(Q.WORKERS_WITH_RUNNING)}
 
 
-def workers(c: sqlite3.Connection) -> list[WorkerInfo]:
+def workers(c: Conn) -> list[WorkerInfo]:
     return [
         WorkerInfo(
             id=r[0],
