@@ -5,15 +5,29 @@ from __future__ import annotations
 from wizd.errors import (
     ConfigError,
     DependencyError,
+    DuplicateJob,
     IllegalTransition,
     InvalidJob,
     JobNotFound,
     LostJob,
     RetryLater,
+    ScheduleNotFound,
     StoreError,
     WizdError,
 )
-from wizd.model import Backoff, Event, Job, JobOptions, JobStatus, QueueStats, WorkerInfo
+from wizd.model import (
+    Backoff,
+    Event,
+    Job,
+    JobOptions,
+    JobStatus,
+    QueueLimits,
+    QueueStats,
+    Rate,
+    Schedule,
+    ScheduleRun,
+    WorkerInfo,
+)
 from wizd.queue import Queue, SyncQueue, connect, connect_sync
 
 __version__ = "0.1.0"
@@ -22,6 +36,7 @@ __all__ = [
     "Backoff",
     "ConfigError",
     "DependencyError",
+    "DuplicateJob",
     "Event",
     "IllegalTransition",
     "InvalidJob",
@@ -31,8 +46,13 @@ __all__ = [
     "JobStatus",
     "LostJob",
     "Queue",
+    "QueueLimits",
     "QueueStats",
+    "Rate",
     "RetryLater",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleRun",
     "StoreError",
     "SyncQueue",
     "WizdError",

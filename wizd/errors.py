@@ -42,6 +42,27 @@ class DependencyError(InvalidJob):
         super().__init__("depends_on", message)
 
 
+class DuplicateJob(InvalidJob):
+    """A job with the same unique key still holds it (enqueue with on_conflict="raise", or a
+    "replace" that found the holder already started)."""
+
+    def __init__(self, key: str, job_id: int, status: str, why: str = "") -> None:
+        self.key = key
+        self.job_id = job_id
+        self.status = status
+        super().__init__(
+            "unique_key", f"job {job_id} ({status}) already holds the key {key!r}" + why
+        )
+
+
+class ScheduleNotFound(WizdError, LookupError):
+    """No schedule has this id or key."""
+
+    def __init__(self, ref: int | str) -> None:
+        self.ref = ref
+        super().__init__(f"schedule {ref} does not exist")
+
+
 class StoreError(WizdError):
     """The database cannot be used: corrupt, locked too long, foreign or too new."""
 

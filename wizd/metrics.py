@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from wizd.model import ALL_STATUSES, Job
+from wizd.model import ALL_STATUSES, THROTTLE_LIMITS, Job
 
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
@@ -92,6 +92,27 @@ class Metrics:
             "How late the event loop woke a sleeping task",
             registry=r,
         )
+        self.throttled_seconds = Counter(
+            "wizd_throttled_seconds",
+            "Seconds a queue's claimer had free slots and due jobs that a limit held back "
+            "(max_running, rate, concurrency_key); the jobs stay pending",
+            ["queue", "limit"],
+            registry=r,
+        )
+        self.schedule_jobs = Counter(
+            "wizd_schedule_jobs",
+            "Jobs this daemon enqueued for due occurrences of schedules",
+            registry=r,
+        )
+        self.schedule_skipped = Counter(
+            "wizd_schedule_skipped",
+            "Due occurrences of schedules this daemon did not enqueue: missed (dropped by "
+            "the catch_up policy) or duplicate (the job's unique key was held)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("missed", "duplicate"):
+            self.schedule_skipped.labels(reason)
         info = Gauge("wizd_info", "This daemon", ["version", "worker_id"], registry=r)
         info.labels(version=version, worker_id=worker_id).set(1)
         self.last_heartbeat = time.monotonic()
@@ -119,6 +140,19 @@ class Metrics:
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
         self.recovered_total.labels(queue, reason).inc(n)
+
+    def throttled(self, queue: str, limit: str, seconds: float) -> None:
+        self.throttled_seconds.labels(queue, limit).inc(max(seconds, 0.0))
+
+    def serve_queue(self, queue: str) -> None:
+        """Show the queue's throttled time from the start (0 until a limit holds it)."""
+        for limit in THROTTLE_LIMITS:
+            self.throttled_seconds.labels(queue, limit)
+
+    def scheduled(self, enqueued: int, missed: int, duplicates: int) -> None:
+        self.schedule_jobs.inc(enqueued)
+        self.schedule_skipped.labels("missed").inc(missed)
+        self.schedule_skipped.labels("duplicate").inc(duplicates)
 
     def heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()

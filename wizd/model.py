@@ -70,6 +70,7 @@ def sources_of(target: JobStatus) -> tuple[JobStatus, ...]:
     return tuple(s for s in ALL_STATUSES if target in TRANSITIONS[s])
 
 
+NOT_FINAL: tuple[JobStatus, ...] = tuple(s for s in ALL_STATUSES if s not in FINAL)
 PAUSABLE: tuple[JobStatus, ...] = sources_of(S.PAUSED)
 CANCELLABLE: tuple[JobStatus, ...] = sources_of(S.CANCELLED)
 RETRYABLE: tuple[JobStatus, ...] = (S.FAILED, S.CANCELLED)
@@ -355,6 +356,14 @@ class NewJob:
     start_paused: bool = False
     kind: str = "job"
     children: tuple[NewJob, ...] = ()
+    # Unique jobs: while a job with this key is in one of unique_states, or younger than
+    # unique_for seconds, another enqueue of the key follows on_conflict.
+    unique_key: str | None = None
+    unique_for: float | None = None
+    unique_states: tuple[JobStatus, ...] = NOT_FINAL
+    on_conflict: str = "return"
+    # Jobs sharing a concurrency key share its limit (set_concurrency_limit), across queues.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +399,8 @@ class Job:
     on_dependency_failure: str = "fail"
     on_child_failure: str = "continue"
     kind: str = "job"
+    unique_key: str | None = None
+    concurrency_key: str | None = None
     depends_on: tuple[int, ...] = field(default=())
 
     @property
@@ -568,3 +579,227 @@ def as_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
     if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
         raise InvalidJob("tags", f"must be a list of non-empty strings, got {tags!r}")
     return tuple(dict.fromkeys(tags))
+
+
+# -- unique jobs ----------------------------------------------------------------------------
+CONFLICT_POLICIES = ("return", "raise", "replace")
+# What on_conflict="replace" may replace: a job that has not started.
+REPLACEABLE: tuple[JobStatus, ...] = (S.WAITING, S.PENDING, S.DELAYED, S.PAUSED)
+MAX_KEY_LENGTH = 500
+
+
+def check_unique_key(value: object) -> str:
+    """Any non-empty text of at most 500 characters (research:quantum, user/42/report)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidJob("unique_key", f"must be a non-empty string, got {value!r}")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidJob(
+            "unique_key", f"is {len(value)} characters long; the limit is {MAX_KEY_LENGTH}"
+        )
+    return value
+
+
+def states_text(states: Sequence[JobStatus]) -> str:
+    """The stored form of unique_states, matched with LIKE '%,' || status || ',%'."""
+    return "," + ",".join(s.value for s in states) + ","
+
+
+# -- limits ---------------------------------------------------------------------------------
+RATE_UNITS: Mapping[str, float] = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}  # fmt: skip
+RATE_NAMES: Mapping[float, str] = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
+RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+RATE_HINT = "write it as 60/min, 10/s, 1000/h, 5000/d or 5/10s"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`count` jobs per `period` seconds."""
+
+    count: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise InvalidJob("rate", f"the count must be an integer >= 1, got {self.count!r}")
+        if not math.isfinite(self.period) or not 0 < self.period <= MAX_SECONDS:
+            raise InvalidJob("rate", f"the period must be > 0 seconds, got {self.period}")
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        name = RATE_NAMES.get(self.period)
+        return f"{self.count}/{name}" if name else f"{self.count}/{self.period:g}s"
+
+    @classmethod
+    def parse(cls, value: str | Rate) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        if not isinstance(value, str):
+            raise InvalidJob("rate", f"must be text such as 60/min, got {value!r}")
+        match = RATE_RE.match(value.lower())
+        if match is None or match.group(3) not in RATE_UNITS:
+            raise InvalidJob("rate", f"{value!r} is not a rate; {RATE_HINT}")
+        count, number, unit = match.groups()
+        return cls(int(count), float(number or 1) * RATE_UNITS[unit])
+
+
+# The limits that can hold a queue's due jobs back (Claimed.throttled, the metric's label).
+THROTTLE_LIMITS = ("max_running", "rate", "concurrency_key")
+
+
+def check_limit(field_name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJob(field_name, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """A queue's limits across every daemon: running jobs at once, and a rate (a token
+    bucket of `burst` jobs refilled at the rate). None: no such limit."""
+
+    queue: str
+    max_running: int | None = None
+    rate: Rate | None = None
+    burst: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.max_running is not None or self.rate is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "max_running": self.max_running,
+            "rate": None if self.rate is None else str(self.rate),
+            "rate_per_second": None if self.rate is None else self.rate.per_second,
+            "burst": self.burst,
+        }
+
+
+# -- schedules ------------------------------------------------------------------------------
+def job_template(new: NewJob) -> dict[str, Any]:
+    """The options of a validated job as a schedule keeps them (JSON-ready, user's words);
+    options left to the queue's defaults are left out."""
+    out: dict[str, Any] = {}
+    if new.priority is not None:
+        out["priority"] = new.priority
+    if new.max_attempts is not None:
+        out["attempts"] = new.max_attempts
+    if new.backoff is not None:
+        out["backoff"] = new.backoff.to_dict()
+    if new.timeout is not None:
+        out["timeout"] = new.timeout
+    if new.ttl is not None:
+        out["ttl"] = new.ttl
+    if new.tags:
+        out["tags"] = list(new.tags)
+    if new.context is not None:
+        out["context"] = json.loads(new.context)
+    if new.unique_key is not None:
+        out["unique_key"] = new.unique_key
+        out["unique_for"] = new.unique_for
+        out["unique_states"] = [s.value for s in new.unique_states]
+        out["on_conflict"] = new.on_conflict
+    if new.concurrency_key is not None:
+        out["concurrency_key"] = new.concurrency_key
+    return out
+
+
+def from_template(
+    queue: str, name: str, payload: str, options: Mapping[str, Any], run_at: float
+) -> NewJob:
+    """The job of one occurrence of a schedule (its options were validated when it was made)."""
+    backoff = options.get("backoff")
+    context = options.get("context")
+    states = options.get("unique_states")
+    return NewJob(
+        queue=queue,
+        name=name,
+        payload=payload,
+        priority=options.get("priority"),
+        max_attempts=options.get("attempts"),
+        backoff=None if backoff is None else Backoff.from_dict(backoff),
+        timeout=options.get("timeout"),
+        run_at=run_at,
+        delay=0.0,
+        ttl=options.get("ttl"),
+        tags=tuple(options.get("tags", ())),
+        context=None if context is None else encode_json(context, "context"),
+        unique_key=options.get("unique_key"),
+        unique_for=options.get("unique_for"),
+        unique_states=NOT_FINAL if states is None else tuple(S(x) for x in states),
+        on_conflict=options.get("on_conflict", "return"),
+        concurrency_key=options.get("concurrency_key"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    """A validated schedule ready to be written (payload and options as JSON text)."""
+
+    key: str | None
+    queue: str
+    name: str
+    payload: str
+    options: str
+    cron: str | None
+    every: float | None
+    timezone: str
+    catch_up: str
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A recurring job as stored: when it fires (cron in a time zone, or every N seconds),
+    the job it enqueues, and the next occurrence not yet enqueued."""
+
+    id: int
+    key: str | None
+    queue: str
+    name: str
+    payload: dict[str, Any]
+    options: dict[str, Any]
+    cron: str | None
+    every: float | None
+    timezone: str
+    catch_up: str
+    paused: bool
+    next_at: datetime
+    last_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """One occurrence of a schedule that was enqueued: its time, its job, when it was fired.
+    job_id is None when the job's unique key was held by another job (nothing enqueued)."""
+
+    schedule_id: int
+    fire_at: datetime
+    job_id: int | None
+    fired_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schedule_id": self.schedule_id,
+            "fire_at": self.fire_at.isoformat(),
+            "job_id": self.job_id,
+            "fired_at": self.fired_at.isoformat(),
+        }

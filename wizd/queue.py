@@ -7,8 +7,10 @@ naming the field and the limit and writes nothing.
 from __future__ import annotations
 
 import builtins
+import enum
 import functools
 import inspect
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +24,9 @@ from typing_extensions import Unpack
 
 from wizd.errors import InvalidJob
 from wizd.model import (
+    CONFLICT_POLICIES,
     MAX_CHILDREN,
+    NOT_FINAL,
     SUBTASK_QUERY_LIMIT,
     Backoff,
     Event,
@@ -31,23 +35,33 @@ from wizd.model import (
     JobOptions,
     JobStatus,
     NewJob,
+    NewSchedule,
+    QueueLimits,
     QueueStats,
+    Rate,
+    Schedule,
+    ScheduleRun,
     WorkerInfo,
     as_tags,
     check_attempts,
     check_epoch,
     check_identifier,
+    check_limit,
     check_non_negative,
     check_positive,
     check_subtask_id,
+    check_unique_key,
     consolidation,
     encode_json,
     encode_payload,
+    job_template,
     parse_priority,
     parse_status,
     zero_counts,
 )
+from wizd.recurrence import CATCH_UP, Timing
 from wizd.store import Store, open_store
+from wizd.store.base import Fired
 
 DEFAULT_QUEUE = "default"
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
@@ -79,6 +93,41 @@ def epoch(field: str, value: datetime | float | int | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJob(field, f"must be a datetime or epoch seconds, got {value!r}")
     return check_epoch(field, float(value))
+
+
+class Unset(enum.Enum):
+    """An argument left out (None has a meaning of its own: clear the setting)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+def schedule_ref(value: object) -> int | str:
+    """A schedule's id (a positive integer, or its digits) or its key."""
+    if isinstance(value, Schedule):
+        return value.id
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise InvalidJob("schedule", f"must be a schedule id or key, got {value}")
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return schedule_ref(int(value.strip()))
+    if isinstance(value, str):
+        return check_identifier("schedule", value)
+    raise InvalidJob("schedule", f"must be a schedule id or key, got {value!r}")
+
+
+def unique_states_of(states: Iterable[str | JobStatus] | str | JobStatus) -> tuple[JobStatus, ...]:
+    items = [states] if isinstance(states, str | JobStatus) else builtins.list(states)
+    chosen = []
+    for state in items:
+        try:
+            chosen.append(parse_status(state))
+        except InvalidJob as exc:
+            raise InvalidJob("unique_states", str(exc).split(": ", 1)[1]) from None
+    return tuple(dict.fromkeys(chosen))
 
 
 def job_id(value: object) -> int:
@@ -113,10 +162,35 @@ class EnqueueOptions(TypedDict, total=False):
     on_dependency_failure: str
     on_child_failure: str
     children: Sequence[Mapping[str, Any]] | None
+    unique_key: str | None
+    unique_for: Seconds | None
+    unique_states: Iterable[str | JobStatus] | None
+    on_conflict: str | None
+    concurrency_key: str | None
 
 
 # The keys an item of enqueue_many (or of children=) may carry: enqueue's arguments.
 ENQUEUE_KEYS = ("name", "payload", *EnqueueOptions.__annotations__)
+
+
+class ScheduleJobOptions(TypedDict, total=False):
+    """The options of the job a schedule enqueues (Queue.schedule's keyword arguments)."""
+
+    priority: int | str | None
+    attempts: int | None
+    backoff: Backoff | Mapping[str, Any] | None
+    timeout: Seconds | None
+    ttl: Seconds | None
+    tags: Sequence[str] | None
+    context: Mapping[str, Any] | None
+    unique_key: str | None
+    unique_for: Seconds | None
+    unique_states: Iterable[str | JobStatus] | None
+    on_conflict: str | None
+    concurrency_key: str | None
+
+
+SCHEDULE_JOB_KEYS = tuple(ScheduleJobOptions.__annotations__)
 
 
 class Queue:
@@ -166,10 +240,16 @@ class Queue:
         children: Sequence[Mapping[str, Any]] | None = None,
         start_paused: bool = False,
         kind: str = "job",
+        unique_key: str | None = None,
+        unique_for: Seconds | None = None,
+        unique_states: Iterable[str | JobStatus] | None = None,
+        on_conflict: str | None = None,
+        concurrency_key: str | None = None,
     ) -> NewJob:
         """Validate one job's arguments into a NewJob. Raises InvalidJob; writes nothing."""
         if delay is not None and run_at is not None:
             raise InvalidJob("delay", "give delay or run_at, not both")
+        unique = self._unique(unique_key, unique_for, unique_states, on_conflict)
         if isinstance(backoff, Mapping):
             backoff = Backoff.from_dict(backoff)
         elif backoff is not None and not isinstance(backoff, Backoff):
@@ -223,7 +303,49 @@ class Queue:
             start_paused=start_paused,
             kind=kind,
             children=built_children,
+            concurrency_key=(
+                None
+                if concurrency_key is None
+                else check_identifier("concurrency_key", concurrency_key)
+            ),
+            **unique,
         )
+
+    @staticmethod
+    def _unique(
+        key: str | None,
+        period: Seconds | None,
+        states: Iterable[str | JobStatus] | None,
+        on_conflict: str | None,
+    ) -> dict[str, Any]:
+        """NewJob's unique_* fields, validated (none without a key)."""
+        if key is None:
+            for name, value in (
+                ("unique_for", period),
+                ("unique_states", states),
+                ("on_conflict", on_conflict),
+            ):
+                if value is not None:
+                    raise InvalidJob(name, "applies to a job with a unique_key: give one")
+            return {}
+        held_for = check_positive("unique_for", seconds("unique_for", period))
+        chosen = NOT_FINAL if states is None else unique_states_of(states)
+        if not chosen and held_for is None:
+            raise InvalidJob(
+                "unique_states", "is empty and no unique_for is given: the key would never hold"
+            )
+        policy = "return" if on_conflict is None else on_conflict
+        if policy not in CONFLICT_POLICIES:
+            raise InvalidJob(
+                "on_conflict",
+                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {on_conflict!r}",
+            )
+        return {
+            "unique_key": check_unique_key(key),
+            "unique_for": held_for,
+            "unique_states": chosen,
+            "on_conflict": policy,
+        }
 
     async def enqueue(
         self,
@@ -238,7 +360,13 @@ class Queue:
         complete; parent: the job is a child of that job; children: job dicts created with
         this one in one transaction (the job starts waiting_children and runs when they
         are all final); on_dependency_failure (fail, cancel, ignore) and on_child_failure
-        (continue, fail, cancel)."""
+        (continue, fail, cancel).
+
+        unique_key: while a job with this key is in one of unique_states (default: not
+        final) or younger than unique_for, another enqueue of the key returns that job
+        (on_conflict="return", the default), raises DuplicateJob ("raise"), or cancels it
+        and takes its place if it has not started ("replace"). concurrency_key: jobs
+        sharing it share its limit (set_concurrency_limit), whatever their queue."""
         return (await self.store.enqueue([self.build(name, payload, **options)]))[0]
 
     async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
@@ -609,6 +737,131 @@ class Queue:
 
     async def defaults(self, queue: str) -> JobOptions:
         return (await self.store.queue_options(check_identifier("queue", queue)))[1]
+
+    # -- limits ----------------------------------------------------------------------------
+    async def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        max_running: int | Unset | None = UNSET,
+        rate: str | Rate | Unset | None = UNSET,
+        burst: int | Unset | None = UNSET,
+    ) -> QueueLimits:
+        """Limits of a queue across every daemon: at most `max_running` of its jobs run at
+        once; at most `rate` jobs start ("60/min", "10/s", "5/10s"), as a token bucket of
+        `burst` jobs (default 1: evenly spaced starts). None removes a limit; a limit left
+        out is kept. Jobs over a limit stay pending: they are not failures."""
+        changes: dict[str, Any] = {}
+        if max_running is not UNSET:
+            changes["max_running"] = (
+                None if max_running is None else check_limit("max_running", max_running)
+            )
+        if rate is not UNSET:
+            changes["rate"] = None if rate is None else Rate.parse(rate)
+        if burst is not UNSET:
+            changes["burst"] = None if burst is None else check_limit("burst", burst)
+        if not changes:
+            raise InvalidJob("limits", "give at least one of max_running, rate, burst")
+        return await self.store.set_queue_limits(check_identifier("queue", queue), changes)
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        return await self.store.queue_limits(check_identifier("queue", queue))
+
+    async def all_queue_limits(self) -> builtins.list[QueueLimits]:
+        """Every queue that has a limit, by name."""
+        return await self.store.all_queue_limits()
+
+    async def set_concurrency_limit(self, key: str, limit: int | None) -> None:
+        """At most `limit` jobs enqueued with concurrency_key=`key` run at once, whatever
+        their queue and daemon (agents sharing a provider share its budget); None removes
+        the limit."""
+        checked = None if limit is None else check_limit("limit", limit)
+        await self.store.set_concurrency_limit(check_identifier("key", key), checked)
+
+    async def concurrency_limits(self) -> dict[str, int]:
+        return await self.store.concurrency_limits()
+
+    # -- schedules -------------------------------------------------------------------------
+    async def schedule(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        cron: str | None = None,
+        every: Seconds | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        key: str | None = None,
+        paused: bool = False,
+        **options: Unpack[ScheduleJobOptions],
+    ) -> Schedule:
+        """Enqueue `name` with `payload` at every occurrence of a cron expression in
+        `timezone` ("0 9 * * *", "Europe/Lisbon"), or every `every` seconds from now.
+
+        The daemons enqueue each due occurrence once, however many run. Occurrences missed
+        while no daemon ran follow catch_up: latest (enqueue the last one), all, or none.
+        options are the job's (priority, attempts, backoff, timeout, ttl, tags, context,
+        unique_key, unique_for, unique_states, on_conflict, concurrency_key). With a `key`,
+        a schedule that exists is updated instead, so a program may declare its schedules
+        at every start."""
+        unknown = set(options) - set(SCHEDULE_JOB_KEYS)
+        if unknown:
+            raise InvalidJob(
+                sorted(unknown)[0],
+                f"unknown schedule option; known: {', '.join(SCHEDULE_JOB_KEYS)}",
+            )
+        timing = Timing(cron, None if every is None else seconds("every", every), timezone)
+        if catch_up not in CATCH_UP:
+            raise InvalidJob("catch_up", f"must be one of {', '.join(CATCH_UP)}, got {catch_up!r}")
+        if key is not None:
+            check_identifier("key", key)
+            if key.isdigit():
+                raise InvalidJob("key", f"{key!r} would read as a schedule id; use a name")
+        new = self.build(name, payload, queue=queue, **options)
+        spec = NewSchedule(
+            key=key,
+            queue=new.queue,
+            name=new.name,
+            payload=new.payload,
+            options=json.dumps(job_template(new), separators=(",", ":")),
+            cron=timing.cron,
+            every=timing.every,
+            timezone=timing.timezone,
+            catch_up=catch_up,
+            paused=bool(paused),
+        )
+        return await self.store.create_schedule(spec)
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        return await self.store.schedules()
+
+    async def get_schedule(self, ref: int | str | Schedule) -> Schedule:
+        """A schedule by id or key."""
+        return await self.store.get_schedule(schedule_ref(ref))
+
+    async def unschedule(self, ref: int | str | Schedule) -> Schedule:
+        """Remove a schedule (jobs it enqueued stay); returns it as it was."""
+        return await self.store.delete_schedule(schedule_ref(ref))
+
+    async def pause_schedule(self, ref: int | str | Schedule) -> Schedule:
+        return await self.store.set_schedule_paused(schedule_ref(ref), True)
+
+    async def resume_schedule(self, ref: int | str | Schedule) -> Schedule:
+        """Fire again from the next occurrence after now (the pause is not caught up)."""
+        return await self.store.set_schedule_paused(schedule_ref(ref), False)
+
+    async def schedule_runs(
+        self, ref: int | str | Schedule, limit: int = 20
+    ) -> builtins.list[ScheduleRun]:
+        """The schedule's latest enqueued occurrences (fire time, job id), newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidJob("limit", f"must be between 1 and 10000, got {limit!r}")
+        return await self.store.schedule_runs(schedule_ref(ref), limit)
+
+    async def fire_schedules(self) -> Fired:
+        """Enqueue every due occurrence now, as the daemons do (each occurrence once)."""
+        return await self.store.fire_schedules()
 
     async def log(self, id: int | str | Job, message: str) -> None:
         await self.store.log(job_id(id), message)

@@ -1,5 +1,5 @@
 """The daemon: start-up recovery, one claimer per queue, heartbeats, reaper, promoter,
-expiry, retention and graceful stop, all children of one task group.
+scheduler, expiry, retention and graceful stop, all children of one task group.
 
 If any background activity crashes, the task group cancels the rest and the error
 propagates: the daemon exits non-zero and systemd restarts it.
@@ -32,6 +32,7 @@ from wizd.worker import Hooks, NoHooks, QueueWorker
 
 RETENTION_INTERVAL = 3600.0
 LAG_PROBE = 0.5  # seconds between event-loop lag probes
+SCHEDULER_MIN_SLEEP = 0.005  # seconds: a pass that left work due looks again this soon
 WORKER_REGISTRY_KEEP = 7 * 86400.0
 
 
@@ -173,6 +174,9 @@ class Supervisor:
                 )
                 for name in self.serve
             ]
+            if self.metrics is not None:
+                for name in self.serve:
+                    self.metrics.serve_queue(name)
             try:
                 async with BlockingPortal() as portal:
                     server = self._metrics_server(portal)  # bound before we say ready
@@ -249,6 +253,7 @@ class Supervisor:
                     tg.start_soon(self._check_owned)
                     tg.start_soon(self._reaper)
                     tg.start_soon(self._promoter)
+                    tg.start_soon(self._scheduler)
                     tg.start_soon(self._retention)
                     if self.metrics is not None:
                         tg.start_soon(self._loop_lag)
@@ -412,6 +417,38 @@ class Supervisor:
                     worker.wake()
             await anyio.sleep(self.settings.poll_interval)
 
+    async def _scheduler(self) -> None:
+        """Enqueue the due occurrences of schedules (of every queue). Every daemon does this
+        at once safely: the store enqueues each occurrence once, whoever fires it first."""
+        store = self.queue.store
+        poll = self.settings.poll_interval
+        while True:
+            due = await store.next_schedule_due()
+            if due is not None and due <= time.time():
+                fired = await store.fire_schedules()
+                for item in fired.jobs:
+                    self.log.info(
+                        "schedule_fired",
+                        schedule_id=item.schedule_id,
+                        fire_at=datetime.fromtimestamp(item.fire_at, UTC).isoformat(),
+                        job_id=item.job.id,
+                        queue=item.job.queue,
+                        name=item.job.name,
+                    )
+                if fired.missed or fired.duplicates:
+                    self.log.info(
+                        "schedule_occurrences_skipped",
+                        missed=fired.missed,
+                        duplicates=fired.duplicates,
+                    )
+                for schedule_id, why in fired.errors:
+                    self.log.error("schedule_failed", schedule_id=schedule_id, error=why)
+                if self.metrics is not None:
+                    self.metrics.scheduled(len(fired.jobs), fired.missed, fired.duplicates)
+                due = await store.next_schedule_due()
+            wait = poll if due is None else min(poll, due - time.time())
+            await anyio.sleep(max(wait, SCHEDULER_MIN_SLEEP))
+
     async def _retention(self) -> None:
         s = self.settings
         store = self.queue.store
@@ -421,5 +458,6 @@ class Supervisor:
                 removed = await store.cleanup(s.retention_days * 86400, statuses, dry_run=False)
                 if removed:
                     self.log.info("retention_cleanup", removed=len(removed), days=s.retention_days)
+                await store.prune_schedule_runs(s.retention_days * 86400)
             await store.prune_workers(WORKER_REGISTRY_KEEP)
             await anyio.sleep(RETENTION_INTERVAL)

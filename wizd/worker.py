@@ -24,7 +24,7 @@ from wizd.agent import Agent, JobContext, WaitForChildren
 from wizd.errors import LostJob, RetryLater, StoreError
 from wizd.model import Job
 from wizd.queue import Queue
-from wizd.store import Finish
+from wizd.store import Claimed, Finish
 
 MAX_CLAIM_FAILURES = 10
 
@@ -36,6 +36,7 @@ class Hooks(Protocol):
     def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None: ...
     def slots(self, queue: str, busy: int, total: int) -> None: ...
     def recovered(self, queue: str, reason: str, n: int) -> None: ...
+    def throttled(self, queue: str, limit: str, seconds: float) -> None: ...
 
 
 class NoHooks:
@@ -49,6 +50,9 @@ class NoHooks:
         pass
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
+        pass
+
+    def throttled(self, queue: str, limit: str, seconds: float) -> None:
         pass
 
 
@@ -107,6 +111,10 @@ class QueueWorker:
         self._backlog: deque[Run] = deque()  # claimed, waiting for a runner
         self._ready: anyio.Event | None = None  # set when runs join the backlog
         self._no_more_runs = False
+        self._stop = anyio.Event()
+        # The limit that held back the last claim, and since when (monotonic).
+        self._throttle: tuple[str, float] | None = None
+        self._rate_wait: float | None = None  # the rate limit frees the next job then
 
     @property
     def busy(self) -> int:
@@ -119,6 +127,7 @@ class QueueWorker:
     def stop_claiming(self) -> None:
         self._claiming = False
         self._wake.set()
+        self._stop.set()
 
     def stop_runs(self, reason: str, job_ids: set[int] | None = None, force: bool = False) -> int:
         """Cancel running jobs (all, or those given); `reason` decides how each run ends."""
@@ -157,6 +166,7 @@ class QueueWorker:
                             self._written = anyio.Event()
                             await self._written.wait()
                         free = self.concurrency - len(self.runs)
+                        self._rate_wait = None
                         if free > 0:
                             runs = await self._claim(free)
                             for run in runs:
@@ -166,6 +176,11 @@ class QueueWorker:
                             self._dispatch(runs)
                         if not self._claiming:
                             break
+                        if self._rate_wait is not None:
+                            # Only time frees the next job: commits elsewhere cannot.
+                            with anyio.move_on_after(min(self.poll_interval, self._rate_wait)):
+                                await self._stop.wait()
+                            continue
                         with anyio.move_on_after(self.poll_interval):
                             await self._wake.wait()
                 finally:
@@ -208,6 +223,7 @@ class QueueWorker:
                 raise
             return []
         self._failures = 0
+        self._throttled(jobs)
         now = time.time()
         runs = []
         for job in jobs:
@@ -221,6 +237,19 @@ class QueueWorker:
         if jobs:
             self.hooks.slots(self.name, len(self.runs), self.concurrency)
         return runs
+
+    def _throttled(self, claimed: Claimed) -> None:
+        """Account the time since the last claim to the limit that held that claim back
+        (free slots and due jobs, none claimed for them), and note this claim's."""
+        now = time.monotonic()
+        if self._throttle is not None:
+            held_by, since = self._throttle
+            self.hooks.throttled(self.name, held_by, now - since)
+        limit = claimed.throttled
+        if limit is not None and self._throttle is None:
+            self.log.debug("queue_throttled", limit=limit)
+        self._throttle = None if limit is None else (limit, now)
+        self._rate_wait = claimed.retry_in if limit == "rate" else None
 
     async def _run(self, run: Run) -> None:
         finish: Finish | None = None

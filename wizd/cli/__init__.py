@@ -66,13 +66,20 @@ def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
     run_daemon(settings)
 
 
-from wizd.cli import ops, queues  # noqa: E402
+from wizd.cli import limits, ops, queues, schedules  # noqa: E402
 from wizd.cli.demo import demo  # noqa: E402
 from wizd.cli.distributed import job  # noqa: E402
 from wizd.cli.monitor import monitor  # noqa: E402
 
 cli.add_command(demo)
-for _command in (*ops.COMMANDS, *queues.COMMANDS, job, monitor):
+for _command in (
+    *ops.COMMANDS,
+    *queues.COMMANDS,
+    *schedules.COMMANDS,
+    *limits.COMMANDS,
+    job,
+    monitor,
+):
     cli.add_command(_command)
 
 

@@ -20,6 +20,8 @@ from wizd.cli.options import (
     parse_payload,
     parse_statuses,
     parse_time,
+    unique_arguments,
+    unique_options,
 )
 from wizd.cli.options import store_options as store
 from wizd.cli.render import (
@@ -196,6 +198,7 @@ def logs(id: str, as_json: bool, follow: bool) -> None:
 @click.option("--timeout", help="Longest a run may take: 5m.")
 @click.option("--attempts", type=int, help="Runs allowed before failing.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@unique_options
 def create(
     as_json: bool,
     agent: str,
@@ -211,6 +214,7 @@ def create(
     timeout: str | None,
     attempts: int | None,
     tags: tuple[str, ...],
+    **unique: Any,
 ) -> None:
     body = parse_payload(query, payload)
     options: dict[str, Any] = {
@@ -220,6 +224,7 @@ def create(
         "timeout": parse_duration("timeout", timeout) if timeout is not None else None,
         "depends_on": [parse_id("depends_on", d) for d in depends_on] or None,
         "parent": parse_id("parent", parent) if parent is not None else None,
+        **unique_arguments(**unique),
     }
 
     async def work(q: Queue, s: Settings) -> Job:

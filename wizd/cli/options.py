@@ -123,3 +123,45 @@ def json_option(command: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="One JSON document on stdout (for jq)."
     )(command)
+
+
+def unique_options(command: F) -> F:
+    """--unique-key, --unique-for, --unique-state, --on-conflict and --concurrency-key."""
+    for decorator in reversed(
+        (
+            click.option("--unique-key", help="At most one job with this key (see --on-conflict)."),
+            click.option("--unique-for", help="The key holds this long from creation: 1h."),
+            click.option(
+                "--unique-state",
+                "unique_states",
+                multiple=True,
+                help="A status that holds the key (repeatable) [every unfinished one].",
+            ),
+            click.option(
+                "--on-conflict",
+                type=click.Choice(["return", "raise", "replace"]),
+                help="When the key is held: return that job, fail, or replace it [return].",
+            ),
+            click.option("--concurrency-key", help="Share this key's concurrency limit."),
+        )
+    ):
+        command = decorator(command)
+    return command
+
+
+def unique_arguments(
+    unique_key: str | None,
+    unique_for: str | None,
+    unique_states: tuple[str, ...],
+    on_conflict: str | None,
+    concurrency_key: str | None,
+) -> dict[str, Any]:
+    """The enqueue options of unique_options' flags (left out when not given)."""
+    given: dict[str, Any] = {
+        "unique_key": unique_key,
+        "unique_for": None if unique_for is None else parse_duration("unique_for", unique_for),
+        "unique_states": list(unique_states) or None,
+        "on_conflict": on_conflict,
+        "concurrency_key": concurrency_key,
+    }
+    return {k: v for k, v in given.items() if v is not None}

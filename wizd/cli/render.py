@@ -21,7 +21,7 @@ from rich.table import Column, Table
 from rich.tree import Tree
 
 from wizd.cli.demo import SYMBOLS
-from wizd.model import ALL_STATUSES, Event, Job, WorkerInfo, shown
+from wizd.model import ALL_STATUSES, Event, Job, QueueLimits, Schedule, WorkerInfo, shown
 
 PLAIN_WIDTH = 200  # piped output is not wrapped at 80 columns: lines stay greppable
 
@@ -208,6 +208,46 @@ def workers_table(rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
             ago(worker.heartbeat_at, now),
             STATES[state],
         )
+    return grid
+
+
+def when(schedule: Schedule) -> str:
+    """`cron 0 9 * * * Europe/Lisbon` or `every 15m`."""
+    if schedule.cron is not None:
+        return f"cron {escape(schedule.cron)} {escape(schedule.timezone)}"
+    return f"every {span(schedule.every)}"
+
+
+def schedules_table(schedules: Sequence[Schedule]) -> Table:
+    now = time.time()
+    grid = table("id", "key", "queue", "name", "when", "catch-up", "next", "last", "state")
+    for s in schedules:
+        next_in = s.next_at.timestamp() - now
+        grid.add_row(
+            str(s.id),
+            escape(s.key or "-"),
+            escape(s.queue),
+            escape(s.name),
+            when(s),
+            s.catch_up,
+            "-" if s.paused else (f"in {span(next_in)}" if next_in > 0 else "due"),
+            ago(s.last_at, now),
+            "[magenta]paused[/]" if s.paused else "active",
+        )
+    return grid
+
+
+def limits_table(limits: Sequence[QueueLimits], keys: Mapping[str, int]) -> RenderableType:
+    grid = table("limit", "max running", "rate", "burst")
+    for item in limits:
+        grid.add_row(
+            f"queue {escape(item.queue)}",
+            "-" if item.max_running is None else str(item.max_running),
+            "-" if item.rate is None else str(item.rate),
+            "-" if item.burst is None else str(item.burst),
+        )
+    for key, limit in keys.items():
+        grid.add_row(f"concurrency key {escape(key)}", str(limit), "-", "-")
     return grid
 
 

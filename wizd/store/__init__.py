@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from wizd.errors import StoreError
-from wizd.store.base import Finish, Interrupted, Store
+from wizd.store.base import Claimed, Finish, Fired, FiredJob, Interrupted, Store
 
-__all__ = ["Finish", "Interrupted", "Store", "open_store"]
+__all__ = ["Claimed", "Finish", "Fired", "FiredJob", "Interrupted", "Store", "open_store"]
 
 
 def open_store(url: str, *, clock: Callable[[], float] = time.time, **options: Any) -> Store:

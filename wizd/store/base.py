@@ -7,8 +7,8 @@ checked against wizd.model.TRANSITIONS and writes an event. Times are the store'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from wizd.errors import InvalidJob
@@ -19,7 +19,11 @@ from wizd.model import (
     JobOptions,
     JobStatus,
     NewJob,
+    NewSchedule,
+    QueueLimits,
     QueueStats,
+    Schedule,
+    ScheduleRun,
     WorkerInfo,
 )
 
@@ -65,6 +69,45 @@ class Interrupted:
     job: Job
     status: JobStatus
     reason: str
+
+
+class Claimed(list[Job]):
+    """The jobs a claim handed out, in claim order. `throttled` names the limit that held
+    pending jobs back (max_running, rate or concurrency_key; None: none did), and
+    `retry_in` the seconds until the rate limit frees the next job."""
+
+    __slots__ = ("retry_in", "throttled")
+
+    def __init__(
+        self,
+        jobs: Iterable[Job] = (),
+        throttled: str | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        super().__init__(jobs)
+        self.throttled = throttled
+        self.retry_in = retry_in
+
+
+@dataclass(frozen=True, slots=True)
+class FiredJob:
+    """A job enqueued for one occurrence of a schedule."""
+
+    schedule_id: int
+    fire_at: float
+    job: Job
+
+
+@dataclass(slots=True)
+class Fired:
+    """What one pass over the due schedules did: the jobs it enqueued, occurrences dropped
+    by a catch-up policy (missed), occurrences whose job's unique key was held by another
+    job (duplicates), and schedules it could not compute ((id, why))."""
+
+    jobs: list[FiredJob] = field(default_factory=list)
+    missed: int = 0
+    duplicates: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -149,11 +192,63 @@ class Store(Protocol):
     async def set_queue_defaults(self, queue: str, overrides: dict[str, Any]) -> JobOptions:
         """Merge overrides into the queue's defaults (validated first) and return them."""
 
+    # -- limits ----------------------------------------------------------------------------
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """The queue's limits (an unknown queue has none)."""
+
+    async def all_queue_limits(self) -> list[QueueLimits]:
+        """Every queue that has a limit, by name."""
+
+    async def set_queue_limits(self, queue: str, changes: dict[str, Any]) -> QueueLimits:
+        """Apply changes to max_running (int), rate (Rate) and burst (int); None clears a
+        limit. A burst without a rate is refused. A new rate or burst starts full."""
+
+    async def set_concurrency_limit(self, key: str, limit: int | None) -> None:
+        """At most `limit` jobs with this concurrency key run at once, whatever their queue
+        and daemon; None removes the limit."""
+
+    async def concurrency_limits(self) -> dict[str, int]: ...
+
+    # -- schedules -------------------------------------------------------------------------
+    async def create_schedule(self, spec: NewSchedule) -> Schedule:
+        """Add a schedule; its first occurrence is the first after now. A key that exists
+        updates that schedule instead (keeping its paused state, and its next occurrence
+        unless its timing changed)."""
+
+    async def schedules(self) -> list[Schedule]: ...
+
+    async def get_schedule(self, ref: int | str) -> Schedule:
+        """By id (int) or key (str); ScheduleNotFound otherwise."""
+
+    async def delete_schedule(self, ref: int | str) -> Schedule:
+        """Remove a schedule (its jobs stay) and return it as it was."""
+
+    async def set_schedule_paused(self, ref: int | str, paused: bool) -> Schedule:
+        """A paused schedule enqueues nothing; resumed, it fires from its next occurrence
+        after now (what fell in the pause is not caught up)."""
+
+    async def schedule_runs(self, ref: int | str, limit: int) -> list[ScheduleRun]:
+        """The schedule's latest enqueued occurrences, newest first."""
+
+    async def fire_schedules(self) -> Fired:
+        """Enqueue the due occurrences of every unpaused schedule, each once however many
+        daemons call this at the same moment (a unique (schedule, fire time) key), after
+        its catch-up policy; move each schedule to its next occurrence."""
+
+    async def next_schedule_due(self) -> float | None:
+        """Epoch seconds of the earliest next occurrence of an unpaused schedule. A read."""
+
+    async def prune_schedule_runs(self, older_than: float) -> None:
+        """Forget occurrences fired more than `older_than` seconds ago."""
+
     # -- the worker's hot path -------------------------------------------------------------
-    async def claim(self, queue: str, worker_id: str, n: int) -> list[Job]:
+    async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
         """Promote the queue's due delayed jobs, then atomically move up to n pending jobs to
         running for this worker (attempt + 1), in order priority DESC, run_at, id.
-        Nothing is claimed from a paused queue. Never hands one job to two callers."""
+        Nothing is claimed from a paused queue. Never hands one job to two callers.
+        Within the queue's limits across every daemon (max_running, its rate) and those of
+        concurrency keys: jobs over a limit stay pending, and the result says which limit
+        held them back."""
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         """Apply each outcome, fenced; False for a run the worker no longer owns."""

@@ -8,13 +8,31 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wizd.errors import DependencyError, InvalidJob, JobNotFound, StoreError
-from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
+from wizd.errors import (
+    DependencyError,
+    DuplicateJob,
+    IllegalTransition,
+    InvalidJob,
+    JobNotFound,
+    StoreError,
+)
+from wizd.model import (
+    FINAL,
+    MAX_CHILDREN,
+    MAX_DEPTH,
+    REPLACEABLE,
+    Backoff,
+    Job,
+    JobOptions,
+    JobStatus,
+    NewJob,
+    states_text,
+)
 from wizd.model import utc_at as utc_of
-from wizd.store import flows
+from wizd.store import flows, limits
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store.base import Finish, Interrupted
+from wizd.store.base import Claimed, Finish, Interrupted
 from wizd.store.conn import Conn, group_cache
 
 S = JobStatus
@@ -28,7 +46,7 @@ class Limits:
 
 def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = None) -> list[Job]:
     """Insert every item (and the children each carries) or raise before committing."""
-    inserter = _Inserter(c, now, limits or Limits())
+    inserter = Inserter(c, now, limits or Limits())
     if len(items) > 1 and all(_plain(new) for new in items):
         inserter.insert_plain(items)
         rowmap.events(c, now, inserter.events)
@@ -67,10 +85,18 @@ class _Row:
 
 
 def _plain(new: NewJob) -> bool:
-    return not (new.depends_on or new.depends_on_index or new.parent_id or new.children)
+    return not (
+        new.depends_on or new.depends_on_index or new.parent_id or new.children or new.unique_key
+    )
 
 
-class _Inserter:
+UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
+
+
+class Inserter:
+    """Writes new jobs inside the caller's transaction: checks, the queue's defaults, unique
+    keys, then rows and events (enqueue, and the occurrences of schedules)."""
+
     def __init__(self, c: Conn, now: float, limits: Limits) -> None:
         self.c = c
         self.now = now
@@ -80,6 +106,9 @@ class _Inserter:
         self.events = []
         self._defaults: dict[Any, Any] = group_cache(c)
         self.created_at = utc_of(now)
+        # Per op, not per group: a rolled-back op must not leave a queue believed marked.
+        self._keyed: set[str] = set()
+        self.existing: set[int] = set()  # jobs returned for a unique key, not created
 
     def options(self, queue: str) -> JobOptions:
         key = ("queue_defaults", queue)
@@ -89,9 +118,56 @@ class _Inserter:
         options: JobOptions = self._defaults[key]
         return options
 
+    def mark_keyed(self, queue: str) -> None:
+        """Claims of this queue must look at concurrency limits from now on."""
+        if queue not in self._keyed:
+            self.c.execute(Q.QUEUE_ENSURE, (queue,))
+            self.c.execute(Q.QUEUE_MARK_KEYED, (queue,))
+            self._keyed.add(queue)
+
     def insert(self, new: NewJob, dep_ids: list[int], parent: Job | None = None) -> Job:
+        if new.unique_key is not None:
+            return self.insert_unique(new, new.unique_key, dep_ids, parent)
         row = self.prepare(new, dep_ids, parent)
         (job_id,) = self.c.execute(Q.INSERT_JOB, row.values).fetchone()
+        return self.inserted(row, job_id)
+
+    def insert_unique(self, new: NewJob, key: str, dep_ids: list[int], parent: Job | None) -> Job:
+        """Insert a job that takes a unique key, or follow its on_conflict policy. The
+        unique index on unique_lock decides between concurrent enqueuers of the key."""
+        c = self.c
+        for _ in range(UNIQUE_TRIES):
+            c.execute(Q.UNIQUE_RELEASE_STALE, {"key": key, "now": self.now})
+            row = self.prepare(new, dep_ids, parent)
+            found = c.execute(Q.INSERT_JOB_UNIQUE, row.values).fetchone()
+            if found is not None:
+                return self.inserted(row, found[0])
+            held = c.execute(Q.UNIQUE_HOLDER, (key,)).fetchone()
+            if held is None:  # let go since the insert looked: try again
+                continue
+            holder = rowmap.jobs(c, [held])[0]
+            if new.on_conflict == "return":
+                self.created.append(holder)
+                self.existing.add(holder.id)
+                return holder
+            if new.on_conflict == "raise":
+                raise DuplicateJob(key, holder.id, holder.status)
+            if holder.status not in REPLACEABLE:
+                raise DuplicateJob(
+                    key, holder.id, holder.status, "; only a job that has not started is replaced"
+                )
+            try:
+                flows.cancel_tree(c, self.now, holder.id, f"replaced: unique key {key!r}")
+            except IllegalTransition:  # it started meanwhile
+                raise DuplicateJob(
+                    key, holder.id, holder.status, "; it changed while being replaced"
+                ) from None
+            c.execute(Q.UNIQUE_RELEASE_JOB, (holder.id,))
+        raise StoreError(f"unique_key {key!r} changed hands {UNIQUE_TRIES} times in one enqueue")
+
+    def inserted(self, row: _Row, job_id: int) -> Job:
+        """Record a job just inserted, then its dependency edges and its children."""
+        new = row.new
         job = self.record(row, job_id)
         for dep in job.depends_on:
             self.c.execute(Q.INSERT_DEP, (job.id, dep))
@@ -140,6 +216,8 @@ class _Inserter:
                 expires_at = deadline if expires_at is None else min(expires_at, deadline)
         run_at = new.run_at if new.run_at is not None else now + new.delay
         status, error = initial_status(new, dep_status, run_at, now, parent)
+        if new.concurrency_key is not None:
+            self.mark_keyed(new.queue)
         row = _Row(
             new=new,
             status=status,
@@ -176,6 +254,11 @@ class _Inserter:
             now,
             now if row.final else None,
             new.kind,
+            new.unique_key,
+            new.unique_key,  # unique_lock: the key is held from the start
+            None if new.unique_for is None else now + new.unique_for,
+            None if new.unique_key is None else states_text(new.unique_states),
+            new.concurrency_key,
         )
         return row
 
@@ -212,6 +295,8 @@ class _Inserter:
             on_dependency_failure=new.on_dependency_failure,
             on_child_failure=new.on_child_failure,
             kind=new.kind,
+            unique_key=new.unique_key,
+            concurrency_key=new.concurrency_key,
             depends_on=row.deps,
         )
         self.created.append(job)
@@ -269,19 +354,26 @@ def initial_status(
     return (S.DELAYED if run_at > now else S.PENDING), None
 
 
-def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
-    row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> Claimed:
+    """Promote, then claim up to n jobs. A queue without limits costs what it always did
+    (its row, the promotion, one CLAIM); limits are applied by wizd.store.limits."""
+    row = c.execute(Q.QUEUE_CLAIM_GET, (queue,)).fetchone()
     if row is not None and row[1]:
-        return []
+        return Claimed()
     promoted = c.execute(Q.PROMOTE_QUEUE, {"now": now, "queue": queue}).fetchall()
     if promoted:
         rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in promoted])
-    rows = c.execute(Q.CLAIM, {"worker": worker_id, "now": now, "queue": queue, "n": n}).fetchall()
+    args = {"worker": worker_id, "now": now, "queue": queue, "n": n}
+    if row is None or not limits.applies(row):
+        rows = c.execute(Q.CLAIM, args).fetchall()
+        throttle = limits.NOT_THROTTLED
+    else:
+        rows, throttle = limits.claim_rows(c, now, row, args)
     if not rows:
-        return []
+        return Claimed((), *throttle)
     rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
     rowmap.events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
-    return rowmap.jobs(c, rows)
+    return Claimed(rowmap.jobs(c, rows), *throttle)
 
 
 def finish(c: Conn, now: float, f: Finish) -> bool:

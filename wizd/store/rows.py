@@ -70,6 +70,8 @@ def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
         on_dependency_failure=row[26],
         on_child_failure=row[27],
         kind=row[28],
+        unique_key=row[29],
+        concurrency_key=row[30],
         depends_on=deps,
     )
 

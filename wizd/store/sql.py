@@ -30,13 +30,17 @@ from wizd.model import (
     JobOptions,
     JobStatus,
     NewJob,
+    NewSchedule,
+    QueueLimits,
     QueueStats,
+    Schedule,
+    ScheduleRun,
     WorkerInfo,
 )
-from wizd.store import admin, flows, ops, reads
+from wizd.store import admin, flows, limits, ops, reads, schedules
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store.base import Finish, Interrupted
+from wizd.store.base import Claimed, Finish, Fired, Interrupted
 from wizd.store.conn import reset_group_cache
 
 T = TypeVar("T")
@@ -300,10 +304,55 @@ class SQLStore:
     async def set_queue_defaults(self, queue: str, overrides: dict[str, Any]) -> JobOptions:
         return await self._write(lambda c, now: admin.set_queue_defaults(c, now, queue, overrides))
 
+    # -- limits ----------------------------------------------------------------------------
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        return await self._read(lambda c: limits.queue_limits(c, queue))
+
+    async def all_queue_limits(self) -> list[QueueLimits]:
+        return await self._read(limits.all_queue_limits)
+
+    async def set_queue_limits(self, queue: str, changes: dict[str, Any]) -> QueueLimits:
+        given = dict(changes)
+        return await self._write(lambda c, now: limits.set_queue_limits(c, now, queue, given))
+
+    async def set_concurrency_limit(self, key: str, limit: int | None) -> None:
+        await self._write(lambda c, now: limits.set_concurrency_limit(c, now, key, limit))
+
+    async def concurrency_limits(self) -> dict[str, int]:
+        return await self._read(limits.concurrency_limits)
+
+    # -- schedules -------------------------------------------------------------------------
+    async def create_schedule(self, spec: NewSchedule) -> Schedule:
+        return await self._write(lambda c, now: schedules.create(c, now, spec))
+
+    async def schedules(self) -> list[Schedule]:
+        return await self._read(schedules.all_schedules)
+
+    async def get_schedule(self, ref: int | str) -> Schedule:
+        return await self._read(lambda c: schedules.get(c, ref))
+
+    async def delete_schedule(self, ref: int | str) -> Schedule:
+        return await self._write(lambda c, now: schedules.delete(c, now, ref))
+
+    async def set_schedule_paused(self, ref: int | str, paused: bool) -> Schedule:
+        return await self._write(lambda c, now: schedules.set_paused(c, now, ref, paused))
+
+    async def schedule_runs(self, ref: int | str, limit: int) -> list[ScheduleRun]:
+        return await self._read(lambda c: schedules.runs(c, ref, limit))
+
+    async def fire_schedules(self) -> Fired:
+        return await self._write(lambda c, now: schedules.fire(c, now, self.limits))
+
+    async def next_schedule_due(self) -> float | None:
+        return await self._read(schedules.next_due)
+
+    async def prune_schedule_runs(self, older_than: float) -> None:
+        await self._write(lambda c, now: schedules.prune_runs(c, now, older_than))
+
     # -- the hot path ----------------------------------------------------------------------
-    async def claim(self, queue: str, worker_id: str, n: int) -> list[Job]:
+    async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
         if n < 1:
-            return []
+            return Claimed()
         return await self._write(lambda c, now: ops.claim(c, now, queue, worker_id, n))
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:

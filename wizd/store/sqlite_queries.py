@@ -6,7 +6,7 @@ JOB_COLUMNS = (
     "id, queue, name, payload, status, priority, attempt, max_attempts, backoff, timeout, "
     "run_at, expires_at, parent_id, batch_id, tags, context, result, error, progress, "
     "progress_message, worker_id, heartbeat_at, created_at, updated_at, started_at, "
-    "finished_at, on_dependency_failure, on_child_failure, kind"
+    "finished_at, on_dependency_failure, on_child_failure, kind, unique_key, concurrency_key"
 )
 
 PRAGMAS = (
@@ -30,11 +30,17 @@ INSERT_JOB = """
 INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
                   run_at, expires_at, parent_id, batch_id, tags, context, error,
                   on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
-                  kind)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  kind, unique_key, unique_lock, unique_until, unique_states, concurrency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
 INSERT_JOB_PLAIN = INSERT_JOB.replace("RETURNING id\n", "")
+# A job that takes a unique key: nothing is inserted (no row returned) while another job
+# holds the key; the unique index decides, whichever process inserts first.
+INSERT_JOB_UNIQUE = INSERT_JOB.replace(
+    "RETURNING id\n",
+    "ON CONFLICT (unique_lock) WHERE unique_lock IS NOT NULL DO NOTHING\nRETURNING id\n",
+)
 MAX_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
 INSERT_EVENT = """
@@ -97,6 +103,61 @@ SELECT q.name, COALESCE(qs.paused, 0), COALESCE(qs.defaults, '{}') FROM
 ORDER BY q.name
 """
 
+# -- unique jobs ---------------------------------------------------------------------------
+# The holder of a key lets it go once its status is not one that keeps the key and its
+# period has passed. One conditional statement on the holder's own row: a concurrent
+# enqueue of the same key waits for it (PostgreSQL re-checks the row) or finds it gone.
+UNIQUE_RELEASE_STALE = """
+UPDATE jobs SET unique_lock = NULL
+WHERE unique_lock = :key
+  AND (unique_until IS NULL OR unique_until <= :now)
+  AND unique_states NOT LIKE '%,' || status || ',%'
+"""
+UNIQUE_HOLDER = f"SELECT {JOB_COLUMNS} FROM jobs WHERE unique_lock = ?"
+# A replaced job gives its key up at once (its period no longer matters).
+UNIQUE_RELEASE_JOB = "UPDATE jobs SET unique_lock = NULL WHERE id = ? AND unique_lock IS NOT NULL"
+
+# -- limits --------------------------------------------------------------------------------
+# What a claim reads first: paused, and whether any limit applies (none: the plain CLAIM).
+# This is the queue row every claim of the queue reads, so a backend with row locks can
+# lock it here to serialise the limited claims of one queue across daemons.
+QUEUE_CLAIM_GET = """
+SELECT name, paused, max_running, rate_count, rate_period, rate_burst, rate_tokens, rate_at,
+       keyed
+FROM queues WHERE name = ?
+"""
+# Running jobs of the queue, and pending ones counted up to :n (the claim's wish).
+QUEUE_LOAD = """
+SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :queue AND status = 'running'),
+       (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE queue = :queue AND status = 'pending'
+                              LIMIT :n) AS p)
+"""
+QUEUE_TAKE_TOKENS = "UPDATE queues SET rate_tokens = :tokens, rate_at = :now WHERE name = :queue"
+# Read by a claim of a queue that has had jobs with concurrency keys, before CLAIM_KEYED
+# (a backend with row locks locks these rows here: the limits span queues).
+CLAIM_CONCURRENCY_LIMITS = "SELECT key, max_running FROM concurrency_limits ORDER BY key"
+QUEUE_MARK_KEYED = "UPDATE queues SET keyed = 1 WHERE name = ? AND keyed = 0"
+QUEUE_LIMITS_GET = """
+SELECT name, max_running, rate_count, rate_period, rate_burst, rate_tokens, rate_at
+FROM queues WHERE name = ?
+"""
+QUEUE_LIMITS_ALL = """
+SELECT name, max_running, rate_count, rate_period, rate_burst, rate_tokens, rate_at
+FROM queues WHERE max_running IS NOT NULL OR rate_count IS NOT NULL ORDER BY name
+"""
+QUEUE_SET_LIMITS = """
+UPDATE queues SET max_running = :max_running, rate_count = :rate_count,
+    rate_period = :rate_period, rate_burst = :rate_burst, rate_tokens = :rate_tokens,
+    rate_at = :rate_at
+WHERE name = :queue
+"""
+CONCURRENCY_LIMITS_ALL = "SELECT key, max_running FROM concurrency_limits ORDER BY key"
+CONCURRENCY_LIMIT_SET = """
+INSERT INTO concurrency_limits (key, max_running) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET max_running = excluded.max_running
+"""
+CONCURRENCY_LIMIT_DELETE = "DELETE FROM concurrency_limits WHERE key = ?"
+
 # -- the hot path --------------------------------------------------------------------------
 PROMOTE_QUEUE = """
 UPDATE jobs SET status = 'pending', updated_at = :now
@@ -117,6 +178,37 @@ WHERE id IN (
     WHERE queue = :queue AND status = 'pending'
     ORDER BY priority DESC, run_at, id
     LIMIT :n
+)
+RETURNING {JOB_COLUMNS}
+"""
+# CLAIM for a queue whose jobs may carry concurrency keys: jobs of a key at its limit are
+# passed over (the claim takes the jobs behind them), and of the first :n jobs in claim
+# order, no more of a key than its limit has room for.
+CLAIM_KEYED = f"""
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = :worker, heartbeat_at = :now,
+    started_at = :now, updated_at = :now, error = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT r.id FROM (
+        SELECT c.id, c.concurrency_key,
+               ROW_NUMBER() OVER (PARTITION BY c.concurrency_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS nth
+        FROM (
+            SELECT id, priority, run_at, concurrency_key FROM jobs
+            WHERE queue = :queue AND status = 'pending'
+              AND (concurrency_key IS NULL OR concurrency_key NOT IN (
+                    SELECT f.key FROM concurrency_limits f
+                    WHERE f.max_running <= (SELECT COUNT(*) FROM jobs k
+                        WHERE k.concurrency_key = f.key AND k.status = 'running')))
+            ORDER BY priority DESC, run_at, id
+            LIMIT :n
+        ) AS c
+    ) AS r
+    LEFT JOIN concurrency_limits l ON l.key = r.concurrency_key
+    WHERE l.key IS NULL
+       OR r.nth <= l.max_running - (SELECT COUNT(*) FROM jobs k
+                                    WHERE k.concurrency_key = r.concurrency_key
+                                      AND k.status = 'running')
 )
 RETURNING {JOB_COLUMNS}
 """
@@ -277,3 +369,60 @@ UPDATE jobs SET status = 'completed', result = :result, updated_at = :now, finis
     progress = 1.0
 WHERE id = :id AND status = 'waiting_children'
 """
+
+# -- schedules -----------------------------------------------------------------------------
+SCHEDULE_COLUMNS = (
+    "id, key, queue, name, payload, options, cron, every, timezone, catch_up, paused, "
+    "next_at, last_at, created_at, updated_at"
+)
+# A schedule with a key that exists is updated in place (a program may declare its
+# schedules at every start): it keeps its paused state, and its next occurrence unless
+# its timing changed.
+SCHEDULE_UPSERT = f"""
+INSERT INTO schedules (key, queue, name, payload, options, cron, every, timezone, catch_up,
+                       paused, next_at, created_at, updated_at)
+VALUES (:key, :queue, :name, :payload, :options, :cron, :every, :timezone, :catch_up,
+        :paused, :next_at, :now, :now)
+ON CONFLICT (key) DO UPDATE SET
+    queue = excluded.queue, name = excluded.name, payload = excluded.payload,
+    options = excluded.options, catch_up = excluded.catch_up, updated_at = excluded.updated_at,
+    next_at = CASE WHEN COALESCE(schedules.cron, '') <> COALESCE(excluded.cron, '')
+                     OR COALESCE(schedules.every, 0) <> COALESCE(excluded.every, 0)
+                     OR schedules.timezone <> excluded.timezone
+                   THEN excluded.next_at ELSE schedules.next_at END,
+    cron = excluded.cron, every = excluded.every, timezone = excluded.timezone
+RETURNING {SCHEDULE_COLUMNS}
+"""
+SCHEDULE_GET = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?"
+SCHEDULE_GET_BY_KEY = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE key = ?"
+SCHEDULES_ALL = f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id"
+SCHEDULE_DELETE = "DELETE FROM schedules WHERE id = ?"
+SCHEDULE_SET_PAUSED = f"""
+UPDATE schedules SET paused = :paused, next_at = :next_at, updated_at = :now WHERE id = :id
+RETURNING {SCHEDULE_COLUMNS}
+"""
+SCHEDULES_DUE = f"""
+SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE paused = 0 AND next_at <= :now
+ORDER BY next_at LIMIT :n
+"""
+SCHEDULES_NEXT_DUE = "SELECT MIN(next_at) FROM schedules WHERE paused = 0"
+# Move a due schedule on, only from the next occurrence this daemon read: of daemons
+# firing the same schedule at once, one moves it and enqueues; the others change nothing.
+SCHEDULE_ADVANCE = """
+UPDATE schedules SET next_at = :next_at, last_at = COALESCE(:last_at, last_at),
+    updated_at = :now
+WHERE id = :id AND paused = 0 AND next_at = :seen
+"""
+# The unique (schedule, fire time) key: an occurrence is enqueued only by whoever inserts
+# its row (no row returned: it was enqueued already).
+SCHEDULE_RUN_INSERT = """
+INSERT INTO schedule_runs (schedule_id, fire_at, fired_at) VALUES (?, ?, ?)
+ON CONFLICT (schedule_id, fire_at) DO NOTHING
+RETURNING schedule_id
+"""
+SCHEDULE_RUN_JOB = "UPDATE schedule_runs SET job_id = ? WHERE schedule_id = ? AND fire_at = ?"
+SCHEDULE_RUNS = """
+SELECT schedule_id, fire_at, job_id, fired_at FROM schedule_runs WHERE schedule_id = ?
+ORDER BY fire_at DESC LIMIT ?
+"""
+SCHEDULE_RUNS_PRUNE = "DELETE FROM schedule_runs WHERE fired_at < ?"
