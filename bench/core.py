@@ -241,6 +241,11 @@ def job_row_template(now: float) -> tuple[list[Any], int]:
         "updated_at": now,
         "finished_at": None,
         "kind": "job",
+        "unique_key": None,
+        "unique_lock": None,
+        "unique_until": None,
+        "unique_states": None,
+        "concurrency_key": None,
     }
     columns = insert_job_columns()
     unknown = [col for col in columns if col not in value]

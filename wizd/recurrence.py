@@ -19,9 +19,8 @@ import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from wizd.errors import InvalidJob
 from wizd.model import MAX_SECONDS
@@ -30,9 +29,17 @@ CATCH_UP = ("latest", "all", "none")
 # An occurrence is missed when no daemon fired it within this long of its time; catch_up
 # decides what becomes of missed occurrences (`none` drops them).
 MISFIRE_GRACE = 60.0
-# At most this many occurrences are enqueued (or counted) per schedule per pass.
+# At most this many occurrences are enqueued per schedule per pass (and, for a cron
+# expression, counted as missed: a longer gap is jumped over, not walked).
 MAX_CATCH_UP = 1000
 MIN_EVERY = 0.001
+
+
+def croniter(expression: str, start: datetime | None = None) -> Any:
+    """croniter's iterator, imported when first needed: the command line starts faster."""
+    from croniter import croniter as iterator
+
+    return iterator(expression, start)
 
 
 @functools.lru_cache(maxsize=512)
@@ -159,6 +166,9 @@ def plan(timing: Timing, next_at: float, now: float, catch_up: str) -> Plan:
     if following <= now:  # more than MAX_CATCH_UP are due: jump to the last one
         last = timing.last_at_or_before(next_at, now)
         following = timing.first_after(last, now)
-        total += 1
+        if timing.every is not None:
+            total = round((last - next_at) / timing.every) + 1
+        else:  # a cron expression's occurrences are counted up to the cap, plus the last
+            total += 1
     fire = [last] if catch_up == "latest" or now - last <= MISFIRE_GRACE else []
     return Plan(fire, total - len(fire), following)
