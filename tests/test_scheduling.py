@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 from click.testing import CliRunner
-from conftest import FakeClock, in_own_task
+from conftest import FakeClock, in_own_task, sqlite_file
 
 import wizd
 from wizd import DuplicateJob, InvalidJob, Job, JobStatus, ScheduleNotFound
@@ -580,6 +580,25 @@ async def test_an_occurrence_whose_unique_key_is_held_enqueues_nothing(
     await finish(store, run)
     clock.advance(60)
     assert len((await q.fire_schedules()).jobs) == 1
+
+
+async def test_a_schedule_that_cannot_be_computed_is_reported_and_looked_at_later(
+    q: wizd.Queue, clock: FakeClock, backend_url: str
+) -> None:
+    if q.store.backend != "sqlite":
+        pytest.skip("tampers with a SQLite file")
+    broken = await q.schedule("a", cron="0 * * * *", timezone="Europe/Lisbon")
+    fine = await q.schedule("b", every=60)
+    with sqlite_file(backend_url) as db:  # e.g. a zone the host's tz database lacks
+        db.execute("UPDATE schedules SET timezone = 'Mars/Olympus' WHERE id = ?", (broken.id,))
+    clock.advance(HOUR)
+    fired = await q.fire_schedules()
+    assert [item.schedule_id for item in fired.jobs] == [fine.id]
+    [(schedule_id, why)] = fired.errors
+    assert schedule_id == broken.id
+    assert "unknown time zone 'Mars/Olympus'" in why
+    later = await q.get_schedule(broken.id)
+    assert later.next_at.timestamp() == clock() + HOUR
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,11 @@ class Store(Protocol):
 
         Each starts waiting (unfinished dependencies), delayed (run_at in the future),
         waiting_children, or pending; a dependency already failed/cancelled applies the
-        job's on_dependency_failure policy at once.
+        job's on_dependency_failure policy at once. A job with a unique key that another
+        job holds follows its on_conflict: the holder is returned in its place ("return"),
+        DuplicateJob is raised ("raise"), or the holder is cancelled if it has not started
+        and the job takes its key ("replace"). Concurrent enqueues of one key, from any
+        process, make one job.
         """
 
     async def get(self, job_id: int) -> Job:

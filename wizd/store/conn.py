@@ -1,8 +1,8 @@
 """What the store's transaction functions need of a database connection.
 
-The functions in ops, flows, rows, reads and admin run whole inside one transaction and
-speak to the database through this small DB-API subset only, naming every statement by its
-constant in sqlite_queries. The SQLite store hands them a `sqlite3.Connection`; the
+The functions in ops, flows, rows, reads, admin, limits and schedules run whole inside one
+transaction and speak to the database through this small DB-API subset only, naming every
+statement by its constant in sqlite_queries. The SQLite store hands them a `sqlite3.Connection`; the
 PostgreSQL store hands them a connection that runs, for each of those constants, the
 statement of the same name in postgres_queries. So the flows logic exists once.
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from wizd.errors import DuplicateJob, InvalidJob, ScheduleNotFound
@@ -125,8 +126,9 @@ def fire(c: Conn, now: float, limits: ops.Limits) -> Fired:
         seen = cast(float, row[11])
         try:
             todo = plan(timing_of(schedule), seen, now, schedule.catch_up)
-        except InvalidJob as exc:  # e.g. a time zone this host does not know
-            fired.errors.append((schedule.id, str(exc)))
+            template = from_template(schedule.queue, schedule.name, row[4], schedule.options, now)
+        except (InvalidJob, ValueError, TypeError) as exc:  # e.g. a zone this host lacks
+            fired.errors.append((schedule.id, f"{type(exc).__name__}: {exc}"))
             _advance(c, now, schedule.id, seen, now + BROKEN_RETRY, None)
             continue
         last = todo.fire[-1] if todo.fire else None
@@ -136,11 +138,8 @@ def fire(c: Conn, now: float, limits: ops.Limits) -> Fired:
         for fire_at in todo.fire:
             if c.execute(Q.SCHEDULE_RUN_INSERT, (schedule.id, fire_at, now)).fetchone() is None:
                 continue  # this occurrence was enqueued already
-            new = from_template(
-                schedule.queue, schedule.name, row[4], schedule.options, run_at=fire_at
-            )
             try:
-                job = inserter.insert(new, [])
+                job = inserter.insert(replace(template, run_at=fire_at), [])
             except DuplicateJob:  # on_conflict raise/replace, and the holder stays
                 job = None
             if job is None or job.id in inserter.existing:
