@@ -2,9 +2,10 @@
 
 The functions in ops, flows, rows, reads, admin, limits and schedules run whole inside one
 transaction and speak to the database through this small DB-API subset only, naming every
-statement by its constant in sqlite_queries. The SQLite store hands them a `sqlite3.Connection`; the
-PostgreSQL store hands them a connection that runs, for each of those constants, the
-statement of the same name in postgres_queries. So the flows logic exists once.
+statement by its constant in sqlite_queries. The SQLite store hands them a
+`sqlite3.Connection`; the PostgreSQL store hands them a connection that runs, for each of
+those constants, the statement of the same name in postgres_queries. So the flows logic
+exists once.
 """
 
 from __future__ import annotations
