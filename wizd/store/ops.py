@@ -143,8 +143,8 @@ class Inserter:
             if found is not None:
                 return self.inserted(row, found[0])
             held = c.execute(Q.UNIQUE_HOLDER, (key,)).fetchone()
-            if held is None:  # let go since the insert looked: try again
-                continue
+            if held is None or not still_holds(held[-2], held[-1], held[4], self.now):
+                continue  # let go, or done with it, since the release looked: again
             holder = rowmap.jobs(c, [held])[0]
             if new.on_conflict == "return":
                 self.created.append(holder)
@@ -328,6 +328,12 @@ class Inserter:
             )
         deadline: float | None = row[11]
         return deadline
+
+
+def still_holds(until: float | None, states: str, status: str, now: float) -> bool:
+    """Does a job with these unique_until, unique_states and status keep its key now?
+    (UNIQUE_RELEASE_STALE's condition, for a holder read after it ran.)"""
+    return (until is not None and until > now) or f",{status}," in states
 
 
 def initial_status(

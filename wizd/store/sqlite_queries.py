@@ -113,7 +113,8 @@ WHERE unique_lock = :key
   AND (unique_until IS NULL OR unique_until <= :now)
   AND unique_states NOT LIKE '%,' || status || ',%'
 """
-UNIQUE_HOLDER = f"SELECT {JOB_COLUMNS} FROM jobs WHERE unique_lock = ?"
+# The job holding a key, and what keeps it held (unique_until, unique_states).
+UNIQUE_HOLDER = f"SELECT {JOB_COLUMNS}, unique_until, unique_states FROM jobs WHERE unique_lock = ?"
 # A replaced job gives its key up at once (its period no longer matters).
 UNIQUE_RELEASE_JOB = "UPDATE jobs SET unique_lock = NULL WHERE id = ? AND unique_lock IS NOT NULL"
 
