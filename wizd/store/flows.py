@@ -149,7 +149,7 @@ def add_dependencies(c: Conn, now: float, job_id: int, deps: Sequence[int]) -> J
             "add a dependency: it is running, waiting for children or final",
         )
     for dep in deps:
-        if c.execute(Q.GET_STATUS, (dep,)).fetchone() is None:
+        if c.execute(Q.DEPENDENCY_STATUS, {"dep": dep}).fetchone() is None:
             raise DependencyError(f"job {dep} does not exist")
         path = dependency_path(c, dep, job_id)
         if path is not None:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wizd.errors import DependencyError, InvalidJob, JobNotFound, StoreError
+from wizd.errors import DependencyError, InvalidJob, JobNotFound
 from wizd.model import FINAL, MAX_CHILDREN, MAX_DEPTH, Backoff, Job, JobOptions, JobStatus, NewJob
 from wizd.model import utc_at as utc_of
 from wizd.store import flows
@@ -107,17 +107,13 @@ class _Inserter:
         return job
 
     def insert_plain(self, items: list[NewJob]) -> None:
-        """Many jobs without links in one executemany. Ids are not read back one by one:
-        under the write lock a rowid table hands out max(id)+1, +2, … for one statement,
-        which the count afterwards confirms."""
+        """Many jobs without links in one executemany, their ids reserved first."""
         rows = [self.prepare(new, [], None) for new in items]
-        first = self.c.execute(Q.MAX_JOB_ID).fetchone()[0] + 1
-        self.c.executemany(Q.INSERT_JOB_PLAIN, [row.values for row in rows])
-        last = self.c.execute(Q.MAX_JOB_ID).fetchone()[0]
-        if last != first + len(rows) - 1:  # pragma: no cover - SQLite's documented rowid rule
-            raise StoreError(f"job ids {first}..{last} are not the {len(rows)} expected")
-        for offset, row in enumerate(rows):
-            self.record(row, first + offset)
+        ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
+        pairs = list(zip(ids, rows, strict=True))
+        self.c.executemany(Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
+        for job_id, row in pairs:
+            self.record(row, job_id)
 
     def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
         """Everything about a new job but its id: checks, defaults, status, the row."""
@@ -125,7 +121,7 @@ class _Inserter:
         opts = self.options(new.queue)
         dep_status: dict[int, JobStatus] = {}
         for dep in dict.fromkeys(dep_ids):
-            found = c.execute(Q.GET_STATUS, (dep,)).fetchone()
+            found = c.execute(Q.DEPENDENCY_STATUS, {"dep": dep}).fetchone()
             if found is None:
                 raise DependencyError(f"job {dep} does not exist")
             dep_status[dep] = S(found[0])
@@ -222,7 +218,7 @@ class _Inserter:
         """Refuse a child of a missing or final parent, or beyond the depth or fan-out
         limits; return the parent's deadline."""
         c = self.c
-        row = c.execute(Q.GET_JOB, (parent_id,)).fetchone()
+        row = c.execute(Q.PARENT_ROW, {"parent": parent_id}).fetchone()
         if row is None:
             raise InvalidJob("parent", f"job {parent_id} does not exist")
         if S(row[4]) in FINAL and not allow_final:

@@ -34,8 +34,19 @@ INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
-INSERT_JOB_PLAIN = INSERT_JOB.replace("RETURNING id\n", "")
-MAX_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
+# Many jobs without links: ids reserved first, then one executemany. Under the write lock the
+# next ids are max(id)+1, +2, … (PostgreSQL takes them from the jobs' sequence instead).
+RESERVE_JOB_IDS = """
+WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
+SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs) + i FROM s
+"""
+INSERT_JOB_WITH_ID = """
+INSERT INTO jobs (id, queue, name, payload, status, priority, max_attempts, backoff, timeout,
+                  run_at, expires_at, parent_id, batch_id, tags, context, error,
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
+                  kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
 INSERT_EVENT = """
 INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
@@ -45,6 +56,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 # -- reads ---------------------------------------------------------------------------------
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
+# The status of a job that a job being written will depend on. PostgreSQL share-locks the
+# row, so that the dependency cannot become final unseen while the dependent is written.
+DEPENDENCY_STATUS = "SELECT status FROM jobs WHERE id = :dep"
+# A parent about to gain a child (PostgreSQL locks it: its last child cannot end unseen).
+PARENT_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :parent"
+# list_jobs: jobs carrying a tag (tags are a JSON array of strings).
+TAG_FILTER = "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)"
 DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
 DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
 # What claim would hand out: pending jobs and delayed ones already due (claim promotes
