@@ -332,9 +332,18 @@ def finish(c: Conn, now: float, f: Finish) -> bool:
     return True
 
 
-def heartbeat(c: Conn, now: float, worker_id: str, busy: int) -> set[int]:
+def heartbeat(
+    c: Conn, now: float, worker_id: str, busy: int, runs: list[int] | None = None
+) -> set[int]:
     args = {"now": now, "worker": worker_id, "busy": busy}
-    owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
+    if runs is None:
+        owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
+    else:
+        owned = set()
+        for start in range(0, len(runs), 500):
+            chunk = runs[start : start + 500]
+            sql = Q.HEARTBEAT_RUNS.format(ids=",".join("?" * len(chunk)))
+            owned.update(r[0] for r in c.execute(sql, [now, worker_id, *chunk]))
     c.execute(Q.HEARTBEAT_WORKER, args)
     return owned
 

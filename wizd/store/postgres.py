@@ -62,7 +62,7 @@ LATEST_VERSION = max(v for v, _, _ in migrations())
 @dataclass(frozen=True, slots=True)
 class PostgresConfig:
     conninfo: str  # a libpq URL, without wizd's own parameters
-    schema: str = "public"
+    schema: str = "wizd"
     pool_size: int = 10
     connect_timeout: float = 10.0
     max_depth: int = MAX_DEPTH

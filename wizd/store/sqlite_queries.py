@@ -175,6 +175,14 @@ UPDATE jobs SET heartbeat_at = :now
 WHERE status = 'running' AND worker_id = :worker
 RETURNING id
 """
+# Only the runs the daemon knows it runs: a claim whose answer was lost with its connection
+# leaves jobs `running` for this worker that it never heard of; they must go stale and be
+# reaped, not be kept alive by the worker's heartbeat.
+HEARTBEAT_RUNS = """
+UPDATE jobs SET heartbeat_at = ?
+WHERE status = 'running' AND worker_id = ? AND id IN ({ids})
+RETURNING id
+"""
 OWNED = """
 SELECT id, attempt FROM jobs WHERE worker_id = ? AND status = 'running' AND id IN ({ids})
 """
