@@ -15,7 +15,7 @@ from wizd.store import flows
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Finish, Interrupted
-from wizd.store.conn import Conn, group_cache
+from wizd.store.conn import Conn, expand, group_cache
 
 S = JobStatus
 
@@ -278,6 +278,44 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> list[Job]:
     rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
     rowmap.events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
     return rowmap.jobs(c, rows)
+
+
+def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
+    """Apply a batch of outcomes, fenced; False for each run the worker no longer owns.
+
+    Completions (most of a batch) are written by one statement, their events by one
+    executemany, and their dependents looked up by one query; what their ends release
+    (dependents, waiting parents) is then applied job by job. Other outcomes go one by one."""
+    owned = [False] * len(items)
+    done = [(i, f) for i, f in enumerate(items) if f.outcome == "completed"]
+    for start in range(0, len(done), 200):
+        chunk = done[start : start + 200]
+        params: list[Any] = []
+        for _, f in chunk:
+            params += [f.job_id, f.worker_id, f.attempt, rowmap.result_json(f.result)]
+        sql = expand(c, Q.COMPLETE_MANY, len(chunk), 4)
+        rows = {r[0]: (r[1], r[2]) for r in c.execute(sql, [*params, now, now]).fetchall()}
+        if not rows:
+            continue
+        ended = [(i, f, *rows[f.job_id]) for i, f in chunk if f.job_id in rows]
+        rowmap.events(
+            c,
+            now,
+            [(f.job_id, "completed", S.COMPLETED, a, f.worker_id, None) for _, f, a, _ in ended],
+        )
+        ids = list(rows)
+        dependents: dict[int, list[int]] = {}
+        for dep, dependent in c.execute(expand(c, Q.DEPENDENTS_OF_MANY, len(ids)), ids):
+            dependents.setdefault(dep, []).append(dependent)
+        for index, f, _, parent_id in ended:
+            owned[index] = True
+            if parent_id is not None or f.job_id in dependents:
+                deps = dependents.get(f.job_id, [])
+                flows.became_final(c, now, f.job_id, S.COMPLETED, parent_id, deps)
+    for index, f in enumerate(items):
+        if f.outcome != "completed":
+            owned[index] = finish(c, now, f)
+    return owned
 
 
 def finish(c: Conn, now: float, f: Finish) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover - checked when a postgresql:// URL is op
 T = TypeVar("T")
 SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 RETRIES = 8  # deadlocks with another daemon's transaction, run again
+CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged before use
 LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
 
 
@@ -112,12 +114,24 @@ _NAMED: dict[str, str] = {
     for name, value in vars(Q).items()
     if name.isupper() and isinstance(value, str) and hasattr(PQ, name)
 }
+# SQLite text of a statement with {items} -> the PostgreSQL template of one row of them.
+_ROWS: dict[str, str] = {
+    getattr(Q, name[: -len("_ROW")]): value
+    for name, value in vars(PQ).items()
+    if name.endswith("_ROW") and hasattr(Q, name[: -len("_ROW")])
+}
 _PARAM = re.compile(r"\?|(?<![:\w]):([A-Za-z_]\w*)")
 _translated: dict[str, str] = {}
 
 
+class Expanded(str):
+    """PostgreSQL text already made from a named statement with {items} (PgConn.expand)."""
+
+
 def translate(sqlite_sql: str) -> str:
     """The PostgreSQL text for a statement the transaction functions run."""
+    if isinstance(sqlite_sql, Expanded):
+        return sqlite_sql
     pg = _NAMED.get(sqlite_sql)
     if pg is not None:
         return pg
@@ -154,6 +168,13 @@ class PgConn:
         cur.executemany(translate(sqlite_sql), rows)
         self.changes += len(rows)
         return cur
+
+    def expand(self, sqlite_sql: str, n: int, width: int = 1) -> str:
+        """wizd.store.conn.expand: the PostgreSQL statement of that name, n items long."""
+        item = _ROWS.get(sqlite_sql) or (
+            "%s" if width == 1 else "(" + ", ".join(["%s"] * width) + ")"
+        )
+        return Expanded(_NAMED[sqlite_sql].format(items=", ".join([item] * n)))
 
     @property
     def in_transaction(self) -> bool:
@@ -205,13 +226,26 @@ class PostgresStore(SQLStore):
         def configure(conn: psycopg.Connection[Any]) -> None:
             conn.execute(search_path)
 
+        # A connection back from use within the last few seconds is handed out unchecked
+        # (a check costs a round trip per transaction); one idle longer is pinged first.
+        # A connection that died unchecked fails its transaction, which callers retry.
+        returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+        def reset(conn: psycopg.Connection[Any]) -> None:
+            returned[conn] = time.monotonic()
+
+        def check(conn: psycopg.Connection[Any]) -> None:
+            if time.monotonic() - returned.get(conn, 0.0) > CHECK_IDLE:
+                ConnectionPool.check_connection(conn)
+
         self._pool = ConnectionPool(
             cfg.conninfo,
             min_size=1,
             max_size=cfg.pool_size,
             kwargs={"autocommit": True, "connect_timeout": int(cfg.connect_timeout)},
             configure=configure,
-            check=ConnectionPool.check_connection,
+            reset=reset,
+            check=check,
             timeout=cfg.connect_timeout,
             reconnect_timeout=0,  # keep trying for as long as the daemon lives
             name=f"wizd-{cfg.schema}",

@@ -180,6 +180,21 @@ UPDATE jobs SET status = 'waiting_children', result = %(result)s, updated_at = %
     attempt = attempt - 1, worker_id = NULL, heartbeat_at = NULL
 WHERE {FENCE}
 """
+COMPLETE_MANY = """
+WITH done(id, worker, attempt, result) AS (VALUES {items})
+UPDATE jobs SET status = 'completed', result = done.result, error = NULL,
+    updated_at = %s, finished_at = %s, progress = 1.0
+FROM done
+WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
+  AND jobs.attempt = done.attempt
+RETURNING jobs.id, jobs.attempt, jobs.parent_id
+"""
+COMPLETE_MANY_ROW = "(%s::bigint, %s::text, %s::int, %s::text)"  # one row of {items}
+# Locked, as DEPENDENTS_OF.
+DEPENDENTS_OF_MANY = """
+SELECT d.depends_on, d.job_id FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on IN ({items}) ORDER BY d.depends_on, d.job_id FOR UPDATE OF j
+"""
 PROGRESS = f"""
 UPDATE jobs SET progress = %(progress)s, progress_message = %(message)s, updated_at = %(now)s
 WHERE {FENCE}

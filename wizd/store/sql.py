@@ -308,7 +308,7 @@ class SQLStore:
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         batch = list(items)
-        return await self._write(lambda c, now: [ops.finish(c, now, f) for f in batch])
+        return await self._write(lambda c, now: ops.finish_many(c, now, batch))
 
     async def heartbeat(
         self, worker_id: str, busy: int, runs: Sequence[int] | None = None

@@ -166,6 +166,21 @@ UPDATE jobs SET status = 'waiting_children', result = :result, updated_at = :now
     attempt = attempt - 1,    worker_id = NULL, heartbeat_at = NULL
 WHERE {FENCE}
 """
+# The completions of a batch in one statement ({items}: rows of id, worker, attempt, result).
+COMPLETE_MANY = """
+WITH done(id, worker, attempt, result) AS (VALUES {items})
+UPDATE jobs SET status = 'completed', result = done.result, error = NULL, updated_at = ?,
+    finished_at = ?, progress = 1.0
+FROM done
+WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
+  AND jobs.attempt = done.attempt
+RETURNING jobs.id, jobs.attempt, jobs.parent_id
+"""
+# Jobs that depend on any of the given jobs ({items}: their ids), as (dependency, dependent).
+DEPENDENTS_OF_MANY = """
+SELECT d.depends_on, d.job_id FROM job_deps d WHERE d.depends_on IN ({items})
+ORDER BY d.depends_on, d.job_id
+"""
 PROGRESS = f"""
 UPDATE jobs SET progress = :progress, progress_message = :message, updated_at = :now
 WHERE {FENCE}
