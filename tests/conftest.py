@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +22,8 @@ from wizd.store import Store
 T = TypeVar("T")
 
 START = 1_750_000_000.0
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+PG_DB = "wizd_test"
 
 
 class FakeClock:
@@ -87,13 +90,39 @@ def store_url(tmp_path: Path) -> str:
     return str(tmp_path / "wizd.db")
 
 
-@pytest.fixture(params=["sqlite"])
-def backend_url(request: pytest.FixtureRequest, store_url: str) -> Iterator[str]:
+@pytest.fixture(scope="session")
+def postgres_database() -> str:
+    """The URL of the tests' PostgreSQL database (made if missing). The server must run on
+    127.0.0.1:5432 (.ci/run makes sure it does): a test that needs it fails without it."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_SERVER + "/postgres", autocommit=True, connect_timeout=5) as c:
+            if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).fetchone():
+                c.execute(f"CREATE DATABASE {PG_DB}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER}: {exc}")
+    return f"{PG_SERVER}/{PG_DB}"
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A wizd URL on a schema of its own, dropped after the test."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{postgres_database}?schema={schema}"
+    with psycopg.connect(postgres_database, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest, store_url: str) -> str:
     """The URL of an empty store, once per backend."""
     if request.param == "sqlite":
-        yield store_url
-    else:  # pragma: no cover - a new param needs its set-up here
-        raise NotImplementedError(request.param)
+        return store_url
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

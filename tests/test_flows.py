@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import re
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,15 +46,16 @@ def flows_clock() -> FlowsClock:
 
 
 @pytest.fixture
-def flows_open(tmp_path: Path, flows_clock: FlowsClock) -> Opener:
-    """`async with flows_open(**store_options) as q:` — a Queue on a fresh SQLite file.
+def flows_open(backend_url: str, flows_clock: FlowsClock) -> Opener:
+    """`async with flows_open(**store_options) as q:` — a Queue on a fresh store (once per
+    backend: a SQLite file, a PostgreSQL schema).
 
     Opened inside the test (not in a fixture): the store's task group must be left by the
     task that entered it. On a clean exit the counts are checked against a recount."""
 
     @contextlib.asynccontextmanager
     async def opener(**options: Any) -> AsyncIterator[wizd.Queue]:
-        async with wizd.connect(str(tmp_path / "flows.db"), clock=flows_clock, **options) as q:
+        async with wizd.connect(backend_url, clock=flows_clock, **options) as q:
             yield q
             await assert_counts_match(q)
 

@@ -52,10 +52,19 @@ async def assert_nothing_written(q: wizd.Queue) -> None:
 
 def stored_event_rows(q: wizd.Queue, job_id: int) -> int:
     """Event rows left in the database for a job id, whether or not the job still exists."""
-    assert q.store.backend == "sqlite"
-    with sqlite_file(q.store.path) as db:  # type: ignore[attr-defined]
-        (n,) = db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = ?", (job_id,)).fetchone()
-    return int(n)
+    if q.store.backend == "postgres":
+        import psycopg
+
+        config = q.store.config  # type: ignore[attr-defined]
+        with psycopg.connect(config.conninfo) as pg:
+            sql = f"SELECT COUNT(*) FROM {config.schema}.job_events WHERE job_id = %s"
+            row = pg.execute(sql, (job_id,)).fetchone()
+    else:
+        with sqlite_file(q.store.path) as db:  # type: ignore[attr-defined]
+            sql = "SELECT COUNT(*) FROM job_events WHERE job_id = ?"
+            row = db.execute(sql, (job_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 # -- enqueue -------------------------------------------------------------------------------

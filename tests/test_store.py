@@ -390,6 +390,22 @@ async def test_heartbeat_returns_the_jobs_the_worker_still_owns(
     assert (await store.get(mine[1].id)).status is S.RUNNING
 
 
+async def test_a_heartbeat_naming_its_runs_leaves_a_run_it_never_heard_of_to_go_stale(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    for _ in range(2):
+        await q.enqueue("t")
+    known, unheard = await store.claim("default", "w1", 2)  # as if the second answer was lost
+
+    clock.advance(200)
+    assert await store.heartbeat("w1", 1, [known.id]) == {known.id}
+    clock.advance(200)
+
+    assert [i.job.id for i in await store.reap_hung(300)] == [unheard.id]
+    assert (await store.get(known.id)).status is S.RUNNING
+    assert (await store.get(unheard.id)).status is S.PENDING
+
+
 async def test_recover_worker_counts_the_interrupted_run_as_an_attempt(
     q: wizd.Queue, store: Store
 ) -> None:

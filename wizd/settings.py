@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     retention_statuses: list[str] = Field(default_factory=lambda: ["completed", "cancelled"])
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout: float = Field(default=5.0, gt=0)
+    postgres_schema: str = Field(
+        default="wizd", pattern=r"^[a-z_][a-z0-9_]{0,39}$", description="schema of wizd's tables"
+    )
+    postgres_pool_size: int = Field(default=10, ge=1, le=1000)
     payload_limit: int = Field(default=1024 * 1024, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
@@ -105,6 +109,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    def store_options(self) -> dict[str, Any]:
+        """The store's options (a backend takes those it has: wizd.store.open_store)."""
+        return {
+            "synchronous": self.synchronous,
+            "busy_timeout": self.busy_timeout,
+            "schema": self.postgres_schema,
+            "pool_size": self.postgres_pool_size,
+        }
 
     def concurrency_for(self, queue: str) -> int:
         cfg = self.agents.get(queue)

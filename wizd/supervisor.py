@@ -21,14 +21,14 @@ from anyio.from_thread import BlockingPortal
 
 from wizd import __version__
 from wizd.agent import Agent
-from wizd.errors import ConfigError, JobNotFound
+from wizd.errors import ConfigError, JobNotFound, StoreError
 from wizd.metrics import Metrics, MetricsServer, Snapshot
 from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor
 from wizd.queue import KILL_FORCE_REASON, Queue, connect
 from wizd.settings import Settings
 from wizd.systemd import Notifier
-from wizd.worker import Hooks, NoHooks, QueueWorker
+from wizd.worker import Hooks, NoHooks, QueueWorker, backoff
 
 RETENTION_INTERVAL = 3600.0
 LAG_PROBE = 0.5  # seconds between event-loop lag probes
@@ -142,10 +142,7 @@ class Supervisor:
         """Serve until `stop` is set; then stop claiming, wait up to the grace period, and
         requeue what still runs. Returns when everything is written back."""
         s = self.settings
-        store_options: dict[str, Any] = {}
-        if not s.database.startswith(("postgres://", "postgresql://")):
-            store_options = {"synchronous": s.synchronous, "busy_timeout": s.busy_timeout}
-        queue = connect(s.database, payload_limit=s.payload_limit, **store_options)
+        queue = connect(s.database, payload_limit=s.payload_limit, **s.store_options())
         async with queue:
             self.queue = queue
             store = queue.store
@@ -341,29 +338,61 @@ class Supervisor:
         return None
 
     # -- background activities -------------------------------------------------------------
+    async def _every(self, activity: str, interval: float, step: Callable[[], Any]) -> None:
+        """Run `step` every `interval` seconds. While the store is away (a StoreError), log
+        each attempt and try again after a backoff; running jobs are left alone meanwhile."""
+        failures = 0
+        while True:
+            try:
+                await step()
+            except StoreError as exc:
+                failures += 1
+                delay = backoff(failures)
+                self.log.error(
+                    "store_unavailable",
+                    activity=activity,
+                    error=str(exc),
+                    consecutive=failures,
+                    retry_in=delay,
+                )
+                await anyio.sleep(delay)
+                continue
+            if failures:
+                self.log.info("store_reachable", activity=activity, after_failures=failures)
+                failures = 0
+            await anyio.sleep(interval)
+
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval
         if self.notifier.watchdog_interval:
             interval = min(interval, self.notifier.watchdog_interval / 2)
         store = self.queue.store
-        while True:
+
+        async def beat() -> None:
+            # The watchdog hears from a live event loop even while the store is away: a
+            # restart would lose the running jobs that the daemon is keeping.
+            self.notifier.watchdog()
             asked_at = time.monotonic()
-            owned = await store.heartbeat(self.worker_id, sum(w.busy for w in self.workers))
+            runs = [job_id for w in self.workers for job_id in w.runs]
+            owned = await store.heartbeat(self.worker_id, len(runs), runs)
             await self._drop_lost(owned, asked_at)
             if self.metrics is not None:
                 self.metrics.heartbeat()
-            self.notifier.watchdog()
-            await anyio.sleep(interval)
+
+        await self._every("heartbeat", interval, beat)
 
     async def _check_owned(self) -> None:
         """Notice cancelled or reaped runs within a poll interval, not a heartbeat interval."""
         store = self.queue.store
-        while True:
-            await anyio.sleep(self.settings.poll_interval)
+
+        async def check() -> None:
             runs = [(r.job.id, r.job.attempt) for w in self.workers for r in w.runs.values()]
             if runs:
                 asked_at = time.monotonic()
                 await self._drop_lost(await store.owned(self.worker_id, runs), asked_at)
+
+        await anyio.sleep(self.settings.poll_interval)
+        await self._every("check_owned", self.settings.poll_interval, check)
 
     async def _drop_lost(self, owned: set[int], asked_at: float) -> None:
         """Stop the runs this daemon no longer owns (cancelled, killed or reaped)."""
@@ -393,7 +422,8 @@ class Supervisor:
 
     async def _reaper(self) -> None:
         store = self.queue.store
-        while True:
+
+        async def reap() -> None:
             for item in await store.reap_hung(self.settings.hung_timeout):
                 self.log.warning(
                     "hung_job_reaped",
@@ -407,15 +437,18 @@ class Supervisor:
                 self.hooks.recovered(item.job.queue, "hung", 1)
             for job_id in await store.expire():
                 self.log.warning("job_expired", job_id=job_id)
-            await anyio.sleep(self.settings.reaper_interval)
+
+        await self._every("reaper", self.settings.reaper_interval, reap)
 
     async def _promoter(self) -> None:
         store = self.queue.store
-        while True:
+
+        async def promote() -> None:
             if await store.promote_due():
                 for worker in self.workers:
                     worker.wake()
-            await anyio.sleep(self.settings.poll_interval)
+
+        await self._every("promoter", self.settings.poll_interval, promote)
 
     async def _scheduler(self) -> None:
         """Enqueue the due occurrences of schedules (of every queue). Every daemon does this
@@ -453,11 +486,13 @@ class Supervisor:
         s = self.settings
         store = self.queue.store
         statuses = [parse_status(x) for x in s.retention_statuses]
-        while True:
+
+        async def clean() -> None:
             if s.retention_days > 0:
                 removed = await store.cleanup(s.retention_days * 86400, statuses, dry_run=False)
                 if removed:
                     self.log.info("retention_cleanup", removed=len(removed), days=s.retention_days)
                 await store.prune_schedule_runs(s.retention_days * 86400)
             await store.prune_workers(WORKER_REGISTRY_KEEP)
-            await anyio.sleep(RETENTION_INTERVAL)
+
+        await self._every("retention", RETENTION_INTERVAL, clean)

@@ -26,7 +26,13 @@ from wizd.model import Job
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
 
-MAX_CLAIM_FAILURES = 10
+RETRY_FIRST, RETRY_MOST = 0.5, 30.0  # backoff after store failures: first and longest wait
+FINISH_RETRY_FOR = 120.0  # a run's outcome is written again for this long before giving up
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the n-th consecutive failure: 0.5, 1, 2, … up to 30."""
+    return float(min(RETRY_FIRST * 2.0 ** (failures - 1), RETRY_MOST))
 
 
 class Hooks(Protocol):
@@ -181,8 +187,14 @@ class QueueWorker:
                             with anyio.move_on_after(min(self.poll_interval, self._rate_wait)):
                                 await self._stop.wait()
                             continue
-                        with anyio.move_on_after(self.poll_interval):
+                        # After a store failure, wait out the backoff (a wake from a run
+                        # ending must not turn it into a tight retry loop).
+                        wait = backoff(self._failures) if self._failures else self.poll_interval
+                        with anyio.move_on_after(wait):
                             await self._wake.wait()
+                            while self._failures and self._claiming:
+                                self._wake = anyio.Event()
+                                await self._wake.wait()
                 finally:
                     self._no_more_runs = True
                     self._dispatch([])
@@ -217,11 +229,18 @@ class QueueWorker:
         try:
             jobs = await self.queue.store.claim(self.name, self.worker_id, n)
         except StoreError as exc:
+            # The daemon keeps its running jobs and tries again after a backoff, for as long
+            # as the store is away; each attempt is logged.
             self._failures += 1
-            self.log.error("claim_failed", error=str(exc), consecutive=self._failures)
-            if self._failures >= MAX_CLAIM_FAILURES:
-                raise
+            self.log.error(
+                "claim_failed",
+                error=str(exc),
+                consecutive=self._failures,
+                retry_in=backoff(self._failures),
+            )
             return []
+        if self._failures:
+            self.log.info("claim_recovered", after_failures=self._failures)
         self._failures = 0
         self._throttled(jobs)
         now = time.time()
@@ -322,12 +341,8 @@ class QueueWorker:
             self.log.warning("job_lost", reason=run.stop_reason or "lost", **fields)
             self.hooks.job_finished(job, "lost", elapsed)
             return
-        try:
-            owned = await self._write_finish(finish)
-        except StoreError as exc:
-            # The run stays `running` in the store; the reaper retries it after the hung
-            # timeout, so the job is not lost.
-            self.log.error("job_finish_failed", error=str(exc), **fields)
+        owned = await self._write_finish_retrying(finish, fields)
+        if owned is None:
             return
         if not owned:
             self.log.warning("job_finish_rejected", reason="no longer owned", **fields)
@@ -339,6 +354,30 @@ class QueueWorker:
         else:
             self.log.info(f"job_{_PAST.get(outcome, outcome)}", seconds=round(elapsed, 6), **fields)
         self.hooks.job_finished(job, outcome, elapsed)
+
+    async def _write_finish_retrying(self, finish: Finish, fields: dict[str, Any]) -> bool | None:
+        """_write_finish, again after a backoff while the store is away (up to
+        FINISH_RETRY_FOR seconds); None if it never got through. The run then stays
+        `running` in the store and the reaper retries it after the hung timeout: not lost."""
+        deadline = time.monotonic() + FINISH_RETRY_FOR
+        failures = 0
+        while True:
+            try:
+                return await self._write_finish(finish)
+            except StoreError as exc:
+                failures += 1
+                delay = backoff(failures)
+                gives_up = time.monotonic() + delay > deadline
+                self.log.error(
+                    "job_finish_failed",
+                    error=str(exc),
+                    consecutive=failures,
+                    retry_in=None if gives_up else delay,
+                    **fields,
+                )
+                if gives_up:
+                    return None
+                await anyio.sleep(delay)
 
     async def _write_finish(self, finish: Finish) -> bool:
         """Write `finish` in the next batch of this queue's finishes; True if the run was

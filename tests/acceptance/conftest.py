@@ -199,9 +199,9 @@ class Daemon:
 class Harness:
     """Starts daemons on one database in `tmp_path`; kills whatever is left at teardown."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str | None = None) -> None:
         self.dir = tmp_path
-        self.db = tmp_path / "wizd.db"
+        self.db: Path | str = database or tmp_path / "wizd.db"
         self.daemons: list[Daemon] = []
         self.foreign_pids: list[int] = []  # daemonized: not our children
 

@@ -35,7 +35,9 @@ Settings come from these flags, then WIZD_* environment variables, then the TOML
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
 )
-@click.option("--database", "-d", help="SQLite path or URL [wizd.db]; env WIZD_DATABASE.")
+@click.option(
+    "--database", "-d", help="SQLite path or postgresql:// URL [wizd.db]; env WIZD_DATABASE."
+)
 @click.option("--poll-interval", type=float, help="Seconds between polls when idle [1].")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats [30].")
 @click.option("--hung-timeout", type=float, help="Seconds of silence before a job is hung [300].")

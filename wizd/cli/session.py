@@ -56,10 +56,7 @@ def with_queue(work: Callable[[Queue, Settings], Awaitable[T]], *, create: bool 
     A SQLite file that does not exist is refused (a typo must not make an empty database)
     unless `create`."""
     settings = current_settings()
-    options: dict[str, Any] = {}
-    if not settings.database.startswith(("postgres://", "postgresql://")):
-        options["busy_timeout"] = settings.busy_timeout
-        options["create"] = create
+    options = {**settings.store_options(), "create": create}
 
     async def main() -> T:
         async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:

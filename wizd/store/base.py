@@ -257,9 +257,13 @@ class Store(Protocol):
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         """Apply each outcome, fenced; False for a run the worker no longer owns."""
 
-    async def heartbeat(self, worker_id: str, busy: int) -> set[int]:
-        """Refresh every running job of the worker and its registry row in one statement each;
-        return the ids it still owns (a job missing from the set was cancelled or reaped)."""
+    async def heartbeat(
+        self, worker_id: str, busy: int, runs: Sequence[int] | None = None
+    ) -> set[int]:
+        """Refresh the worker's running jobs (those of `runs` only, when given) and its
+        registry row; return the ids it still owns (a job missing from the set was
+        cancelled or reaped). A daemon names its runs, so that a job claimed for it whose
+        claim's answer was lost goes stale and is reaped rather than kept alive."""
 
     async def progress(
         self, job_id: int, worker_id: str, attempt: int, value: float | None, message: str | None

@@ -35,6 +35,17 @@ def dialect(c: Conn) -> Dialect:
     return found
 
 
+def expand(c: Conn, sql: str, n: int, width: int = 1) -> str:
+    """A named statement with `{items}` replaced by n placeholders, or by n rows of `width`
+    placeholders each: the statement to execute with n (x width) parameters."""
+    own = getattr(c, "expand", None)
+    if own is not None:
+        expanded: str = own(sql, n, width)
+        return expanded
+    item = "?" if width == 1 else "(" + ", ".join("?" * width) + ")"
+    return sql.format(items=", ".join([item] * n))
+
+
 def group_cache(c: Conn) -> dict[Any, Any]:
     """The current group transaction's cache (queue defaults read once per group, not once
     per job); a throwaway dict on a connection that keeps none."""

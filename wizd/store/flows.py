@@ -65,10 +65,18 @@ def after_final(c: Conn, now: float, job_ids: list[int]) -> None:
 
 
 def became_final(
-    c: Conn, now: float, job_id: int, status: JobStatus, parent_id: int | None
+    c: Conn,
+    now: float,
+    job_id: int,
+    status: JobStatus,
+    parent_id: int | None,
+    dependents: list[int] | None = None,
 ) -> None:
-    """after_final for one job whose status and parent the caller already knows."""
-    for (dep_id,) in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall():
+    """after_final for one job whose status and parent (and, if given, dependents) the
+    caller already knows."""
+    if dependents is None:
+        dependents = [r[0] for r in c.execute(Q.DEPENDENTS_OF, (job_id,)).fetchall()]
+    for dep_id in dependents:
         dependent = rowmap.get(c, dep_id)
         if dependent.status not in (S.WAITING, S.PAUSED, S.WAITING_CHILDREN):
             continue
@@ -149,7 +157,7 @@ def add_dependencies(c: Conn, now: float, job_id: int, deps: Sequence[int]) -> J
             "add a dependency: it is running, waiting for children or final",
         )
     for dep in deps:
-        if c.execute(Q.GET_STATUS, (dep,)).fetchone() is None:
+        if c.execute(Q.DEPENDENCY_STATUS, {"dep": dep}).fetchone() is None:
             raise DependencyError(f"job {dep} does not exist")
         path = dependency_path(c, dep, job_id)
         if path is not None:

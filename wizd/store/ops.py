@@ -33,7 +33,7 @@ from wizd.store import flows, limits
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Interrupted
-from wizd.store.conn import Conn, group_cache
+from wizd.store.conn import Conn, expand, group_cache
 
 S = JobStatus
 
@@ -183,17 +183,13 @@ class Inserter:
         return job
 
     def insert_plain(self, items: list[NewJob]) -> None:
-        """Many jobs without links in one executemany. Ids are not read back one by one:
-        under the write lock a rowid table hands out max(id)+1, +2, … for one statement,
-        which the count afterwards confirms."""
+        """Many jobs without links in one executemany, their ids reserved first."""
         rows = [self.prepare(new, [], None) for new in items]
-        first = self.c.execute(Q.MAX_JOB_ID).fetchone()[0] + 1
-        self.c.executemany(Q.INSERT_JOB_PLAIN, [row.values for row in rows])
-        last = self.c.execute(Q.MAX_JOB_ID).fetchone()[0]
-        if last != first + len(rows) - 1:  # pragma: no cover - SQLite's documented rowid rule
-            raise StoreError(f"job ids {first}..{last} are not the {len(rows)} expected")
-        for offset, row in enumerate(rows):
-            self.record(row, first + offset)
+        ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
+        pairs = list(zip(ids, rows, strict=True))
+        self.c.executemany(Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
+        for job_id, row in pairs:
+            self.record(row, job_id)
 
     def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
         """Everything about a new job but its id: checks, defaults, status, the row."""
@@ -201,7 +197,7 @@ class Inserter:
         opts = self.options(new.queue)
         dep_status: dict[int, JobStatus] = {}
         for dep in dict.fromkeys(dep_ids):
-            found = c.execute(Q.GET_STATUS, (dep,)).fetchone()
+            found = c.execute(Q.DEPENDENCY_STATUS, {"dep": dep}).fetchone()
             if found is None:
                 raise DependencyError(f"job {dep} does not exist")
             dep_status[dep] = S(found[0])
@@ -307,7 +303,7 @@ class Inserter:
         """Refuse a child of a missing or final parent, or beyond the depth or fan-out
         limits; return the parent's deadline."""
         c = self.c
-        row = c.execute(Q.GET_JOB, (parent_id,)).fetchone()
+        row = c.execute(Q.PARENT_ROW, {"parent": parent_id}).fetchone()
         if row is None:
             raise InvalidJob("parent", f"job {parent_id} does not exist")
         if S(row[4]) in FINAL and not allow_final:
@@ -382,6 +378,44 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> Claimed:
     return Claimed(rowmap.jobs(c, rows), *throttle)
 
 
+def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
+    """Apply a batch of outcomes, fenced; False for each run the worker no longer owns.
+
+    Completions (most of a batch) are written by one statement, their events by one
+    executemany, and their dependents looked up by one query; what their ends release
+    (dependents, waiting parents) is then applied job by job. Other outcomes go one by one."""
+    owned = [False] * len(items)
+    done = [(i, f) for i, f in enumerate(items) if f.outcome == "completed"]
+    for start in range(0, len(done), 200):
+        chunk = done[start : start + 200]
+        params: list[Any] = []
+        for _, f in chunk:
+            params += [f.job_id, f.worker_id, f.attempt, rowmap.result_json(f.result)]
+        sql = expand(c, Q.COMPLETE_MANY, len(chunk), 4)
+        rows = {r[0]: (r[1], r[2]) for r in c.execute(sql, [*params, now, now]).fetchall()}
+        if not rows:
+            continue
+        ended = [(i, f, *rows[f.job_id]) for i, f in chunk if f.job_id in rows]
+        rowmap.events(
+            c,
+            now,
+            [(f.job_id, "completed", S.COMPLETED, a, f.worker_id, None) for _, f, a, _ in ended],
+        )
+        ids = list(rows)
+        dependents: dict[int, list[int]] = {}
+        for dep, dependent in c.execute(expand(c, Q.DEPENDENTS_OF_MANY, len(ids)), ids):
+            dependents.setdefault(dep, []).append(dependent)
+        for index, f, _, parent_id in ended:
+            owned[index] = True
+            if parent_id is not None or f.job_id in dependents:
+                deps = dependents.get(f.job_id, [])
+                flows.became_final(c, now, f.job_id, S.COMPLETED, parent_id, deps)
+    for index, f in enumerate(items):
+        if f.outcome != "completed":
+            owned[index] = finish(c, now, f)
+    return owned
+
+
 def finish(c: Conn, now: float, f: Finish) -> bool:
     """Apply one fenced outcome; False when the worker no longer owns the run."""
     fence = {"id": f.job_id, "worker": f.worker_id, "attempt": f.attempt, "now": now}
@@ -434,9 +468,18 @@ def finish(c: Conn, now: float, f: Finish) -> bool:
     return True
 
 
-def heartbeat(c: Conn, now: float, worker_id: str, busy: int) -> set[int]:
+def heartbeat(
+    c: Conn, now: float, worker_id: str, busy: int, runs: list[int] | None = None
+) -> set[int]:
     args = {"now": now, "worker": worker_id, "busy": busy}
-    owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
+    if runs is None:
+        owned = {r[0] for r in c.execute(Q.HEARTBEAT_JOBS, args)}
+    else:
+        owned = set()
+        for start in range(0, len(runs), 500):
+            chunk = runs[start : start + 500]
+            sql = Q.HEARTBEAT_RUNS.format(ids=",".join("?" * len(chunk)))
+            owned.update(r[0] for r in c.execute(sql, [now, worker_id, *chunk]))
     c.execute(Q.HEARTBEAT_WORKER, args)
     return owned
 

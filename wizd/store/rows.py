@@ -114,7 +114,7 @@ def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
         where.append("name = ?")
         args.append(f.name)
     for tag in f.tags:
-        where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
+        where.append(Q.TAG_FILTER)
         args.append(tag)
     if f.created_after is not None:
         where.append("created_at >= ?")

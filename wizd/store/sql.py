@@ -357,10 +357,13 @@ class SQLStore:
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         batch = list(items)
-        return await self._write(lambda c, now: [ops.finish(c, now, f) for f in batch])
+        return await self._write(lambda c, now: ops.finish_many(c, now, batch))
 
-    async def heartbeat(self, worker_id: str, busy: int) -> set[int]:
-        return await self._write(lambda c, now: ops.heartbeat(c, now, worker_id, busy))
+    async def heartbeat(
+        self, worker_id: str, busy: int, runs: Sequence[int] | None = None
+    ) -> set[int]:
+        ids = None if runs is None else list(runs)
+        return await self._write(lambda c, now: ops.heartbeat(c, now, worker_id, busy, ids))
 
     async def progress(
         self, job_id: int, worker_id: str, attempt: int, value: float | None, message: str | None

@@ -34,14 +34,25 @@ INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
-INSERT_JOB_PLAIN = INSERT_JOB.replace("RETURNING id\n", "")
 # A job that takes a unique key: nothing is inserted (no row returned) while another job
 # holds the key; the unique index decides, whichever process inserts first.
 INSERT_JOB_UNIQUE = INSERT_JOB.replace(
     "RETURNING id\n",
     "ON CONFLICT (unique_lock) WHERE unique_lock IS NOT NULL DO NOTHING\nRETURNING id\n",
 )
-MAX_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
+# Many jobs without links: ids reserved first, then one executemany. Under the write lock the
+# next ids are max(id)+1, +2, … (PostgreSQL takes them from the jobs' sequence instead).
+RESERVE_JOB_IDS = """
+WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
+SELECT (SELECT COALESCE(MAX(id), 0) FROM jobs) + i FROM s
+"""
+INSERT_JOB_WITH_ID = """
+INSERT INTO jobs (id, queue, name, payload, status, priority, max_attempts, backoff, timeout,
+                  run_at, expires_at, parent_id, batch_id, tags, context, error,
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
+                  kind, unique_key, unique_lock, unique_until, unique_states, concurrency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 INSERT_DEP = "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)"
 INSERT_EVENT = """
 INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
@@ -51,6 +62,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 # -- reads ---------------------------------------------------------------------------------
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
+# The status of a job that a job being written will depend on. PostgreSQL share-locks the
+# row, so that the dependency cannot become final unseen while the dependent is written.
+DEPENDENCY_STATUS = "SELECT status FROM jobs WHERE id = :dep"
+# A parent about to gain a child (PostgreSQL locks it: its last child cannot end unseen).
+PARENT_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :parent"
+# list_jobs: jobs carrying a tag (tags are a JSON array of strings).
+TAG_FILTER = "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)"
 DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
 DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
 # What claim would hand out: pending jobs and delayed ones already due (claim promotes
@@ -241,6 +259,21 @@ UPDATE jobs SET status = 'waiting_children', result = :result, updated_at = :now
     attempt = attempt - 1,    worker_id = NULL, heartbeat_at = NULL
 WHERE {FENCE}
 """
+# The completions of a batch in one statement ({items}: rows of id, worker, attempt, result).
+COMPLETE_MANY = """
+WITH done(id, worker, attempt, result) AS (VALUES {items})
+UPDATE jobs SET status = 'completed', result = done.result, error = NULL, updated_at = ?,
+    finished_at = ?, progress = 1.0
+FROM done
+WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
+  AND jobs.attempt = done.attempt
+RETURNING jobs.id, jobs.attempt, jobs.parent_id
+"""
+# Jobs that depend on any of the given jobs ({items}: their ids), as (dependency, dependent).
+DEPENDENTS_OF_MANY = """
+SELECT d.depends_on, d.job_id FROM job_deps d WHERE d.depends_on IN ({items})
+ORDER BY d.depends_on, d.job_id
+"""
 PROGRESS = f"""
 UPDATE jobs SET progress = :progress, progress_message = :message, updated_at = :now
 WHERE {FENCE}
@@ -248,6 +281,14 @@ WHERE {FENCE}
 HEARTBEAT_JOBS = """
 UPDATE jobs SET heartbeat_at = :now
 WHERE status = 'running' AND worker_id = :worker
+RETURNING id
+"""
+# Only the runs the daemon knows it runs: a claim whose answer was lost with its connection
+# leaves jobs `running` for this worker that it never heard of; they must go stale and be
+# reaped, not be kept alive by the worker's heartbeat.
+HEARTBEAT_RUNS = """
+UPDATE jobs SET heartbeat_at = ?
+WHERE status = 'running' AND worker_id = ? AND id IN ({ids})
 RETURNING id
 """
 OWNED = """

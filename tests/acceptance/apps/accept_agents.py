@@ -51,6 +51,16 @@ async def quick(ctx: JobContext) -> dict[str, Any]:
     return {"pid": os.getpid()}
 
 
+@researcher.processor("tick")
+async def tick(ctx: JobContext) -> dict[str, Any]:
+    """As `quick`, then takes `seconds` (so that a daemon always has runs in flight)."""
+    record = Path(ctx.payload["dir"]) / f"{os.getpid()}.log"
+    with record.open("a", encoding="utf-8") as f:
+        f.write(f"{ctx.id} {ctx.attempt}\n")
+    await anyio.sleep(ctx.payload["seconds"])
+    return {"pid": os.getpid()}
+
+
 @researcher.processor("blocker")
 async def blocker(ctx: JobContext) -> dict[str, Any]:
     """In a daemon started with ACCEPT_BLOCK_LOOP set: once the file `go` exists, blocks

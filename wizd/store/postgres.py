@@ -1,0 +1,411 @@
+"""The PostgreSQL store: many daemons on many hosts share one database.
+
+The transaction functions are the SQLite store's (wizd.store.sql): each runs whole on a
+worker thread with a pooled psycopg connection, naming statements by their sqlite_queries
+constant; `PgConn` runs the PostgreSQL statement of the same name (postgres_queries).
+Writes are grouped as on SQLite, so one commit serves everything that arrived while the
+previous one ran. Claims skip rows that other daemons hold (FOR UPDATE SKIP LOCKED); a
+transaction that deadlocks with another daemon's is run again.
+
+Idle daemons wait on LISTEN: a trigger notifies `wizd_<schema>` whenever jobs of a queue
+become pending (payload: the queue). A lost notification costs at most a poll interval:
+callers still poll.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+import anyio.to_thread
+
+from wizd.errors import StoreError
+from wizd.model import MAX_CHILDREN, MAX_DEPTH
+from wizd.store import postgres_queries as PQ
+from wizd.store import sqlite_queries as Q
+from wizd.store.sql import SQLStore
+
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql
+    from psycopg.pq import TransactionStatus
+    from psycopg_pool import ConnectionPool
+except ImportError:  # pragma: no cover - checked when a postgresql:// URL is opened
+    psycopg = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+RETRIES = 8  # deadlocks with another daemon's transaction, run again
+CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged before use
+LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of every bundled PostgreSQL migration, in order."""
+    found = []
+    for entry in (resources.files("wizd.store.migrations") / "postgres").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+LATEST_VERSION = max(v for v, _, _ in migrations())
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    conninfo: str  # a libpq URL, without wizd's own parameters
+    schema: str = "wizd"
+    pool_size: int = 10
+    connect_timeout: float = 10.0
+    max_depth: int = MAX_DEPTH
+    max_children: int = MAX_CHILDREN
+    create: bool = True  # False: refuse a database where wizd has not made its tables
+
+    def __post_init__(self) -> None:
+        if not SCHEMA_RE.fullmatch(self.schema):
+            raise StoreError(
+                f"postgres schema {self.schema!r}: use 1-40 of [a-z0-9_], not starting with a digit"
+            )
+        if not 1 <= self.pool_size <= 1000:
+            raise StoreError(f"postgres pool size must be 1-1000, got {self.pool_size}")
+
+    @property
+    def display(self) -> str:
+        """The URL without a password, for messages."""
+        parts = urlsplit(self.conninfo)
+        host = parts.hostname or ""
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql://{user}{host}{port}{parts.path} (schema {self.schema})"
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split wizd's own query parameters (schema, pool_size) off a postgresql:// URL."""
+    parts = urlsplit(url)
+    ours: dict[str, Any] = {}
+    theirs = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "schema":
+            ours["schema"] = value
+        elif key == "pool_size":
+            if not value.isdigit():
+                raise StoreError(f"pool_size in the database URL must be a number, got {value!r}")
+            ours["pool_size"] = int(value)
+        else:
+            theirs.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+
+
+# -- statements --------------------------------------------------------------------------
+
+# SQLite text of every named statement -> the PostgreSQL text of the same name.
+_NAMED: dict[str, str] = {
+    value: getattr(PQ, name)
+    for name, value in vars(Q).items()
+    if name.isupper() and isinstance(value, str) and hasattr(PQ, name)
+}
+# SQLite text of a statement with {items} -> the PostgreSQL template of one row of them.
+_ROWS: dict[str, str] = {
+    getattr(Q, name[: -len("_ROW")]): value
+    for name, value in vars(PQ).items()
+    if name.endswith("_ROW") and hasattr(Q, name[: -len("_ROW")])
+}
+_PARAM = re.compile(r"\?|(?<![:\w]):([A-Za-z_]\w*)")
+_translated: dict[str, str] = {}
+
+
+class Expanded(str):
+    """PostgreSQL text already made from a named statement with {items} (PgConn.expand)."""
+
+
+def translate(sqlite_sql: str) -> str:
+    """The PostgreSQL text for a statement the transaction functions run."""
+    if isinstance(sqlite_sql, Expanded):
+        return sqlite_sql
+    pg = _NAMED.get(sqlite_sql)
+    if pg is not None:
+        return pg
+    pg = _translated.get(sqlite_sql)
+    if pg is None:
+        # Built at run time from a named statement (an IN list of ids, a filter).
+        text = sqlite_sql.replace("%", "%%").replace(Q.TAG_FILTER, PQ.TAG_FILTER)
+        pg = _PARAM.sub(lambda m: f"%({m.group(1)})s" if m.group(1) else "%s", text)
+        if len(_translated) > 1024:
+            _translated.clear()
+        _translated[sqlite_sql] = pg
+    return pg
+
+
+class PgConn:
+    """A psycopg connection that speaks the transaction functions' statement names."""
+
+    dialect = "postgres"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.group_cache: dict[Any, Any] = {}
+        self.changes = 0
+
+    def execute(self, sqlite_sql: str, parameters: Any = None, /) -> psycopg.Cursor[Any]:
+        cur = self.conn.execute(translate(sqlite_sql), parameters)
+        if cur.rowcount > 0 and cur.statusmessage and not cur.statusmessage.startswith("SELECT"):
+            self.changes += cur.rowcount
+        return cur
+
+    def executemany(self, sqlite_sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
+        cur = self.conn.cursor()
+        rows = list(parameters)
+        cur.executemany(translate(sqlite_sql), rows)
+        self.changes += len(rows)
+        return cur
+
+    def expand(self, sqlite_sql: str, n: int, width: int = 1) -> str:
+        """wizd.store.conn.expand: the PostgreSQL statement of that name, n items long."""
+        item = _ROWS.get(sqlite_sql) or (
+            "%s" if width == 1 else "(" + ", ".join(["%s"] * width) + ")"
+        )
+        return Expanded(_NAMED[sqlite_sql].format(items=", ".join([item] * n)))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+
+class PostgresStore(SQLStore):
+    """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
+
+    backend = "postgres"
+    database_failures = (
+        (psycopg.OperationalError, psycopg.InterfaceError) if psycopg is not None else ()
+    )
+
+    def __init__(self, config: PostgresConfig, *, clock: Callable[[], float] = time.time) -> None:
+        if psycopg is None:
+            raise StoreError("the PostgreSQL backend needs psycopg: pip install 'wizd[postgres]'")
+        super().__init__(clock=clock, max_depth=config.max_depth, max_children=config.max_children)
+        self.config = config
+        self._pool: ConnectionPool | None = None
+        self._listen: psycopg.AsyncConnection[Any] | None = None
+        self._listen_failures = 0
+        self._listen_retry_at = 0.0
+        self._listening = False
+        self._notified = anyio.Event()
+        self.channel = f"wizd_{config.schema}"
+
+    @property
+    def path(self) -> str:
+        return self.config.display
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, create the schema and tables (once, under a lock) or check them."""
+        await anyio.to_thread.run_sync(self._open_sync)
+        self._open = True
+
+    def _open_sync(self) -> None:
+        cfg = self.config
+        try:
+            with psycopg.connect(
+                cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
+            ) as conn:
+                self._migrate(conn)
+        except psycopg.Error as exc:
+            raise self._store_error(exc) from exc
+        search_path = f"SET search_path TO {cfg.schema}"
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(search_path)
+
+        # A connection back from use within the last few seconds is handed out unchecked
+        # (a check costs a round trip per transaction); one idle longer is pinged first.
+        # A connection that died unchecked fails its transaction, which callers retry.
+        returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+        def reset(conn: psycopg.Connection[Any]) -> None:
+            returned[conn] = time.monotonic()
+
+        def check(conn: psycopg.Connection[Any]) -> None:
+            if time.monotonic() - returned.get(conn, 0.0) > CHECK_IDLE:
+                ConnectionPool.check_connection(conn)
+
+        self._pool = ConnectionPool(
+            cfg.conninfo,
+            min_size=1,
+            max_size=cfg.pool_size,
+            kwargs={"autocommit": True, "connect_timeout": int(cfg.connect_timeout)},
+            configure=configure,
+            reset=reset,
+            check=check,
+            timeout=cfg.connect_timeout,
+            reconnect_timeout=0,  # keep trying for as long as the daemon lives
+            name=f"wizd-{cfg.schema}",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=cfg.connect_timeout)
+        except Exception as exc:
+            self._pool.close()
+            raise StoreError(f"cannot connect to {cfg.display}: {exc}") from exc
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        cfg = self.config
+        schema = sql.Identifier(cfg.schema)
+        with conn.transaction():
+            conn.execute(PQ.MIGRATION_LOCK, (cfg.schema,))
+            tables = {r[0] for r in conn.execute(PQ.TABLE_NAMES, (cfg.schema,))}
+            if tables and "schema_version" not in tables:
+                raise StoreError(
+                    f"{cfg.display} holds tables {sorted(tables)[:5]} but no schema_version: "
+                    "it is not a wizd schema (choose another with postgres_schema)"
+                )
+            if not tables and not cfg.create:
+                raise StoreError(
+                    f"{cfg.display} has no wizd tables (a daemon or `wizd create` makes them)"
+                )
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))
+            conn.execute(PQ.SCHEMA_VERSION_CREATE)
+            current = conn.execute(PQ.SCHEMA_VERSION_GET).fetchone()[0]  # type: ignore[index]
+            if current > LATEST_VERSION:
+                raise StoreError(
+                    f"{cfg.display} has schema version {current}, newer than this wizd knows "
+                    f"({LATEST_VERSION}); upgrade wizd"
+                )
+            for version, _name, script in migrations():
+                if version > current:
+                    conn.execute(script.encode())
+                    conn.execute(PQ.SCHEMA_VERSION_SET, (version, self.clock()))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            self._fail_pending()
+            if self._listen is not None:
+                await self._listen.close()
+            if self._pool is not None:
+                await anyio.to_thread.run_sync(self._pool.close)
+
+    # -- connections -----------------------------------------------------------------------
+    def _store_error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"database {self.config.display}: {exc}")
+
+    def _with_conn(self, fn: Callable[[Any], T]) -> T:
+        """On a worker thread: run `fn` with a pooled connection, again after a deadlock."""
+        assert self._pool is not None
+        for attempt in range(RETRIES):
+            try:
+                with self._pool.connection() as conn:
+                    return fn(PgConn(conn))
+            except psycopg.errors.TransactionRollback:  # deadlock or serialization failure
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.001 * 2**attempt)
+            except psycopg.Error as exc:
+                raise self._store_error(exc) from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg_pool"):  # PoolTimeout, closed
+                    raise self._store_error(exc) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_on_writer(self, fn: Callable[[Any], T]) -> T:
+        try:
+            return await anyio.to_thread.run_sync(self._with_conn, fn)
+        except psycopg.Error as exc:
+            raise self._store_error(exc) from exc
+
+    async def _read(self, fn: Callable[[Any], T]) -> T:
+        if self._pool is None or not self._open or self._closed:
+            raise StoreError("store is not open (use `async with wizd.connect(...)`)")
+        return await self._run_on_writer(fn)
+
+    def _begin(self, c: PgConn) -> None:
+        c.execute("BEGIN")
+
+    def _rollback(self, c: PgConn) -> None:
+        if c.in_transaction and not c.conn.closed:
+            c.execute("ROLLBACK")
+
+    def _changes(self, c: PgConn) -> int:
+        return c.changes
+
+    # -- PostgreSQL's own upkeep -----------------------------------------------------------
+    async def promote_due(self) -> int:
+        """Promote due jobs, and fold the count deltas into the totals (one daemon at a
+        time: the others skip the fold while one holds its lock)."""
+        promoted = await super().promote_due()
+        await self._write(_fold_counts)
+        return promoted
+
+    # -- change notifications --------------------------------------------------------------
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when jobs of any queue became pending (NOTIFY), or after `timeout`."""
+        with anyio.move_on_after(timeout):
+            if self._listening:  # another task listens: wake with it
+                await self._notified.wait()
+                return
+            self._listening = True
+            try:
+                await self._next_notification(timeout)
+            finally:
+                self._listening = False
+                self._notified.set()
+                self._notified = anyio.Event()
+
+    async def _next_notification(self, timeout: float) -> None:
+        conn = await self._listener()
+        if conn is None:  # not connected: poll
+            await anyio.sleep(timeout)
+            return
+        try:
+            async for _ in conn.notifies(timeout=timeout, stop_after=1):
+                return
+        except psycopg.Error:
+            await self._drop_listener()
+
+    async def _listener(self) -> psycopg.AsyncConnection[Any] | None:
+        if self._listen is not None and not self._listen.closed:
+            return self._listen
+        if time.monotonic() < self._listen_retry_at:
+            return None
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.config.conninfo,
+                autocommit=True,
+                connect_timeout=int(self.config.connect_timeout),
+            )
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except psycopg.Error:
+            self._listen_failures += 1
+            first, most = LISTEN_RETRY
+            self._listen_retry_at = time.monotonic() + min(
+                first * 2 ** (self._listen_failures - 1), most
+            )
+            return None
+        self._listen_failures = 0
+        self._listen = conn
+        return conn
+
+    async def _drop_listener(self) -> None:
+        if self._listen is not None:
+            with anyio.CancelScope(shield=True):
+                await self._listen.close()
+        self._listen = None
+
+
+def _fold_counts(c: PgConn, now: float) -> None:
+    locked = c.conn.execute(PQ.COUNTS_FOLD_LOCK).fetchone()
+    if locked is not None and locked[0]:
+        c.conn.execute(PQ.COUNTS_FOLD)

@@ -1,0 +1,316 @@
+"""Every PostgreSQL statement wizd runs, under the name of its SQLite twin in sqlite_queries.
+
+The store's transaction functions name statements by their sqlite_queries constant; the
+PostgreSQL connection runs the statement of the same name from here. Where the two differ
+in more than placeholders it is for concurrency: several daemons write at once, so claims
+skip rows other transactions hold (FOR UPDATE SKIP LOCKED), and reads that decide a flow
+(is every dependency done? every child final?) lock the row they are about to change, so
+that two transactions ending the last two children of one parent cannot both miss the
+other. Statements built at run time (an IN list of ids) are translated placeholder by
+placeholder (wizd.store.postgres.translate).
+"""
+
+from __future__ import annotations
+
+from wizd.store.sqlite_queries import JOB_COLUMNS
+
+SCHEMA_VERSION_CREATE = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+SCHEMA_VERSION_GET = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+SCHEMA_VERSION_SET = "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)"
+TABLE_NAMES = "SELECT tablename FROM pg_tables WHERE schemaname = %s"
+# One advisory lock key for "migrating this schema" (any 64-bit number, fixed).
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('wizd.migrate.' || %s))"
+COUNTS_FOLD_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('wizd.counts.' || current_schema()))"
+# Fold the pending count deltas into the totals (only under COUNTS_FOLD_LOCK).
+COUNTS_FOLD = """
+WITH moved AS (DELETE FROM job_count_deltas RETURNING queue, status, n)
+INSERT INTO job_counts (queue, status, n)
+SELECT queue, status, SUM(n) FROM moved GROUP BY queue, status
+ON CONFLICT (queue, status) DO UPDATE SET n = job_counts.n + excluded.n
+"""
+SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+
+# -- enqueue -------------------------------------------------------------------------------
+INSERT_JOB = """
+INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
+                  run_at, expires_at, parent_id, batch_id, tags, context, error,
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
+                  kind)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING id
+"""
+RESERVE_JOB_IDS = "SELECT nextval('jobs_id_seq') FROM generate_series(1, %s)"
+INSERT_JOB_WITH_ID = """
+INSERT INTO jobs (id, queue, name, payload, status, priority, max_attempts, backoff, timeout,
+                  run_at, expires_at, parent_id, batch_id, tags, context, error,
+                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
+                  kind)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+INSERT_DEP = "INSERT INTO job_deps (job_id, depends_on) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+INSERT_EVENT = """
+INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+
+# -- reads ---------------------------------------------------------------------------------
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s"
+GET_STATUS = "SELECT status FROM jobs WHERE id = %s"
+DEPENDENCY_STATUS = "SELECT status FROM jobs WHERE id = %(dep)s FOR SHARE"
+PARENT_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(parent)s FOR UPDATE"
+TAG_FILTER = "(tags::jsonb @> jsonb_build_array(%s::text))"
+DEPENDENTS_OF = """
+SELECT d.job_id FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on = %s ORDER BY d.job_id FOR UPDATE OF j
+"""
+PEEK = f"""
+SELECT {JOB_COLUMNS} FROM (
+    (SELECT * FROM jobs WHERE queue = %(queue)s AND status = 'pending'
+     ORDER BY priority DESC, run_at, id LIMIT %(n)s)
+    UNION ALL
+    (SELECT * FROM jobs WHERE queue = %(queue)s AND status = 'delayed'
+     AND run_at <= %(now)s ORDER BY run_at LIMIT %(n)s)
+) due
+ORDER BY priority DESC, run_at, id LIMIT %(n)s
+"""
+EVENTS = """
+SELECT id, job_id, at, kind, status, attempt, worker_id, message
+FROM job_events WHERE job_id = %s AND id > %s ORDER BY id
+"""
+COUNTS_ALL = """
+SELECT queue, status, SUM(n)::bigint FROM (
+    SELECT queue, status, n FROM job_counts
+    UNION ALL SELECT queue, status, n FROM job_count_deltas
+) c GROUP BY queue, status
+"""
+COUNTS_QUEUE = """
+SELECT queue, status, SUM(n)::bigint FROM (
+    SELECT queue, status, n FROM job_counts
+    UNION ALL SELECT queue, status, n FROM job_count_deltas
+) c WHERE queue = %s GROUP BY queue, status
+"""
+RECOUNT_ALL = "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status"
+# One index seek per priority level on the claim index: O(log n) at any depth.
+OLDEST_PENDING = """
+SELECT MIN(m) FROM (
+  SELECT MIN(run_at) AS m FROM jobs WHERE queue = %(q)s AND status = 'pending' AND priority = 5
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = %(q)s AND status = 'pending' AND priority = 4
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = %(q)s AND status = 'pending' AND priority = 3
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = %(q)s AND status = 'pending' AND priority = 2
+  UNION ALL SELECT MIN(run_at) FROM jobs WHERE queue = %(q)s AND status = 'pending' AND priority = 1
+) p
+"""
+STATS_FINISHED = """
+SELECT COUNT(*), AVG(finished_at - started_at)
+FROM jobs WHERE status = 'completed' AND finished_at >= %s AND queue = %s
+"""
+STATS_WAIT = """
+SELECT AVG(started_at - run_at) FROM jobs
+WHERE queue = %s AND started_at >= %s AND status NOT IN ('pending', 'delayed')
+"""
+
+# -- queues --------------------------------------------------------------------------------
+QUEUE_ENSURE = "INSERT INTO queues (name) VALUES (%s) ON CONFLICT DO NOTHING"
+QUEUE_GET = "SELECT name, paused, defaults FROM queues WHERE name = %s"
+QUEUE_SET_PAUSED = "UPDATE queues SET paused = %s WHERE name = %s"
+QUEUE_SET_DEFAULTS = "UPDATE queues SET defaults = %s WHERE name = %s"
+QUEUES_ALL = """
+SELECT q.name, COALESCE(qs.paused, 0), COALESCE(qs.defaults, '{}') FROM
+  (SELECT name FROM queues UNION SELECT DISTINCT queue FROM job_counts
+   UNION SELECT DISTINCT queue FROM job_count_deltas) q
+  LEFT JOIN queues qs ON qs.name = q.name
+ORDER BY q.name
+"""
+
+# -- the hot path --------------------------------------------------------------------------
+# Rows another daemon is promoting or claiming right now are skipped, not waited for.
+PROMOTE_QUEUE = """
+UPDATE jobs SET status = 'pending', updated_at = %(now)s
+WHERE id IN (SELECT id FROM jobs WHERE status = 'delayed' AND queue = %(queue)s
+             AND run_at <= %(now)s FOR UPDATE SKIP LOCKED)
+RETURNING id, attempt
+"""
+PROMOTE_ALL = """
+UPDATE jobs SET status = 'pending', updated_at = %(now)s
+WHERE id IN (SELECT id FROM jobs WHERE status = 'delayed' AND run_at <= %(now)s
+             FOR UPDATE SKIP LOCKED)
+RETURNING id, attempt
+"""
+CLAIM = f"""
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = %(worker)s, heartbeat_at = %(now)s,
+    started_at = %(now)s, updated_at = %(now)s, error = NULL, progress = NULL,
+    progress_message = NULL
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND status = 'pending'
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {JOB_COLUMNS}
+"""
+FENCE = "id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempt = %(attempt)s"
+RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
+COMPLETE = f"""
+UPDATE jobs SET status = 'completed', result = %(result)s, error = NULL, updated_at = %(now)s,
+    finished_at = %(now)s, progress = 1.0
+WHERE {FENCE}
+"""
+FAIL_FINAL = f"""
+UPDATE jobs SET status = 'failed', error = %(error)s, updated_at = %(now)s,
+    finished_at = %(now)s
+WHERE {FENCE}
+"""
+RETRY_DELAYED = f"""
+UPDATE jobs SET status = 'delayed', error = %(error)s, run_at = %(run_at)s,
+    updated_at = %(now)s, worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+RESCHEDULE = f"""
+UPDATE jobs SET status = %(status)s, attempt = attempt - 1, run_at = %(run_at)s,
+    updated_at = %(now)s, worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+WAIT_CHILDREN = f"""
+UPDATE jobs SET status = 'waiting_children', result = %(result)s, updated_at = %(now)s,
+    attempt = attempt - 1, worker_id = NULL, heartbeat_at = NULL
+WHERE {FENCE}
+"""
+COMPLETE_MANY = """
+WITH done(id, worker, attempt, result) AS (VALUES {items})
+UPDATE jobs SET status = 'completed', result = done.result, error = NULL,
+    updated_at = %s, finished_at = %s, progress = 1.0
+FROM done
+WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
+  AND jobs.attempt = done.attempt
+RETURNING jobs.id, jobs.attempt, jobs.parent_id
+"""
+COMPLETE_MANY_ROW = "(%s::bigint, %s::text, %s::int, %s::text)"  # one row of {items}
+# Locked, as DEPENDENTS_OF.
+DEPENDENTS_OF_MANY = """
+SELECT d.depends_on, d.job_id FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on IN ({items}) ORDER BY d.depends_on, d.job_id FOR UPDATE OF j
+"""
+PROGRESS = f"""
+UPDATE jobs SET progress = %(progress)s, progress_message = %(message)s, updated_at = %(now)s
+WHERE {FENCE}
+"""
+HEARTBEAT_JOBS = """
+UPDATE jobs SET heartbeat_at = %(now)s
+WHERE status = 'running' AND worker_id = %(worker)s
+RETURNING id
+"""
+HEARTBEAT_WORKER = (
+    "UPDATE workers SET heartbeat_at = %(now)s, busy = %(busy)s WHERE id = %(worker)s"
+)
+
+# -- recovery, reaping, expiry -------------------------------------------------------------
+RUNNING_OF_WORKER = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = %s"
+RUNNING_STALE = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < %s"
+INTERRUPT_RETRY = """
+UPDATE jobs SET status = 'pending', run_at = %(now)s, updated_at = %(now)s, worker_id = NULL,
+    heartbeat_at = NULL, error = %(error)s
+WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
+"""
+INTERRUPT_FAIL = """
+UPDATE jobs SET status = 'failed', updated_at = %(now)s, finished_at = %(now)s,
+    error = %(error)s
+WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s
+"""
+EXPIRED = """
+SELECT id, status, attempt FROM jobs
+WHERE expires_at IS NOT NULL AND expires_at <= %s
+  AND status NOT IN ('completed', 'failed', 'cancelled')
+ORDER BY id DESC
+"""
+
+# -- operator changes ----------------------------------------------------------------------
+SET_STATUS = """
+UPDATE jobs SET status = %(status)s, updated_at = %(now)s,
+    finished_at = CASE WHEN %(status)s IN ('completed', 'failed', 'cancelled')
+                       THEN %(now)s END,
+    error = COALESCE(%(error)s, error)
+WHERE id = %(id)s AND status = %(from_status)s
+"""
+RETRY_JOB = """
+UPDATE jobs SET status = %(status)s, attempt = 0, run_at = %(now)s, updated_at = %(now)s,
+    expires_at = %(expires_at)s,
+    finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
+    progress = NULL, progress_message = NULL
+WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+"""
+DELETE_JOB_EVENTS = "DELETE FROM job_events WHERE job_id = %s"
+DELETE_JOB = "DELETE FROM jobs WHERE id = %s"
+LIVE_DEPENDENTS = """
+SELECT COUNT(*) FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.depends_on = %s AND j.status NOT IN ('completed', 'failed', 'cancelled')
+"""
+LIVE_CHILDREN = """
+SELECT EXISTS (SELECT 1 FROM jobs WHERE parent_id = %s
+    AND status IN ('waiting', 'pending', 'delayed', 'running', 'waiting_children', 'paused'))
+"""
+CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = %s"
+CHILDREN_IDS_ONLY = "SELECT id FROM jobs WHERE parent_id = %s ORDER BY id"
+
+# -- the agent registry --------------------------------------------------------------------
+WORKER_REGISTER = """
+INSERT INTO workers (id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+"""
+WORKER_STOPPED = "UPDATE workers SET stopped_at = %s, busy = 0 WHERE id = %s"
+WORKERS_ALL = """
+SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy
+FROM workers ORDER BY started_at DESC
+"""
+WORKERS_WITH_RUNNING = """
+SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
+"""
+WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < %s"
+
+# -- flows ---------------------------------------------------------------------------------
+DEPS_OF = "SELECT depends_on FROM job_deps WHERE job_id = %s ORDER BY depends_on"
+DEP_STATUSES = """
+SELECT j.id, j.status FROM job_deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = %s
+"""
+DELETE_DEP = "DELETE FROM job_deps WHERE job_id = %s AND depends_on = %s"
+STATUS_AND_PARENT = "SELECT status, parent_id FROM jobs WHERE id = %s"
+# Locked: of two transactions ending a parent's last two children, the second waits for the
+# first and then sees its child final.
+PARENT_POLICY = "SELECT status, on_child_failure FROM jobs WHERE id = %s FOR UPDATE"
+CHILD_COUNT = "SELECT COUNT(*) FROM jobs WHERE parent_id = %s"
+DEPTH = """
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT id, parent_id, 1 FROM jobs WHERE id = %s
+    UNION ALL
+    SELECT j.id, j.parent_id, up.depth + 1 FROM jobs j JOIN up ON j.id = up.parent_id
+    WHERE up.depth < 1000
+)
+SELECT MAX(depth) FROM up
+"""
+SUBTREE = f"""
+WITH RECURSIVE t(id, depth) AS (
+    SELECT %s::bigint, 0
+    UNION ALL
+    SELECT j.id, t.depth + 1 FROM jobs j JOIN t ON j.parent_id = t.id WHERE t.depth < 1000
+)
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM t) ORDER BY id
+"""
+CHILDREN = f"SELECT {JOB_COLUMNS} FROM jobs WHERE parent_id = %s ORDER BY id"
+DEPENDENCIES = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT depends_on FROM job_deps WHERE job_id = %s)
+ORDER BY id
+"""
+DEPENDENTS = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = %s)
+ORDER BY id
+"""
+COMPLETE_CONSOLIDATED = """
+UPDATE jobs SET status = 'completed', result = %(result)s, updated_at = %(now)s,
+    finished_at = %(now)s, progress = 1.0
+WHERE id = %(id)s AND status = 'waiting_children'
+"""
