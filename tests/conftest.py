@@ -133,5 +133,12 @@ async def q(backend_url: str, clock: FakeClock) -> AsyncIterator[wizd.Queue]:
 
 
 @pytest.fixture
+async def sqlite_q(store_url: str, clock: FakeClock) -> AsyncIterator[wizd.Queue]:
+    """`q` on SQLite only, for tests about the SQLite file itself."""
+    async with in_own_task(wizd.connect(store_url, clock=clock)) as queue:
+        yield queue
+
+
+@pytest.fixture
 def store(q: wizd.Queue) -> Store:
     return q.store

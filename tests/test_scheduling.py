@@ -282,10 +282,9 @@ async def test_a_concurrency_key_limit_spans_queues(q: wizd.Queue, store: Store)
 
 
 async def test_a_queue_without_limits_claims_with_the_statements_it_always_used(
-    q: wizd.Queue, store: Store
+    sqlite_q: wizd.Queue,
 ) -> None:
-    if store.backend != "sqlite":
-        pytest.skip("counts SQLite statements")
+    q, store = sqlite_q, sqlite_q.store
     await q.enqueue("t", queue="plain")
     await q.enqueue("t", queue="keyed", concurrency_key="k")
     await q.set_concurrency_limit("k", 1)
@@ -583,10 +582,9 @@ async def test_an_occurrence_whose_unique_key_is_held_enqueues_nothing(
 
 
 async def test_a_schedule_that_cannot_be_computed_is_reported_and_looked_at_later(
-    q: wizd.Queue, clock: FakeClock, backend_url: str
+    sqlite_q: wizd.Queue, clock: FakeClock, store_url: str
 ) -> None:
-    if q.store.backend != "sqlite":
-        pytest.skip("tampers with a SQLite file")
+    q, backend_url = sqlite_q, store_url
     broken = await q.schedule("a", cron="0 * * * *", timezone="Europe/Lisbon")
     fine = await q.schedule("b", every=60)
     with sqlite_file(backend_url) as db:  # e.g. a zone the host's tz database lacks

@@ -2,10 +2,10 @@
 operators.
 
 A claim reads its queue's row first (wizd.store.ops.claim). A queue with no limit and no
-job ever carrying a concurrency key takes the plain CLAIM at no extra cost. Otherwise,
-still under that first read (the SQLite write lock; a row lock where the backend has
-them), the claim counts what runs, draws from the queue's token bucket kept in that row,
-and claims with CLAIM_KEYED when concurrency limits exist. Jobs held back stay pending:
+job ever carrying a concurrency key takes the plain CLAIM at no extra cost. Otherwise the
+claim reads the row again (QUEUE_CLAIM_LOCK: SQLite's write lock is held already;
+PostgreSQL locks the row), counts what runs, draws from the queue's token bucket kept in
+that row, and claims with CLAIM_KEYED when concurrency limits exist. Jobs held back stay pending:
 nothing about them changes, and the claim says which limit held them.
 """
 
@@ -39,6 +39,7 @@ def claim_rows(
 ) -> tuple[list[Any], Throttle]:
     """Claim under the queue's limits: the rows claimed, and which limit (if any) held
     pending jobs back."""
+    row = c.execute(Q.QUEUE_CLAIM_LOCK, {"queue": row[0]}).fetchone() or row
     queue, _, max_running, rate_count, rate_period, burst, tokens, rate_at, keyed = row
     running, pending = c.execute(Q.QUEUE_LOAD, {"queue": queue, "n": args["n"]}).fetchone()
     want = min(args["n"], pending)

@@ -34,21 +34,27 @@ ON CONFLICT (queue, status) DO UPDATE SET n = job_counts.n + excluded.n
 SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 # -- enqueue -------------------------------------------------------------------------------
-INSERT_JOB = """
-INSERT INTO jobs (queue, name, payload, status, priority, max_attempts, backoff, timeout,
+_JOB_INSERT_COLUMNS = """queue, name, payload, status, priority, max_attempts, backoff, timeout,
                   run_at, expires_at, parent_id, batch_id, tags, context, error,
                   on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
-                  kind)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                  kind, unique_key, unique_lock, unique_until, unique_states, concurrency_key"""
+INSERT_JOB = f"""
+INSERT INTO jobs ({_JOB_INSERT_COLUMNS})
+VALUES ({", ".join(["%s"] * 26)})
+RETURNING id
+"""
+# Nothing is inserted (no row returned) while another job holds the unique key; of two
+# transactions inserting one key, the second waits for the first and then inserts nothing.
+INSERT_JOB_UNIQUE = f"""
+INSERT INTO jobs ({_JOB_INSERT_COLUMNS})
+VALUES ({", ".join(["%s"] * 26)})
+ON CONFLICT (unique_lock) WHERE unique_lock IS NOT NULL DO NOTHING
 RETURNING id
 """
 RESERVE_JOB_IDS = "SELECT nextval('jobs_id_seq') FROM generate_series(1, %s)"
-INSERT_JOB_WITH_ID = """
-INSERT INTO jobs (id, queue, name, payload, status, priority, max_attempts, backoff, timeout,
-                  run_at, expires_at, parent_id, batch_id, tags, context, error,
-                  on_dependency_failure, on_child_failure, created_at, updated_at, finished_at,
-                  kind)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT_JOB_WITH_ID = f"""
+INSERT INTO jobs (id, {_JOB_INSERT_COLUMNS})
+VALUES ({", ".join(["%s"] * 27)})
 """
 INSERT_DEP = "INSERT INTO job_deps (job_id, depends_on) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 INSERT_EVENT = """
@@ -255,6 +261,49 @@ SELECT EXISTS (SELECT 1 FROM jobs WHERE parent_id = %s
 """
 CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = %s"
 CHILDREN_IDS_ONLY = "SELECT id FROM jobs WHERE parent_id = %s ORDER BY id"
+
+# -- limits --------------------------------------------------------------------------------
+# Locked: the limited claims of one queue take turns across daemons (QUEUE_CLAIM_GET, read
+# by every claim, takes no lock: a queue without limits never waits on its row).
+QUEUE_CLAIM_LOCK = """
+SELECT name, paused, max_running, rate_count, rate_period, rate_burst, rate_tokens, rate_at,
+       keyed
+FROM queues WHERE name = %(queue)s FOR UPDATE
+"""
+# Locked in key order: the key limits span queues, so keyed claims of every queue take turns.
+CLAIM_CONCURRENCY_LIMITS = "SELECT key, max_running FROM concurrency_limits ORDER BY key FOR UPDATE"
+# As SQLite's, and the outer statement checks `pending` again: rows are not locked by the
+# inner select (FOR UPDATE does not go with window functions), so a row that another
+# transaction changed meanwhile is re-read by PostgreSQL and passed over.
+CLAIM_KEYED = f"""
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = %(worker)s,
+    heartbeat_at = %(now)s, started_at = %(now)s, updated_at = %(now)s, error = NULL,
+    progress = NULL, progress_message = NULL
+WHERE status = 'pending' AND id IN (
+    SELECT r.id FROM (
+        SELECT c.id, c.concurrency_key,
+               ROW_NUMBER() OVER (PARTITION BY c.concurrency_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS nth
+        FROM (
+            SELECT id, priority, run_at, concurrency_key FROM jobs
+            WHERE queue = %(queue)s AND status = 'pending'
+              AND (concurrency_key IS NULL OR concurrency_key NOT IN (
+                    SELECT f.key FROM concurrency_limits f
+                    WHERE f.max_running <= (SELECT COUNT(*) FROM jobs k
+                        WHERE k.concurrency_key = f.key AND k.status = 'running')))
+            ORDER BY priority DESC, run_at, id
+            LIMIT %(n)s
+        ) AS c
+    ) AS r
+    LEFT JOIN concurrency_limits l ON l.key = r.concurrency_key
+    WHERE l.key IS NULL
+       OR r.nth <= l.max_running - (SELECT COUNT(*) FROM jobs k
+                                    WHERE k.concurrency_key = r.concurrency_key
+                                      AND k.status = 'running')
+)
+RETURNING {JOB_COLUMNS}
+"""
 
 # -- the agent registry --------------------------------------------------------------------
 WORKER_REGISTER = """

@@ -145,6 +145,14 @@ SELECT name, paused, max_running, rate_count, rate_period, rate_burst, rate_toke
        keyed
 FROM queues WHERE name = ?
 """
+# The same row, read again first by a claim that limits apply to. PostgreSQL locks it here,
+# so that the limited claims of one queue take turns across daemons (and see each other's
+# running jobs), while the plain claim of a queue without limits never waits on it.
+QUEUE_CLAIM_LOCK = """
+SELECT q.name, q.paused, q.max_running, q.rate_count, q.rate_period, q.rate_burst,
+       q.rate_tokens, q.rate_at, q.keyed
+FROM queues AS q WHERE q.name = :queue
+"""
 # Running jobs of the queue, and pending ones counted up to :n (the claim's wish).
 QUEUE_LOAD = """
 SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :queue AND status = 'running'),
