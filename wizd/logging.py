@@ -38,6 +38,22 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library (psycopg's pool, for one): their records
+    # become events of the same stream and format, at warning and above.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(max(LEVELS.get(level, logging.INFO), logging.WARNING))
+
+
+class _ToStructlog(logging.Handler):
+    """A standard-library log record as a structlog event named by its logger."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = structlog.get_logger("wizd").bind(logger=record.name)
+        method = getattr(log, record.levelname.lower(), log.warning)
+        method("library_log", message=record.getMessage())
 
 
 def _identity(_logger: Any, _name: str, event: Any) -> Any:

@@ -338,7 +338,9 @@ class Supervisor:
         return None
 
     # -- background activities -------------------------------------------------------------
-    async def _every(self, activity: str, interval: float, step: Callable[[], Any]) -> None:
+    async def _every(
+        self, activity: str, interval: float | Callable[[], float], step: Callable[[], Any]
+    ) -> None:
         """Run `step` every `interval` seconds. While the store is away (a StoreError), log
         each attempt and try again after a backoff; running jobs are left alone meanwhile."""
         failures = 0
@@ -360,7 +362,7 @@ class Supervisor:
             if failures:
                 self.log.info("store_reachable", activity=activity, after_failures=failures)
                 failures = 0
-            await anyio.sleep(interval)
+            await anyio.sleep(interval() if callable(interval) else interval)
 
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval
@@ -455,7 +457,10 @@ class Supervisor:
         at once safely: the store enqueues each occurrence once, whoever fires it first."""
         store = self.queue.store
         poll = self.settings.poll_interval
-        while True:
+        wait = 0.0  # till the next look (the soonest occurrence, at most a poll interval)
+
+        async def fire() -> None:
+            nonlocal wait
             due = await store.next_schedule_due()
             if due is not None and due <= time.time():
                 fired = await store.fire_schedules()
@@ -479,8 +484,9 @@ class Supervisor:
                 if self.metrics is not None:
                     self.metrics.scheduled(len(fired.jobs), fired.missed, fired.duplicates)
                 due = await store.next_schedule_due()
-            wait = poll if due is None else min(poll, due - time.time())
-            await anyio.sleep(max(wait, SCHEDULER_MIN_SLEEP))
+            wait = max(poll if due is None else min(poll, due - time.time()), SCHEDULER_MIN_SLEEP)
+
+        await self._every("scheduler", lambda: wait, fire)
 
     async def _retention(self) -> None:
         s = self.settings
