@@ -1,7 +1,8 @@
-"""Acceptance tests of the scheduling controls across processes: real `wizd` daemons on one
-SQLite file racing on a schedule, client processes racing on a unique key, a rate limit
-and a max_running limit held across two daemons. Nothing synchronises on a sleep: each
-test waits (with a deadline) for what the daemons log or write."""
+"""Acceptance tests of the scheduling controls across processes: real `wizd` daemons on
+one store (a SQLite file, a PostgreSQL schema: each test runs on both) racing on a
+schedule, client processes racing on a unique key, a rate limit and a max_running limit
+held across two daemons. Nothing synchronises on a sleep: each test waits (with a
+deadline) for what the daemons log or write."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 import textwrap
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,23 @@ pytestmark = pytest.mark.slow
 
 APP = "accept_scheduling:researcher"
 FINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """Daemons on a SQLite file, or on a PostgreSQL schema of the test's own."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    h = Harness(tmp_path, url)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def queue(harness: Harness) -> Iterator[wizd.SyncQueue]:
+    with wizd.connect_sync(str(harness.db)) as q:
+        yield q
 
 
 def jobs_named(q: wizd.SyncQueue, name: str) -> list[wizd.Job]:
