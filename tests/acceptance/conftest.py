@@ -262,13 +262,20 @@ class Harness:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
+@contextlib.contextmanager
+def open_harness(tmp_path: Path, database: str | None = None) -> Iterator[Harness]:
+    """A harness on a SQLite file in `tmp_path`, or on `database`; daemons killed after."""
+    h = Harness(tmp_path, database)
     try:
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    with open_harness(tmp_path) as h:
+        yield h
 
 
 @pytest.fixture

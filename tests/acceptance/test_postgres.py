@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 import wizd
-from tests.acceptance.conftest import AGENT, Harness, wait_until
+from tests.acceptance.conftest import AGENT, Harness, open_harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,8 @@ pytestmark = pytest.mark.slow
 def pg_harness(tmp_path: Path, postgres_url: str) -> Iterator[Harness]:
     # Daemons connect under their own application_name, so a test can cut their connections
     # and not its own.
-    h = Harness(tmp_path, f"{postgres_url}&application_name=wizd-daemon")
-    try:
+    with open_harness(tmp_path, f"{postgres_url}&application_name=wizd-daemon") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wizd
 
-from .conftest import AGENT, Daemon, Harness, daemon_env, wait_until
+from .conftest import AGENT, Daemon, Harness, daemon_env, open_harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +36,8 @@ FINAL = {"completed", "failed", "cancelled"}
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """Daemons on a SQLite file, or on a PostgreSQL schema of the test's own."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    h = Harness(tmp_path, url)
-    try:
+    with open_harness(tmp_path, url) as h:
         yield h
-    finally:
-        h.close()
-
-
-@pytest.fixture
-def queue(harness: Harness) -> Iterator[wizd.SyncQueue]:
-    with wizd.connect_sync(str(harness.db)) as q:
-        yield q
 
 
 def jobs_named(q: wizd.SyncQueue, name: str) -> list[wizd.Job]:

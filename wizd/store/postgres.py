@@ -19,7 +19,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +29,7 @@ from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
+from wizd.store.migrations import bundled
 from wizd.store.sql import SQLStore
 
 try:
@@ -50,12 +50,7 @@ LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of every bundled PostgreSQL migration, in order."""
-    found = []
-    for entry in (resources.files("wizd.store.migrations") / "postgres").iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return bundled("postgres")
 
 
 LATEST_VERSION = max(v for v, _, _ in migrations())

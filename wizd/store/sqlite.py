@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
@@ -22,6 +21,7 @@ import anyio
 from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import sqlite_queries as Q
+from wizd.store.migrations import bundled
 from wizd.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -29,13 +29,8 @@ CHANGE_CHECK_INTERVAL = 0.004  # seconds between cross-process change checks
 
 
 def migrations() -> list[tuple[int, str, str]]:
-    """(version, file name, SQL) of every bundled migration, in order."""
-    found = []
-    for entry in (resources.files("wizd.store.migrations") / "sqlite").iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    """(version, file name, SQL) of every bundled SQLite migration, in order."""
+    return bundled("sqlite")
 
 
 LATEST_VERSION = max(v for v, _, _ in migrations())
