@@ -634,3 +634,32 @@ async def test_a_write_failing_in_the_database_spoils_no_concurrent_write(q: wiz
     assert outcomes["first"] == outcomes["second"] == "ok"
     assert outcomes["bad"] != "ok"
     assert sorted(j.payload["key"] for j in await q.list()) == ["first", "second"]
+
+
+async def test_concurrent_enqueues_sharing_one_group_each_get_their_own_jobs(
+    q: wizd.Queue, store: Store
+) -> None:
+    first = await q.enqueue("t", {"i": -1})
+    got: dict[int, list[Job]] = {}
+
+    async def one(i: int) -> None:
+        if i % 10 == 5:  # a job with a link goes in the same group, between plain ones
+            got[i] = [await q.enqueue("t", {"i": i}, depends_on=[first.id])]
+        elif i % 10 == 7:
+            items = [{"name": "t", "payload": {"i": i, "n": n}} for n in range(2)]
+            got[i] = await q.enqueue_many(items)
+        else:
+            got[i] = [await q.enqueue("t", {"i": i})]
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(one, i)
+
+    for i, jobs in got.items():
+        assert [j.payload["i"] for j in jobs] == [i] * len(jobs)
+        for job in jobs:
+            assert await store.get(job.id) == job
+    assert [j.status for j in got[5]] == [S.WAITING]
+    assert [len(got[i]) for i in (7, 17)] == [2, 2]
+    ids = [j.id for jobs in got.values() for j in jobs]
+    assert len(set(ids)) == len(ids) == 44

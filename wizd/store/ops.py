@@ -47,7 +47,7 @@ class Limits:
 def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = None) -> list[Job]:
     """Insert every item (and the children each carries) or raise before committing."""
     inserter = Inserter(c, now, limits or Limits())
-    if len(items) > 1 and all(_plain(new) for new in items):
+    if len(items) > 1 and all(is_plain(new) for new in items):
         inserter.insert_plain(items)
         rowmap.events(c, now, inserter.events)
         return inserter.created
@@ -84,7 +84,8 @@ class _Row:
     values: tuple[Any, ...] = ()
 
 
-def _plain(new: NewJob) -> bool:
+def is_plain(new: NewJob) -> bool:
+    """No links and no unique key: a job that many can be inserted with at once."""
     return not (
         new.depends_on or new.depends_on_index or new.parent_id or new.children or new.unique_key
     )
