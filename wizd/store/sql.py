@@ -156,7 +156,7 @@ class SQLStore:
     def _hand_over(self) -> None:
         """Wake the first queued caller so that it runs the next group."""
         if self._pending and not self._flushing:
-            self._pending[0][1].event.set()
+            self._pending[0][1].wake()
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -494,20 +494,24 @@ class _Waiter:
     __slots__ = ("_error", "_value", "done", "event")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.event: anyio.Event | None = None  # made when its caller has to wait
         self.done = False
         self._value: Any = None
         self._error: BaseException | None = None
 
+    def wake(self) -> None:
+        if self.event is not None:
+            self.event.set()
+
     def succeed(self, value: Any) -> None:
         self._value = value
         self.done = True
-        self.event.set()
+        self.wake()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
         self.done = True
-        self.event.set()
+        self.wake()
 
     def outcome(self) -> Any:
         if self._error is not None:
