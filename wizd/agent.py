@@ -83,6 +83,7 @@ class Agent:
     def __init__(self, name: str) -> None:
         self.name = check_identifier("agent", name)
         self.processors: dict[str, Processor] = {}
+        self._async: dict[str, bool] = {}  # decided once per processor, read once per job
 
     def processor(self, name: str | None = None) -> Callable[[Processor], Processor]:
         def register(fn: Processor) -> Processor:
@@ -98,12 +99,12 @@ class Agent:
         if not callable(fn):
             raise InvalidJob("processor", f"{name!r} is not callable")
         self.processors[name] = fn
-
-    def is_async(self, name: str) -> bool:
-        fn = self.processors[name]
-        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        self._async[name] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
         )
+
+    def is_async(self, name: str) -> bool:
+        return self._async[name]
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, processors={sorted(self.processors)})"

@@ -10,6 +10,7 @@ for the whole batch).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -105,6 +106,8 @@ class QueueWorker:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.log = log.bind(queue=self.name, worker_id=worker_id)
+        is_enabled = getattr(self.log, "is_enabled_for", None)
+        self._log_info = bool(is_enabled(logging.INFO)) if is_enabled is not None else True
         self.hooks: Hooks = hooks or NoHooks()
         self.runs: dict[int, Run] = {}
         self._wake = anyio.Event()
@@ -336,48 +339,57 @@ class QueueWorker:
     async def _record(self, run: Run, finish: Finish | None) -> None:
         job = run.job
         elapsed = time.monotonic() - run.started
-        fields = _job_fields(job)
         if finish is None:
-            self.log.warning("job_lost", reason=run.stop_reason or "lost", **fields)
+            self.log.warning("job_lost", reason=run.stop_reason or "lost", **_job_fields(job))
             self.hooks.job_finished(job, "lost", elapsed)
             return
-        owned = await self._write_finish_retrying(finish, fields)
+        try:
+            owned: bool | None = await self._write_finish(finish)
+        except StoreError as exc:
+            owned = await self._write_finish_retrying(finish, _job_fields(job), exc)
         if owned is None:
             return
         if not owned:
+            fields = _job_fields(job)
             self.log.warning("job_finish_rejected", reason="no longer owned", **fields)
             self.hooks.job_finished(job, "lost", elapsed)
             return
         outcome = finish.outcome
         if outcome == "failed":
-            self.log.warning("job_failed", error=finish.error, seconds=round(elapsed, 6), **fields)
-        else:
-            self.log.info(f"job_{_PAST.get(outcome, outcome)}", seconds=round(elapsed, 6), **fields)
+            self.log.warning(
+                "job_failed", error=finish.error, seconds=round(elapsed, 6), **_job_fields(job)
+            )
+        elif self._log_info:  # one line per job: skipped whole when info is not logged
+            event = f"job_{_PAST.get(outcome, outcome)}"
+            self.log.info(event, seconds=round(elapsed, 6), **_job_fields(job))
         self.hooks.job_finished(job, outcome, elapsed)
 
-    async def _write_finish_retrying(self, finish: Finish, fields: dict[str, Any]) -> bool | None:
-        """_write_finish, again after a backoff while the store is away (up to
-        FINISH_RETRY_FOR seconds); None if it never got through. The run then stays
-        `running` in the store and the reaper retries it after the hung timeout: not lost."""
+    async def _write_finish_retrying(
+        self, finish: Finish, fields: dict[str, Any], exc: StoreError
+    ) -> bool | None:
+        """After `exc` failed it: _write_finish again after a backoff while the store is
+        away (up to FINISH_RETRY_FOR seconds); None if it never got through. The run then
+        stays `running` in the store and the reaper retries it after the hung timeout."""
         deadline = time.monotonic() + FINISH_RETRY_FOR
         failures = 0
         while True:
+            failures += 1
+            delay = backoff(failures)
+            gives_up = time.monotonic() + delay > deadline
+            self.log.error(
+                "job_finish_failed",
+                error=str(exc),
+                consecutive=failures,
+                retry_in=None if gives_up else delay,
+                **fields,
+            )
+            if gives_up:
+                return None
+            await anyio.sleep(delay)
             try:
                 return await self._write_finish(finish)
-            except StoreError as exc:
-                failures += 1
-                delay = backoff(failures)
-                gives_up = time.monotonic() + delay > deadline
-                self.log.error(
-                    "job_finish_failed",
-                    error=str(exc),
-                    consecutive=failures,
-                    retry_in=None if gives_up else delay,
-                    **fields,
-                )
-                if gives_up:
-                    return None
-                await anyio.sleep(delay)
+            except StoreError as again:
+                exc = again
 
     async def _write_finish(self, finish: Finish) -> bool:
         """Write `finish` in the next batch of this queue's finishes; True if the run was
