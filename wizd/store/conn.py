@@ -46,6 +46,16 @@ def expand(c: Conn, sql: str, n: int, width: int = 1) -> str:
     return sql.format(items=", ".join([item] * n))
 
 
+def insert_many(c: Conn, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run a named INSERT … VALUES (…) statement once per row: SQLite's executemany, or
+    (a connection with its own insert_many) one multi-row statement per chunk of rows."""
+    own = getattr(c, "insert_many", None)
+    if own is not None:
+        own(sql, rows)
+    else:
+        c.executemany(sql, rows)
+
+
 def group_cache(c: Conn) -> dict[Any, Any]:
     """The current group transaction's cache (queue defaults read once per group, not once
     per job); a throwaway dict on a connection that keeps none."""

@@ -33,7 +33,7 @@ from wizd.store import flows, limits
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Interrupted
-from wizd.store.conn import Conn, expand, group_cache
+from wizd.store.conn import Conn, expand, group_cache, insert_many
 
 S = JobStatus
 
@@ -188,7 +188,7 @@ class Inserter:
         rows = [self.prepare(new, [], None) for new in items]
         ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
         pairs = list(zip(ids, rows, strict=True))
-        self.c.executemany(Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
+        insert_many(self.c, Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
         for job_id, row in pairs:
             self.record(row, job_id)
 

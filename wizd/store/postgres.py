@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - checked when a postgresql:// URL is op
 
 T = TypeVar("T")
 SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+MAX_PARAMS = 30_000  # parameters per statement (PostgreSQL allows 65,535)
 RETRIES = 8  # deadlocks with another daemon's transaction, run again
 CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged before use
 LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
@@ -171,6 +172,20 @@ class PgConn:
         )
         return Expanded(_NAMED[sqlite_sql].format(items=", ".join([item] * n)))
 
+    def insert_many(self, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """wizd.store.conn.insert_many: one INSERT with many VALUES rows per chunk (a round
+        trip and a statement per chunk instead of per row)."""
+        if not rows:
+            return
+        head, _, row = _NAMED[sqlite_sql].rpartition("VALUES")
+        row = row.strip()
+        size = max(1, MAX_PARAMS // len(rows[0]))
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            sql = Expanded(f"{head}VALUES {', '.join([row] * len(chunk))}")
+            self.conn.execute(sql, [value for values in chunk for value in values])
+            self.changes += len(chunk)
+
     @property
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != TransactionStatus.IDLE
@@ -180,6 +195,7 @@ class PostgresStore(SQLStore):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
+    parallel_groups = 4
     database_failures = (
         (psycopg.OperationalError, psycopg.InterfaceError) if psycopg is not None else ()
     )

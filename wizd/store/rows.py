@@ -9,7 +9,7 @@ from typing import Any, cast
 from wizd.errors import JobNotFound
 from wizd.model import Backoff, Job, JobFilter, JobStatus, utc
 from wizd.store import sqlite_queries as Q
-from wizd.store.conn import Conn
+from wizd.store.conn import Conn, insert_many
 
 S = JobStatus
 
@@ -36,7 +36,7 @@ def events(
     if len(batch) == 1:  # execute costs less than executemany for a single row
         c.execute(Q.INSERT_EVENT, batch[0])
     elif batch:
-        c.executemany(Q.INSERT_EVENT, batch)
+        insert_many(c, Q.INSERT_EVENT, batch)
 
 
 def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:

@@ -108,6 +108,9 @@ CREATE TABLE job_count_deltas (
 -- the queue's name; PostgreSQL folds identical notifications of a transaction into one).
 CREATE FUNCTION wizd_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows) THEN  -- a statement that changed no row
+        RETURN NULL;
+    END IF;
     INSERT INTO job_count_deltas (queue, status, n)
     SELECT queue, status, COUNT(*) FROM new_rows GROUP BY queue, status;
     PERFORM pg_notify('wizd_' || TG_TABLE_SCHEMA, q)
@@ -117,6 +120,9 @@ END $$;
 
 CREATE FUNCTION wizd_jobs_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows) THEN  -- e.g. a promotion that found nothing due
+        RETURN NULL;
+    END IF;
     INSERT INTO job_count_deltas (queue, status, n)
     SELECT queue, status, SUM(n) FROM (
         SELECT queue, status, 1 AS n FROM new_rows
@@ -131,6 +137,9 @@ END $$;
 
 CREATE FUNCTION wizd_jobs_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO job_count_deltas (queue, status, n)
     SELECT queue, status, -COUNT(*) FROM old_rows GROUP BY queue, status;
     RETURN NULL;
