@@ -1,0 +1,82 @@
+"""Smoke test of the comparison benchmark: `python -m bench run` at tiny sizes.
+
+It asserts only that the run did all its work: every system is in the results, every
+workload of every system verified (every job ran once and the store agrees) or is one of
+the few that are declared meaningless for that system, and the JSON, Markdown and PNG
+files were written. The figures themselves are not checked.
+
+It needs the bench extra (`pip install -e '.[bench]'`, which .ci/run installs) and the Redis
+and PostgreSQL servers on 127.0.0.1; without them it fails, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS = ["huey", "rq", "arq", "celery", "procrastinate", "pgqueuer", "matplotlib", "psutil"]
+SYSTEMS = [
+    "floor",
+    "wizd-sqlite",
+    "wizd-postgres",
+    "huey-sqlite",
+    "huey-redis",
+    "rq",
+    "arq",
+    "celery",
+    "procrastinate",
+    "pgqueuer",
+]
+NOT_APPLICABLE = {  # workloads that mean nothing for a system (reported as n/a with why)
+    "floor": {"burn_down_2", "steady_1", "steady_2", "rss_1", "rss_2"}
+    | {"sleep_1", "sleep_10", "sleep_100"},
+    "huey-sqlite": {"enqueue_bulk"},
+    "huey-redis": {"enqueue_bulk"},
+    "arq": {"enqueue_bulk"},
+    "celery": {"enqueue_bulk"},
+}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_run_verifies_every_workload_of_every_system(tmp_path: Path) -> None:
+    missing = [name for name in PEERS if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the bench extra is not installed (no {', '.join(missing)})")
+    if not (listening(6379) and listening(5432)):
+        pytest.fail("needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432")
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "run", "--quick", "--jobs", "200",
+               "--steady", "1", "--depth", "100", "--out", str(out)]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280)
+
+    assert (out / "quick.json").is_file(), run.stdout[-2000:] + run.stderr[-2000:]
+    results = json.loads((out / "quick.json").read_text())
+    assert (out / "quick.md").read_text().startswith("# Job queues compared")
+    assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(results["systems"]) == SYSTEMS
+    for key, system in results["systems"].items():
+        assert "error" not in system, f"{key}: {system['error']}"
+        assert set(system["workloads"]) == set(results["workloads"]), key
+        not_applicable = set()
+        for workload, figure in system["workloads"].items():
+            assert "error" not in figure, f"{key} {workload}: {figure['error']}"
+            if "na" in figure:
+                not_applicable.add(workload)
+            else:
+                assert figure["value"] > 0, f"{key} {workload}: {figure}"
+        assert not_applicable == NOT_APPLICABLE.get(key, set()), key
+    assert run.returncode == 0, run.stderr[-2000:]
