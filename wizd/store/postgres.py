@@ -195,7 +195,6 @@ class PostgresStore(SQLStore):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
-    parallel_groups = 4
     database_failures = (
         (psycopg.OperationalError, psycopg.InterfaceError) if psycopg is not None else ()
     )
@@ -319,7 +318,7 @@ class PostgresStore(SQLStore):
             try:
                 with self._pool.connection() as conn:
                     return fn(PgConn(conn))
-            except psycopg.errors.TransactionRollback:  # deadlock or serialization failure
+            except _RETRIED:  # a deadlock with another daemon's transaction
                 if attempt == RETRIES - 1:
                     raise
                 time.sleep(0.001 * 2**attempt)
@@ -414,6 +413,13 @@ class PostgresStore(SQLStore):
             with anyio.CancelScope(shield=True):
                 await self._listen.close()
         self._listen = None
+
+
+_RETRIED: tuple[type[BaseException], ...] = (
+    (psycopg.errors.DeadlockDetected, psycopg.errors.TransactionRollback)
+    if psycopg is not None
+    else ()
+)
 
 
 def _fold_counts(c: PgConn, now: float) -> None:
