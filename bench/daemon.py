@@ -140,9 +140,11 @@ def burn_down(n: int, concurrency: int) -> tuple[float, int]:
         return rate, daemon.peak_rss
 
 
-def pickup_latency(samples: int) -> tuple[float, float]:
+def pickup_latency(samples: int, database: str | None = None) -> tuple[float, float]:
+    """p50 and p99 of enqueue commit -> processor start, one job at a time, idle daemon
+    (on a fresh SQLite file, or on `database`)."""
     with workspace() as folder:
-        db = folder / "latency.db"
+        db = database or folder / "latency.db"
         with wizd.connect_sync(str(db)):
             pass
         daemon = Daemon(folder, db, "--concurrency", "4")
@@ -163,7 +165,7 @@ def pickup_latency(samples: int) -> tuple[float, float]:
         finally:
             daemon.stop()
     latencies.sort()
-    return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    return statistics.median(latencies), latencies[max(int(len(latencies) * 0.99) - 1, 0)]
 
 
 def memory(queued: int) -> tuple[int, int]:

@@ -16,7 +16,6 @@ printed; nothing is asserted. The peers on the same server: `python -m bench run
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import uuid
@@ -27,6 +26,7 @@ from contextlib import contextmanager
 import psycopg
 
 import wizd
+from bench import daemon as daemon_bench
 from bench.daemon import Daemon, fill, workspace
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -86,28 +86,8 @@ def burn_down(database_url: str, n: int, daemons: int, concurrency: int = 100) -
 
 
 def pickup_latency(database_url: str, samples: int) -> tuple[float, float]:
-    with workspace() as folder, schema(database_url) as url:
-        with wizd.connect_sync(url):
-            pass
-        daemon = Daemon(folder, url, "--concurrency", "4")
-        latencies = []
-        try:
-            daemon.wait_ready(60)
-            with wizd.connect_sync(url) as q:
-                for i in range(samples):
-                    time.sleep(0.01 + (i % 5) * 0.01)  # an idle daemon between jobs
-                    job = q.enqueue("stamp", {}, queue="bench")
-                    committed = time.time()
-                    while True:
-                        got = q.get(job.id)
-                        if got.status is wizd.JobStatus.COMPLETED:
-                            break
-                        time.sleep(0.002)
-                    latencies.append(got.result["started"] - committed)
-        finally:
-            daemon.stop()
-    latencies.sort()
-    return statistics.median(latencies), latencies[max(int(len(latencies) * 0.99) - 1, 0)]
+    with schema(database_url) as url:
+        return daemon_bench.pickup_latency(samples, url)
 
 
 def main() -> None:
