@@ -31,7 +31,6 @@ INSERT INTO job_counts (queue, status, n)
 SELECT queue, status, SUM(n) FROM moved GROUP BY queue, status
 ON CONFLICT (queue, status) DO UPDATE SET n = job_counts.n + excluded.n
 """
-SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 # -- enqueue -------------------------------------------------------------------------------
 _JOB_INSERT_COLUMNS = """queue, name, payload, status, priority, max_attempts, backoff, timeout,

@@ -56,9 +56,6 @@ class SQLStore:
     # Exceptions that mean the database failed (locked, I/O, connection lost) rather than
     # that one op refused its input: they fail the whole group.
     database_failures: ClassVar[tuple[type[BaseException], ...]] = ()
-    # Group commits one process may run at once: SQLite has one writer; a server database
-    # runs several transactions in parallel (each on a connection of its own).
-    parallel_groups: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -70,7 +67,7 @@ class SQLStore:
         self.clock = clock
         self.limits = ops.Limits(max_depth, max_children)
         self._pending: list[tuple[Op[Any], _Waiter]] = []
-        self._flushing = 0  # group commits running right now
+        self._flushing = False  # a caller is running a group commit right now
         self._open = False
         self._closed = False
         self._committed = anyio.Event()
@@ -125,11 +122,10 @@ class SQLStore:
     async def _write(self, op: Op[T]) -> T:
         """Run `op` in the next group commit and return its own outcome.
 
-        There is no writer task: whoever finds no group commit running (fewer than
-        `parallel_groups`) runs one, for every op queued so far, then hands the lead to the
-        next queued caller. Ops that arrive while a group runs go into the next group, so
-        one transaction (and one fsync) serves everything that arrived within a commit's
-        time."""
+        There is no writer task: whoever finds no group commit running runs one, for every
+        op queued so far, then hands the lead to the next queued caller. Ops that arrive
+        while a group runs go into the next group, so one transaction (and one fsync)
+        serves everything that arrived within a commit's time."""
         if not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
         waiter = _Waiter()
@@ -137,18 +133,18 @@ class SQLStore:
         self._pending.append(entry)
         try:
             while not waiter.done:
-                if waiter.taken or self._flushing >= self.parallel_groups:
+                if self._flushing:
                     waiter.event = anyio.Event()
                     await waiter.event.wait()
                     continue
-                self._flushing += 1
+                self._flushing = True
                 try:
                     with anyio.CancelScope(shield=True):  # a group runs to its end
                         # Callers that are ready to write in this same tick join the group.
                         await anyio.lowlevel.cancel_shielded_checkpoint()
                         await self._flush()
                 finally:
-                    self._flushing -= 1
+                    self._flushing = False
                     self._hand_over()
         except BaseException:
             if entry in self._pending:  # never started: it never will
@@ -159,15 +155,11 @@ class SQLStore:
 
     def _hand_over(self) -> None:
         """Wake the first queued caller so that it runs the next group."""
-        if self._pending and self._flushing < self.parallel_groups:
+        if self._pending and not self._flushing:
             self._pending[0][1].wake()
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:  # another group took them while this leader yielded
-            return
-        for _, waiter in batch:
-            waiter.taken = True
         ops = [op for op, _ in batch]
         try:
             outcomes, changed = await self._run_on_writer(
@@ -499,12 +491,11 @@ class _Refused(Exception):
 
 
 class _Waiter:
-    __slots__ = ("_error", "_value", "done", "event", "taken")
+    __slots__ = ("_error", "_value", "done", "event")
 
     def __init__(self) -> None:
         self.event: anyio.Event | None = None  # made when its caller has to wait
         self.done = False
-        self.taken = False  # in a group that runs now
         self._value: Any = None
         self._error: BaseException | None = None
 
