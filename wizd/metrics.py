@@ -49,6 +49,7 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.processed = Counter(
             "wizd_jobs_processed",
             "Runs that ended, by outcome (completed, failed, later, requeue, cancelled, "
@@ -125,18 +126,26 @@ class Metrics:
         )
 
     # -- Hooks -----------------------------------------------------------------------------
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(*labels), looked up once per label set (these run once per job)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def job_started(self, job: Job, wait_seconds: float) -> None:
-        self.wait_seconds.labels(job.queue).observe(wait_seconds)
+        self._child(self.wait_seconds, job.queue).observe(wait_seconds)
 
     def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None:
-        self.processed.labels(job.queue, job.name, outcome).inc()
-        self.run_seconds.labels(job.queue, job.name).observe(run_seconds)
+        self._child(self.processed, job.queue, job.name, outcome).inc()
+        self._child(self.run_seconds, job.queue, job.name).observe(run_seconds)
         if outcome == "failed" and job.attempt < job.max_attempts:
-            self.retries.labels(job.queue, job.name).inc()
+            self._child(self.retries, job.queue, job.name).inc()
 
     def slots(self, queue: str, busy: int, total: int) -> None:
-        self.slots_gauge.labels(queue, "busy").set(busy)
-        self.slots_gauge.labels(queue, "idle").set(max(total - busy, 0))
+        self._child(self.slots_gauge, queue, "busy").set(busy)
+        self._child(self.slots_gauge, queue, "idle").set(max(total - busy, 0))
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
         self.recovered_total.labels(queue, reason).inc(n)

@@ -10,8 +10,8 @@ import json
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -420,6 +420,22 @@ class Job:
                 value = list(value)
             out[name] = value
         return out
+
+
+def _job_builder() -> Callable[[Sequence[Any]], Job]:
+    """Job from all its field values in declaration order, set slot by slot: what the
+    frozen __init__ does, without a keyword call and an object.__setattr__ per field (a
+    claim builds a hundred jobs at a time; this takes a third of the time)."""
+    names = [f.name for f in fields(Job)]
+    namespace: dict[str, Any] = {"new": object.__new__, "Job": Job}
+    namespace.update({f"set_{name}": getattr(Job, name).__set__ for name in names})
+    body = "".join(f"    set_{name}(job, values[{i}])\n" for i, name in enumerate(names))
+    exec(f"def build(values):\n    job = new(Job)\n{body}    return job\n", namespace)
+    build: Callable[[Sequence[Any]], Job] = namespace["build"]
+    return build
+
+
+build_job = _job_builder()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 A claimer fills free slots only (one claim call for all of them) and hands the claimed runs
 to a fixed pool of `concurrency` runner tasks; every job runs in its own cancel scope with
-its timeout; the status write that ends a run is shielded from cancellation, fenced by the
-store, and batched with the other runs of this queue that end meanwhile (one store call
-for the whole batch).
+its timeout. A run's outcome goes to an outbox that one writer task writes in batches (one
+store call for the runs that ended meanwhile), shielded from cancellation and fenced by the
+store.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from wizd.agent import Agent, JobContext, WaitForChildren
 from wizd.errors import LostJob, RetryLater, StoreError
@@ -72,21 +71,15 @@ class Run:
     ctx: JobContext | None = None
 
 
-class _Batch:
-    """Finish writes of runs that ended while the previous batch was being written."""
-
-    __slots__ = ("done", "error", "event", "items", "results")
-
-    def __init__(self) -> None:
-        self.items: list[Finish] = []
-        self.event = anyio.Event()  # set when done, or when its first waiter is to write it
-        self.done = False
-        self.results: list[bool] = []
-        self.error: BaseException | None = None
-
-
 class QueueWorker:
-    """Serves one queue with at most `concurrency` jobs at once."""
+    """Serves one queue with at most `concurrency` jobs at once.
+
+    A run's slot is free as soon as its processor returns: its outcome goes to the outbox,
+    which one writer task writes in batches (one store call each), while the run stays in
+    `runs` (heartbeated, stoppable) until its outcome is in the store. The claimer and the
+    writer wake in the same tick, so the store's group commit writes a batch of outcomes
+    and claims the jobs for their slots in one transaction.
+    """
 
     def __init__(
         self,
@@ -108,15 +101,17 @@ class QueueWorker:
         self.log = log.bind(queue=self.name, worker_id=worker_id)
         is_enabled = getattr(self.log, "is_enabled_for", None)
         self._log_info = bool(is_enabled(logging.INFO)) if is_enabled is not None else True
+        self._log_debug = bool(is_enabled(logging.DEBUG)) if is_enabled is not None else True
         self.hooks: Hooks = hooks or NoHooks()
-        self.runs: dict[int, Run] = {}
+        self.runs: dict[int, Run] = {}  # claimed and not yet written back
+        self._active = 0  # runs holding a slot: claimed, processor not yet returned
         self._wake = anyio.Event()
         self._ended: anyio.Event | None = None  # created by drained() when it waits
         self._claiming = True
         self._failures = 0
-        self._outbox = _Batch()
-        self._writing = False  # a runner is writing a batch of finishes right now
-        self._written: anyio.Event | None = None  # created by the claimer when it waits
+        self._outbox: list[tuple[Run, Finish]] = []  # outcomes waiting for the writer
+        self._to_write = anyio.Event()  # set when the outbox fills or the runners end
+        self._runners = 0
         self._backlog: deque[Run] = deque()  # claimed, waiting for a runner
         self._ready: anyio.Event | None = None  # set when runs join the backlog
         self._no_more_runs = False
@@ -154,7 +149,7 @@ class QueueWorker:
         return (r for r in self.runs.values() if r.started < claimed_before)
 
     async def drained(self) -> None:
-        """Return once no job of this queue is running."""
+        """Return once no job of this queue is running or waiting to be written."""
         while self.runs:
             if self._ended is None:
                 self._ended = anyio.Event()
@@ -165,50 +160,54 @@ class QueueWorker:
         self.hooks.slots(self.name, 0, self.concurrency)
         try:
             async with anyio.create_task_group() as tg:
+                self._runners = self.concurrency
                 for _ in range(self.concurrency):
                     tg.start_soon(self._runner)
+                tg.start_soon(self._writer)
                 try:
-                    while self._claiming:
-                        self._wake = anyio.Event()
-                        if self._writing:
-                            # Runs are ending: claim for their slots too, in the same call.
-                            self._written = anyio.Event()
-                            await self._written.wait()
-                        free = self.concurrency - len(self.runs)
-                        self._rate_wait = None
-                        if free > 0:
-                            runs = await self._claim(free)
-                            for run in runs:
-                                if not self._claiming:  # stop arrived during the claim
-                                    run.stop_reason = "shutdown"
-                                    run.scope.cancel()
-                            self._dispatch(runs)
-                        if not self._claiming:
-                            break
-                        if self._rate_wait is not None:
-                            # Only time frees the next job: commits elsewhere cannot.
-                            with anyio.move_on_after(min(self.poll_interval, self._rate_wait)):
-                                await self._stop.wait()
-                            continue
-                        # After a store failure, wait out the backoff (a wake from a run
-                        # ending must not turn it into a tight retry loop).
-                        wait = backoff(self._failures) if self._failures else self.poll_interval
-                        with anyio.move_on_after(wait):
-                            await self._wake.wait()
-                            while self._failures and self._claiming:
-                                self._wake = anyio.Event()
-                                await self._wake.wait()
+                    await self._claimer()
                 finally:
                     self._no_more_runs = True
                     self._dispatch([])
         finally:
-            # Runs claimed but never picked up by a runner (the pool was cancelled): give
-            # them back without running them.
+            # Shielded: a shutdown must never leave a finished job looking `running`. Runs
+            # claimed but never picked up by a runner (the pool was cancelled) go back
+            # without running; outcomes the writer did not get to are written now.
             with anyio.CancelScope(shield=True):
                 while self._backlog:
                     run = self._backlog.popleft()
                     run.stop_reason = run.stop_reason or "shutdown"
-                    await self._end(run, self._stopped(run))
+                    self._ran(run, self._stopped(run))
+                while self._outbox:
+                    await self._write()
+
+    async def _claimer(self) -> None:
+        while self._claiming:
+            self._wake = anyio.Event()
+            free = self.concurrency - self._active
+            self._rate_wait = None
+            if free > 0:
+                runs = await self._claim(free)
+                for run in runs:
+                    if not self._claiming:  # stop arrived during the claim
+                        run.stop_reason = "shutdown"
+                        run.scope.cancel()
+                self._dispatch(runs)
+            if not self._claiming:
+                return
+            if self._rate_wait is not None:
+                # Only time frees the next job: commits elsewhere cannot.
+                with anyio.move_on_after(min(self.poll_interval, self._rate_wait)):
+                    await self._stop.wait()
+                continue
+            # After a store failure, wait out the backoff (a wake from a run ending must
+            # not turn it into a tight retry loop).
+            wait = backoff(self._failures) if self._failures else self.poll_interval
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+                while self._failures and self._claiming:
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
 
     def _dispatch(self, runs: list[Run]) -> None:
         self._backlog.extend(runs)
@@ -219,14 +218,19 @@ class QueueWorker:
     async def _runner(self) -> None:
         """One of the pool's `concurrency` tasks: runs claimed jobs one after another."""
         backlog = self._backlog
-        while True:
-            while backlog:
-                await self._run(backlog.popleft())
-            if self._no_more_runs:
-                return
-            if self._ready is None:
-                self._ready = anyio.Event()
-            await self._ready.wait()
+        try:
+            while True:
+                while backlog:
+                    await self._run(backlog.popleft())
+                if self._no_more_runs:
+                    return
+                if self._ready is None:
+                    self._ready = anyio.Event()
+                await self._ready.wait()
+        finally:
+            self._runners -= 1
+            if not self._runners:
+                self._to_write.set()  # the writer's last batch
 
     async def _claim(self, n: int) -> list[Run]:
         try:
@@ -246,18 +250,22 @@ class QueueWorker:
             self.log.info("claim_recovered", after_failures=self._failures)
         self._failures = 0
         self._throttled(jobs)
+        if not jobs:
+            return []
         now = time.time()
+        started = time.monotonic()
         runs = []
         for job in jobs:
-            run = Run(job, anyio.CancelScope(), time.monotonic())
+            run = Run(job, anyio.CancelScope(), started)
             # A job re-claimed while its lost run is still ending replaces it here; the old
-            # run's own bookkeeping below leaves the new one alone.
+            # run's own bookkeeping leaves the new one alone.
             self.runs[job.id] = run
             runs.append(run)
             self.hooks.job_started(job, max(now - job.run_at.timestamp(), 0.0))
-            self.log.debug("job_claimed", **_job_fields(job))
-        if jobs:
-            self.hooks.slots(self.name, len(self.runs), self.concurrency)
+            if self._log_debug:
+                self.log.debug("job_claimed", **_job_fields(job))
+        self._active += len(runs)
+        self.hooks.slots(self.name, self._active, self.concurrency)
         return runs
 
     def _throttled(self, claimed: Claimed) -> None:
@@ -281,20 +289,17 @@ class QueueWorker:
         finally:
             if finish is None:  # stopped by us, by the daemon's whole scope, or lost
                 finish = self._stopped(run)
-            # Shielded: a shutdown must never leave a finished job looking `running`.
-            with anyio.CancelScope(shield=True):
-                await self._end(run, finish)
+            self._ran(run, finish)  # no await: a cancelled runner still hands it over
 
-    async def _end(self, run: Run, finish: Finish | None) -> None:
-        job = run.job
-        await self._record(run, finish)
-        if self.runs.get(job.id) is run:
-            del self.runs[job.id]
-        self.hooks.slots(self.name, len(self.runs), self.concurrency)
+    def _ran(self, run: Run, finish: Finish | None) -> None:
+        """A run's processor is done: free its slot; its outcome goes to the writer."""
+        self._active -= 1
+        if finish is None:
+            self._lost(run, run.stop_reason or "lost")
+        else:
+            self._outbox.append((run, finish))
+            self._to_write.set()
         self._wake.set()
-        if self._ended is not None:
-            self._ended.set()
-            self._ended = None
 
     async def _execute(self, job: Job, run: Run) -> Finish | None:
         processor = self.agent.processors.get(job.name)
@@ -309,7 +314,7 @@ class QueueWorker:
         ctx = JobContext(job, self.queue, self.worker_id)
         run.ctx = ctx
         try:
-            with _deadline(job.timeout):
+            with _NO_DEADLINE if job.timeout is None else anyio.fail_after(job.timeout):
                 if self.agent.is_async(job.name):
                     result = await processor(ctx)
                 else:
@@ -336,19 +341,71 @@ class QueueWorker:
             return None  # cancelled or reaped: the store already holds its outcome
         return self._finish(run.job, "requeue", error="daemon shut down; not charged")
 
-    async def _record(self, run: Run, finish: Finish | None) -> None:
+    async def _writer(self) -> None:
+        """Write the outbox, a batch at a time, until the runners are gone and it is empty."""
+        while True:
+            if self._outbox:
+                # The claimer, woken by the same ends, claims for their slots in this tick:
+                # the store's group commit takes both calls into one transaction.
+                await self._write()
+            elif not self._runners:
+                return
+            else:
+                self._to_write = anyio.Event()
+                await self._to_write.wait()
+
+    async def _write(self) -> None:
+        """Write the outbox's outcomes in one store call (shielded: once taken from the
+        outbox, a batch is written to its end), then account for each run."""
+        batch, self._outbox = self._outbox, []
+        finishes = [finish for _, finish in batch]
+        with anyio.CancelScope(shield=True):
+            try:
+                owned: list[bool] | None = await self.queue.store.finish(finishes)
+            except StoreError as exc:
+                owned = await self._write_retrying(finishes, exc)
+        results: list[bool | None] = [None] * len(batch) if owned is None else list(owned)
+        for (run, finish), ours in zip(batch, results, strict=True):
+            self._written(run, finish, ours)
+        self.hooks.slots(self.name, self._active, self.concurrency)
+        if self._ended is not None:
+            self._ended.set()
+            self._ended = None
+
+    async def _write_retrying(self, finishes: list[Finish], exc: StoreError) -> list[bool] | None:
+        """After `exc` failed it: write the batch again after a backoff while the store is
+        away (up to FINISH_RETRY_FOR seconds); None if it never got through. Those runs
+        then stay `running` in the store and the reaper retries them after the hung
+        timeout."""
+        deadline = time.monotonic() + FINISH_RETRY_FOR
+        failures = 0
+        while True:
+            failures += 1
+            delay = backoff(failures)
+            gives_up = time.monotonic() + delay > deadline
+            self.log.error(
+                "job_finish_failed",
+                error=str(exc),
+                consecutive=failures,
+                retry_in=None if gives_up else delay,
+                jobs=len(finishes),
+                job_ids=[f.job_id for f in finishes[:20]],
+            )
+            if gives_up:
+                return None
+            await anyio.sleep(delay)
+            try:
+                return await self.queue.store.finish(finishes)
+            except StoreError as again:
+                exc = again
+
+    def _written(self, run: Run, finish: Finish, owned: bool | None) -> None:
         job = run.job
+        if self.runs.get(job.id) is run:
+            del self.runs[job.id]
+        if owned is None:  # never got through: logged by _write_retrying
+            return
         elapsed = time.monotonic() - run.started
-        if finish is None:
-            self.log.warning("job_lost", reason=run.stop_reason or "lost", **_job_fields(job))
-            self.hooks.job_finished(job, "lost", elapsed)
-            return
-        try:
-            owned: bool | None = await self._write_finish(finish)
-        except StoreError as exc:
-            owned = await self._write_finish_retrying(finish, _job_fields(job), exc)
-        if owned is None:
-            return
         if not owned:
             fields = _job_fields(job)
             self.log.warning("job_finish_rejected", reason="no longer owned", **fields)
@@ -364,68 +421,16 @@ class QueueWorker:
             self.log.info(event, seconds=round(elapsed, 6), **_job_fields(job))
         self.hooks.job_finished(job, outcome, elapsed)
 
-    async def _write_finish_retrying(
-        self, finish: Finish, fields: dict[str, Any], exc: StoreError
-    ) -> bool | None:
-        """After `exc` failed it: _write_finish again after a backoff while the store is
-        away (up to FINISH_RETRY_FOR seconds); None if it never got through. The run then
-        stays `running` in the store and the reaper retries it after the hung timeout."""
-        deadline = time.monotonic() + FINISH_RETRY_FOR
-        failures = 0
-        while True:
-            failures += 1
-            delay = backoff(failures)
-            gives_up = time.monotonic() + delay > deadline
-            self.log.error(
-                "job_finish_failed",
-                error=str(exc),
-                consecutive=failures,
-                retry_in=None if gives_up else delay,
-                **fields,
-            )
-            if gives_up:
-                return None
-            await anyio.sleep(delay)
-            try:
-                return await self._write_finish(finish)
-            except StoreError as again:
-                exc = again
-
-    async def _write_finish(self, finish: Finish) -> bool:
-        """Write `finish` in the next batch of this queue's finishes; True if the run was
-        still ours. The first waiter of a batch writes the whole of it in one store call
-        (callers are shielded, so a batch always runs to its end)."""
-        batch = self._outbox
-        index = len(batch.items)
-        batch.items.append(finish)
-        while not batch.done:
-            if self._writing:
-                if batch.event.is_set():  # woken to write it, but another waiter came first
-                    batch.event = anyio.Event()
-                await batch.event.wait()
-                continue
-            self._writing = True
-            try:
-                # Let the runs that are ready to end in this same tick join the batch first.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-                self._outbox = _Batch()
-                batch.results = await self.queue.store.finish(batch.items)
-            except BaseException as exc:
-                batch.error = exc
-            finally:
-                if self._outbox is batch:
-                    self._outbox = _Batch()
-                batch.done = True
-                self._writing = False
-                batch.event.set()
-                if self._outbox.items:  # wake the next batch: its first waiter writes it
-                    self._outbox.event.set()
-                if self._written is not None:
-                    self._written.set()
-                    self._written = None
-        if batch.error is not None:
-            raise batch.error
-        return batch.results[index]
+    def _lost(self, run: Run, reason: str) -> None:
+        """A run whose outcome the store already holds (cancelled or reaped elsewhere)."""
+        job = run.job
+        if self.runs.get(job.id) is run:
+            del self.runs[job.id]
+        self.log.warning("job_lost", reason=reason, **_job_fields(job))
+        self.hooks.job_finished(job, "lost", time.monotonic() - run.started)
+        if self._ended is not None:
+            self._ended.set()
+            self._ended = None
 
 
 _PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waiting_children"}
@@ -435,10 +440,4 @@ def _job_fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "queue": job.queue, "name": job.name, "attempt": job.attempt}
 
 
-@contextlib.contextmanager
-def _deadline(timeout: float | None) -> Iterator[None]:
-    if timeout is None:
-        yield
-    else:
-        with anyio.fail_after(timeout):
-            yield
+_NO_DEADLINE = contextlib.nullcontext()

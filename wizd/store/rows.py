@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from wizd.errors import JobNotFound
-from wizd.model import Backoff, Job, JobFilter, JobStatus, utc
+from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn, insert_many
 
@@ -39,40 +40,68 @@ def events(
         insert_many(c, Q.INSERT_EVENT, batch)
 
 
-def job_from_row(row: Sequence[Any], deps: tuple[int, ...] = ()) -> Job:
-    return Job(
-        id=row[0],
-        queue=row[1],
-        name=row[2],
-        payload=json.loads(row[3]),
-        status=S(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        backoff=Backoff.from_json(row[8]),
-        timeout=row[9],
-        run_at=cast(Any, utc(row[10])),
-        expires_at=utc(row[11]),
-        parent_id=row[12],
-        batch_id=row[13],
-        tags=() if row[14] == "[]" else tuple(json.loads(row[14])),
-        context=json.loads(row[15]) if row[15] is not None else None,
-        result=json.loads(row[16]) if row[16] is not None else None,
-        error=row[17],
-        progress=row[18],
-        progress_message=row[19],
-        worker_id=row[20],
-        heartbeat_at=utc(row[21]),
-        created_at=cast(Any, utc(row[22])),
-        updated_at=cast(Any, utc(row[23])),
-        started_at=utc(row[24]),
-        finished_at=utc(row[25]),
-        on_dependency_failure=row[26],
-        on_child_failure=row[27],
-        kind=row[28],
-        unique_key=row[29],
-        concurrency_key=row[30],
-        depends_on=deps,
+_STATUS = {status.value: status for status in S}
+
+
+def stamper() -> Callable[[float | None], datetime | None]:
+    """Converts timestamps to UTC datetimes, each distinct one once: the rows of one claim
+    share most of theirs (claimed, heartbeat and updated at the same now)."""
+    seen: dict[float, datetime] = {}
+
+    def at(ts: float | None) -> datetime | None:
+        if ts is None:
+            return None
+        stamp = seen.get(ts)
+        if stamp is None:
+            stamp = seen[ts] = datetime.fromtimestamp(ts, UTC)
+        return stamp
+
+    return at
+
+
+def job_from_row(
+    row: Sequence[Any],
+    deps: tuple[int, ...] = (),
+    at: Callable[[float | None], datetime | None] | None = None,
+) -> Job:
+    """A Job from a JOB_COLUMNS row."""
+    if at is None:
+        at = stamper()
+    return build_job(
+        (
+            row[0],  # id
+            row[1],  # queue
+            row[2],  # name
+            json.loads(row[3]),  # payload
+            _STATUS[row[4]],  # status
+            row[5],  # priority
+            row[6],  # attempt
+            row[7],  # max_attempts
+            Backoff.from_json(row[8]),  # backoff
+            row[9],  # timeout
+            at(row[10]),  # run_at
+            at(row[11]),  # expires_at
+            row[12],  # parent_id
+            row[13],  # batch_id
+            () if row[14] == "[]" else tuple(json.loads(row[14])),  # tags
+            json.loads(row[15]) if row[15] is not None else None,  # context
+            json.loads(row[16]) if row[16] is not None else None,  # result
+            row[17],  # error
+            row[18],  # progress
+            row[19],  # progress_message
+            row[20],  # worker_id
+            at(row[21]),  # heartbeat_at
+            at(row[22]),  # created_at
+            at(row[23]),  # updated_at
+            at(row[24]),  # started_at
+            at(row[25]),  # finished_at
+            row[26],  # on_dependency_failure
+            row[27],  # on_child_failure
+            row[28],  # kind
+            row[29],  # unique_key
+            row[30],  # concurrency_key
+            deps,  # depends_on
+        )
     )
 
 
@@ -86,7 +115,8 @@ def jobs(c: Conn, rows: Sequence[Sequence[Any]]) -> list[Job]:
         sql = Q.DEPS_OF_MANY.format(ids=",".join("?" * len(chunk)))
         for job_id, dep in c.execute(sql, chunk):
             deps.setdefault(job_id, []).append(dep)
-    return [job_from_row(r, tuple(deps.get(r[0], ()))) for r in rows]
+    at = stamper()
+    return [job_from_row(r, tuple(deps.get(r[0], ())), at) for r in rows]
 
 
 def get(c: Conn, job_id: int) -> Job:

@@ -56,7 +56,9 @@ class SQLiteConfig:
     path: str
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     busy_timeout: float = 5.0
-    cache_size_kib: int = 8_192  # per connection; two connections per process
+    # Page cache of the connection that writes; the one that reads keeps SQLite's default
+    # (2 MiB). The daemon's memory grows by about this much under load.
+    cache_size_kib: int = 4_096
     max_depth: int = MAX_DEPTH
     max_children: int = MAX_CHILDREN
     create: bool = True  # False: refuse a database file that does not exist yet
@@ -110,7 +112,7 @@ class SQLiteStore(SQLStore):
         """Connect, check the file is a wizd database we understand, migrate, start the writer."""
         if not self.memory:
             check_directory(self.config.path, self.config.create)
-        self._writer = await self._connect()
+        self._writer = await self._connect(self.config.cache_size_kib)
         try:
             await self._call(self._writer, self._migrate)
             if self.memory:
@@ -143,7 +145,7 @@ class SQLiteStore(SQLStore):
             if self._writer is not None:
                 await self._writer.close()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, cache_size_kib: int | None = None) -> aiosqlite.Connection:
         cfg = self.config
         try:
             conn = await aiosqlite.connect(
@@ -162,7 +164,8 @@ class SQLiteStore(SQLStore):
             for pragma in Q.PRAGMAS:
                 c.execute(pragma)
             c.execute(f"PRAGMA synchronous={cfg.synchronous}")
-            c.execute(f"PRAGMA cache_size=-{cfg.cache_size_kib}")
+            if cache_size_kib is not None:
+                c.execute(f"PRAGMA cache_size=-{cache_size_kib}")
 
         try:
             await self._call(conn, setup)
