@@ -66,6 +66,39 @@ async def test_claim_order_is_priority_then_run_at_then_id(
     assert {j.worker_id for j in rest} == {"w2"}
 
 
+async def test_claimed_and_enqueued_jobs_equal_the_jobs_read_back(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    """Jobs built by the hot path (enqueue's own record, a claim's rows) carry every field
+    as stored: the positional builders cannot put a value in the wrong field."""
+    parent = await q.enqueue("parent", start_waiting_children=True)
+    dep = await q.enqueue("dep")
+    job = await q.enqueue(
+        "full",
+        {"k": [1, 2]},
+        priority=4,
+        attempts=4,
+        backoff=Backoff.fixed(3.0),
+        timeout=60,
+        ttl=600,
+        tags=["a", "b"],
+        context={"trace": "t"},
+        parent=parent.id,
+        concurrency_key="key",
+        unique_key="u1",
+    )
+    assert job == await store.get(job.id)
+    claimed = await claim_one(store)  # `full`: the highest priority pending
+    assert (claimed.id, claimed.status, claimed.tags) == (job.id, S.RUNNING, ("a", "b"))
+    assert claimed == await store.get(job.id)
+    assert claimed.heartbeat_at == claimed.started_at == claimed.updated_at
+    after = await q.enqueue("after", depends_on=[dep.id])
+    await store.finish([done(await claim_one(store))])  # dep
+    running = await claim_one(store)
+    assert (running.id, running.depends_on) == (after.id, (dep.id,))
+    assert running == await store.get(after.id)
+
+
 async def test_claim_takes_at_most_n_and_only_from_its_queue(q: wizd.Queue, store: Store) -> None:
     for i in range(5):
         await q.enqueue("t", {"i": i}, queue="mine")

@@ -180,12 +180,17 @@ def check_attempts(value: object) -> int:
     return value
 
 
+# Compact JSON for what wizd stores; one encoder made once (json.dumps with options builds
+# a new JSONEncoder on every call).
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_payload(payload: object, limit: int, field_name: str = "payload") -> str:
     """The payload as compact JSON text; it must be a JSON object within `limit` bytes."""
     if not isinstance(payload, Mapping):
         raise InvalidJob(field_name, f"must be a JSON object, got {type(payload).__name__}")
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = compact_json(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
     size = len(text.encode())
@@ -196,7 +201,7 @@ def encode_payload(payload: object, limit: int, field_name: str = "payload") -> 
 
 def encode_json(value: object, field_name: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return compact_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
 

@@ -26,6 +26,7 @@ from wizd.model import (
     JobOptions,
     JobStatus,
     NewJob,
+    build_job,
     states_text,
 )
 from wizd.model import utc_at as utc_of
@@ -262,39 +263,42 @@ class Inserter:
     def record(self, row: _Row, job_id: int) -> Job:
         """The Job as written (not read back: the writer's time is the queue's time)."""
         new, created_at = row.new, self.created_at
-        job = Job(
-            id=job_id,
-            queue=new.queue,
-            name=new.name,
-            payload=json.loads(new.payload),
-            status=row.status,
-            priority=row.priority,
-            attempt=0,
-            max_attempts=row.attempts,
-            backoff=row.backoff,
-            timeout=row.timeout,
-            run_at=created_at if row.run_at == self.now else utc_of(row.run_at),
-            expires_at=None if row.expires_at is None else utc_of(row.expires_at),
-            parent_id=row.parent_id,
-            batch_id=new.batch_id,
-            tags=new.tags,
-            context=None if new.context is None else json.loads(new.context),
-            result=None,
-            error=row.error,
-            progress=None,
-            progress_message=None,
-            worker_id=None,
-            heartbeat_at=None,
-            created_at=created_at,
-            updated_at=created_at,
-            started_at=None,
-            finished_at=created_at if row.final else None,
-            on_dependency_failure=new.on_dependency_failure,
-            on_child_failure=new.on_child_failure,
-            kind=new.kind,
-            unique_key=new.unique_key,
-            concurrency_key=new.concurrency_key,
-            depends_on=row.deps,
+        final_at = created_at if row.final else None
+        job = build_job(  # Job's fields in order (see rows.job_from_row)
+            (
+                job_id,
+                new.queue,
+                new.name,
+                json.loads(new.payload),
+                row.status,
+                row.priority,
+                0,  # attempt
+                row.attempts,
+                row.backoff,
+                row.timeout,
+                created_at if row.run_at == self.now else utc_of(row.run_at),
+                None if row.expires_at is None else utc_of(row.expires_at),
+                row.parent_id,
+                new.batch_id,
+                new.tags,
+                None if new.context is None else json.loads(new.context),
+                None,  # result
+                row.error,
+                None,  # progress
+                None,  # progress_message
+                None,  # worker_id
+                None,  # heartbeat_at
+                created_at,
+                created_at,  # updated_at
+                None,  # started_at
+                final_at,  # finished_at
+                new.on_dependency_failure,
+                new.on_child_failure,
+                new.kind,
+                new.unique_key,
+                new.concurrency_key,
+                row.deps,
+            )
         )
         self.created.append(job)
         self.events.append((job_id, "enqueued", row.status, 0, None, row.error))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wizd.errors import JobNotFound
-from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job
+from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job, compact_json
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn, insert_many
 
@@ -171,7 +171,7 @@ def result_json(result: Any) -> str | None:
     if result is None:
         return None
     try:
-        return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return compact_json(result)
     except (TypeError, ValueError):
         return json.dumps(repr(result))
 
