@@ -116,6 +116,23 @@ _ROWS: dict[str, str] = {
     for name, value in vars(PQ).items()
     if name.endswith("_ROW") and hasattr(Q, name[: -len("_ROW")])
 }
+# How a column's values become its array (psycopg refuses a list of mixed int and float).
+_ARRAY_OF: dict[str, Callable[[Any], Any]] = {
+    "float8": float,
+    "text": str,
+    "int": int,
+    "bigint": int,
+}
+# SQLite text of an INSERT -> the PostgreSQL statement inserting many rows from arrays, and
+# the conversion of each column.
+_MANY: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {
+    getattr(Q, name): (getattr(PQ, f"{name}_MANY"), [_ARRAY_OF[t] for t in types])
+    for name, types in (
+        (name[: -len("_TYPES")], value)
+        for name, value in vars(PQ).items()
+        if name.endswith("_TYPES")
+    )
+}
 _PARAM = re.compile(r"\?|(?<![:\w]):([A-Za-z_]\w*)")
 _translated: dict[str, str] = {}
 
@@ -173,9 +190,20 @@ class PgConn:
         return Expanded(_NAMED[sqlite_sql].format(items=", ".join([item] * n)))
 
     def insert_many(self, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """wizd.store.conn.insert_many: one INSERT with many VALUES rows per chunk (a round
-        trip and a statement per chunk instead of per row)."""
+        """wizd.store.conn.insert_many: all the rows in one statement, one array per column
+        where the statement has an array form (`_MANY`), else many VALUES rows per chunk
+        (a round trip and a statement per chunk instead of per row)."""
         if not rows:
+            return
+        many = _MANY.get(sqlite_sql)
+        if many is not None:
+            sql, kinds = many
+            columns = [
+                [None if v is None else kind(v) for v in column]
+                for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)
+            ]
+            self.conn.execute(sql, columns)
+            self.changes += len(rows)
             return
         head, _, row = _NAMED[sqlite_sql].rpartition("VALUES")
         row = row.strip()

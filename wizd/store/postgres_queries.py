@@ -61,6 +61,33 @@ INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
 VALUES (%s, %s, %s, %s, %s, %s, %s)
 """
 
+# Many rows of an INSERT as one statement taking one array per column (PgConn.insert_many):
+# the text is the same for any number of rows, so the server plans it once. The types of
+# the columns, in the order of the row statement's parameters; `<NAME>_MANY` goes with the
+# statement NAME.
+INSERT_EVENT_TYPES = ("bigint", "float8", "text", "text", "int", "text", "text")
+INSERT_JOB_WITH_ID_TYPES = (
+    "bigint",  # id
+    *("text", "text", "text", "text", "int", "int", "text", "float8"),  # queue … timeout
+    *("float8", "float8", "bigint", "text", "text", "text", "text"),  # run_at … error
+    *("text", "text", "float8", "float8", "float8"),  # on_dependency_failure … finished_at
+    *("text", "text", "text", "float8", "text", "text"),  # kind … concurrency_key
+)
+
+
+def _from_arrays(types: tuple[str, ...]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+
+
+INSERT_EVENT_MANY = f"""
+INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
+{_from_arrays(INSERT_EVENT_TYPES)}
+"""
+INSERT_JOB_WITH_ID_MANY = f"""
+INSERT INTO jobs (id, {_JOB_INSERT_COLUMNS})
+{_from_arrays(INSERT_JOB_WITH_ID_TYPES)}
+"""
+
 # -- reads ---------------------------------------------------------------------------------
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s"
 GET_STATUS = "SELECT status FROM jobs WHERE id = %s"
