@@ -4,13 +4,17 @@ nothing written."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from conftest import FakeClock, in_own_task, sqlite_file
 
@@ -18,6 +22,7 @@ import wizd
 from wizd import Backoff, IllegalTransition, InvalidJob, Job, JobNotFound, JobOptions, JobStatus
 from wizd.model import DEFAULT_BACKOFF, zero_counts
 from wizd.store import Finish
+from wizd.store import sqlite as wizd_sqlite
 
 S = JobStatus
 
@@ -709,3 +714,53 @@ def test_queue_opened_in_one_task_can_be_closed_in_another(store_url: str) -> No
         check=False,
     )
     assert done.stdout.strip() == "closed", done.stdout + done.stderr
+
+
+# -- another process holding SQLite's write lock -------------------------------------------
+
+
+async def test_a_write_waits_for_another_process_lock_and_goes_through(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer naps between tries for the lock; once the holder commits, the write
+    that was waiting for it goes through."""
+    path = str(tmp_path / "locked.db")
+    napping = threading.Event()
+    real_sleep = wizd_sqlite.time.sleep
+
+    def nap(seconds: float) -> None:
+        napping.set()  # the writer found the lock taken and waits for it
+        real_sleep(seconds)
+
+    async with wizd.connect(path) as q:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        monkeypatch.setattr(wizd_sqlite.time, "sleep", nap)
+        async with anyio.create_task_group() as tg:
+            done: list[Job] = []
+
+            async def write() -> None:
+                done.append(await q.enqueue("t"))
+
+            tg.start_soon(write)
+            assert await anyio.to_thread.run_sync(napping.wait, 10)
+            assert not done
+            holder.execute("COMMIT")
+        holder.close()
+        assert (await q.get(done[0].id)).status is JobStatus.PENDING
+
+
+async def test_a_write_refused_after_busy_timeout_names_the_lock_and_writes_nothing(
+    tmp_path: Any,
+) -> None:
+    path = str(tmp_path / "locked.db")
+    async with wizd.connect(path, busy_timeout=0.2) as q:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(wizd.errors.StoreError, match=r"locked.*busy_timeout=0\.2s"):
+                await q.enqueue("t")
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert (await q.counts())["pending"] == 0
