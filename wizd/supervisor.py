@@ -376,7 +376,8 @@ class Supervisor:
             self.notifier.watchdog()
             asked_at = time.monotonic()
             runs = [job_id for w in self.workers for job_id in w.runs]
-            owned = await store.heartbeat(self.worker_id, len(runs), runs)
+            busy = sum(w.active for w in self.workers)
+            owned = await store.heartbeat(self.worker_id, busy, runs)
             await self._drop_lost(owned, asked_at)
             if self.metrics is not None:
                 self.metrics.heartbeat()

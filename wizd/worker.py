@@ -122,7 +122,13 @@ class QueueWorker:
 
     @property
     def busy(self) -> int:
+        """Runs not yet over: running, or ended with their outcome still to be written."""
         return len(self.runs)
+
+    @property
+    def active(self) -> int:
+        """Slots taken: runs claimed whose processor has not returned (at most concurrency)."""
+        return self._active
 
     def wake(self) -> None:
         """Something may have changed: look for work now instead of at the next poll."""
