@@ -126,8 +126,13 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # use fullmatch: `$` would allo
 MAX_NAME_LENGTH = 200
 
 
+_VALID_NAMES: set[str] = set()  # names that passed check_identifier (a few, used again and again)
+
+
 def check_identifier(field_name: str, value: object) -> str:
     """Queue and job names: 1-200 characters of [A-Za-z0-9_.:-]."""
+    if type(value) is str and value in _VALID_NAMES:
+        return value
     if not isinstance(value, str) or not value:
         raise InvalidJob(field_name, f"must be a non-empty string, got {value!r}")
     if len(value) > MAX_NAME_LENGTH:
@@ -136,6 +141,10 @@ def check_identifier(field_name: str, value: object) -> str:
         )
     if not NAME_RE.fullmatch(value):
         raise InvalidJob(field_name, f"{value!r} may only contain letters, digits and _ . : -")
+    if len(_VALID_NAMES) >= 4096:
+        _VALID_NAMES.clear()
+    if type(value) is str:
+        _VALID_NAMES.add(value)
     return value
 
 
@@ -187,7 +196,7 @@ compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow
 
 def encode_payload(payload: object, limit: int, field_name: str = "payload") -> str:
     """The payload as compact JSON text; it must be a JSON object within `limit` bytes."""
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise InvalidJob(field_name, f"must be a JSON object, got {type(payload).__name__}")
     try:
         text = compact_json(payload)

@@ -13,6 +13,7 @@ other processes' commits are noticed (`wait_for_change`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -134,7 +135,10 @@ class SQLStore:
         try:
             while not waiter.done:
                 if self._flushing:
-                    waiter.event = anyio.Event()
+                    # asyncio's own Event: anyio.Event() costs a backend lookup per caller,
+                    # and a busy store makes one for nearly every write (the stores run on
+                    # asyncio: aiosqlite is asyncio-only).
+                    waiter.event = asyncio.Event()
                     await waiter.event.wait()
                     continue
                 self._flushing = True
@@ -494,7 +498,7 @@ class _Waiter:
     __slots__ = ("_error", "_value", "done", "event")
 
     def __init__(self) -> None:
-        self.event: anyio.Event | None = None  # made when its caller has to wait
+        self.event: asyncio.Event | None = None  # made when its caller has to wait
         self.done = False
         self._value: Any = None
         self._error: BaseException | None = None
