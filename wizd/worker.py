@@ -69,6 +69,7 @@ class Run:
     started: float
     stop_reason: str | None = None
     ctx: JobContext | None = None
+    ended: bool = False  # its processor returned: only its outcome's write is left
 
 
 class QueueWorker:
@@ -143,6 +144,8 @@ class QueueWorker:
         """Cancel running jobs (all, or those given); `reason` decides how each run ends."""
         stopped = 0
         for job_id, run in list(self.runs.items()):
+            if run.ended:  # nothing left to stop: its outcome is being written
+                continue
             if job_ids is None or job_id in job_ids:
                 run.stop_reason = run.stop_reason or reason
                 if force and run.ctx is not None:
@@ -299,6 +302,7 @@ class QueueWorker:
 
     def _ran(self, run: Run, finish: Finish | None) -> None:
         """A run's processor is done: free its slot; its outcome goes to the writer."""
+        run.ended = True
         self._active -= 1
         if finish is None:
             self._lost(run, run.stop_reason or "lost")
