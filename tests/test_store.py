@@ -97,6 +97,15 @@ async def test_claimed_and_enqueued_jobs_equal_the_jobs_read_back(
     running = await claim_one(store)
     assert (running.id, running.depends_on) == (after.id, (dep.id,))
     assert running == await store.get(after.id)
+    # Plain jobs enqueued together share one insert (on PostgreSQL, one array per column).
+    options = {"priority": 2, "attempts": 2, "timeout": 1.5, "ttl": 60, "tags": ["t"]}
+    many = await q.enqueue_many(
+        [
+            {"name": "m1", "payload": {"i": 1}, "context": {"c": 1}, "delay": 5, **options},
+            {"name": "m2", "queue": "other", "concurrency_key": "k"},
+        ]
+    )
+    assert many == [await store.get(j.id) for j in many]
 
 
 async def test_claim_takes_at_most_n_and_only_from_its_queue(q: wizd.Queue, store: Store) -> None:

@@ -131,7 +131,7 @@ _VALID_NAMES: set[str] = set()  # names that passed check_identifier (a few, use
 
 def check_identifier(field_name: str, value: object) -> str:
     """Queue and job names: 1-200 characters of [A-Za-z0-9_.:-]."""
-    if type(value) is str and value in _VALID_NAMES:
+    if isinstance(value, str) and value in _VALID_NAMES:
         return value
     if not isinstance(value, str) or not value:
         raise InvalidJob(field_name, f"must be a non-empty string, got {value!r}")
@@ -143,8 +143,7 @@ def check_identifier(field_name: str, value: object) -> str:
         raise InvalidJob(field_name, f"{value!r} may only contain letters, digits and _ . : -")
     if len(_VALID_NAMES) >= 4096:
         _VALID_NAMES.clear()
-    if type(value) is str:
-        _VALID_NAMES.add(value)
+    _VALID_NAMES.add(value)
     return value
 
 

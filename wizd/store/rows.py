@@ -60,13 +60,9 @@ def stamper() -> Callable[[float | None], datetime | None]:
 
 
 def job_from_row(
-    row: Sequence[Any],
-    deps: tuple[int, ...] = (),
-    at: Callable[[float | None], datetime | None] | None = None,
+    row: Sequence[Any], deps: tuple[int, ...], at: Callable[[float | None], datetime | None]
 ) -> Job:
-    """A Job from a JOB_COLUMNS row."""
-    if at is None:
-        at = stamper()
+    """A Job from a JOB_COLUMNS row, its dependencies, and a stamper for its timestamps."""
     return build_job(
         (
             row[0],  # id

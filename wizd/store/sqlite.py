@@ -117,9 +117,9 @@ class SQLiteStore(SQLStore):
             check_directory(self.config.path, self.config.create)
         self._writer = await self._connect(self.config.cache_size_kib)
         try:
-            await self._call(self._writer, self._migrate)
-            # From now on every write begins in _begin, which waits for the lock itself.
+            # Every write, the migration's too, begins in _begin, which waits for the lock.
             await self._call(self._writer, lambda c: c.execute("PRAGMA busy_timeout=0"))
+            await self._call(self._writer, self._migrate)
             if self.memory:
                 self._reader = self._writer
             else:
@@ -220,23 +220,21 @@ class SQLiteStore(SQLStore):
         SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so a writer
         that finds the lock taken by another process lost milliseconds each time even when
         the holder was done within microseconds. The writer's busy_timeout is 0 once it is
-        open; this waits 0.1 ms doubling to 2 ms between tries, busy_timeout in all."""
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
-        deadline = time.monotonic() + self.config.busy_timeout
+        set up; this waits 0.1 ms doubling to 2 ms between tries, busy_timeout in all."""
+        deadline = None
         nap = BUSY_FIRST_NAP
         while True:
-            time.sleep(nap)
             try:
                 c.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
+                if deadline is None:
+                    deadline = time.monotonic() + self.config.busy_timeout
+                elif time.monotonic() > deadline:
+                    raise
+            time.sleep(nap)
             nap = min(nap * 2, BUSY_LONGEST_NAP)
 
     async def _call(self, conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
