@@ -25,7 +25,8 @@ with nothing in between. It is honest in that it runs:
 * the SAME statements, imported from wizd.store.sqlite_queries so that the two cannot drift:
   enqueue = INSERT_JOB (… RETURNING) + INSERT_EVENT per job;
   claim+complete = CLAIM (UPDATE … RETURNING n jobs) + INSERT_EVENT per claimed job, then
-  per job RUN_STATE (the fenced read) + COMPLETE + INSERT_EVENT;
+  per job RUN_STATE (the fenced read) + COMPLETE + INSERT_EVENT; COUNT_MOVE once per
+  claim and per batch of completions (the counts of those transitions, schema 5);
 * the SAME rows: the script checks that the jobs and events written by the floor and by
   wizd have the same shape (every column but ids and timestamps);
 * BEGIN IMMEDIATE … COMMIT with one transaction per batch:
@@ -296,6 +297,8 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
             Q.INSERT_EVENT,
             [(r[ID], now, "claimed", "running", r[ATTEMPT], WORKER, None) for r in rows],
         )
+        if rows:  # the claim's transition is counted by its statement (schema 5)
+            c.execute(Q.COUNT_MOVE, (QUEUE, "pending", -len(rows), QUEUE, "running", len(rows)))
         c.execute("COMMIT")
         if not rows:
             break
@@ -306,10 +309,12 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
             state = c.execute(Q.RUN_STATE, fence).fetchone()
             if state is None:
                 raise Unverified(f"floor lost job {r[ID]}")
-            c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)})
+            c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)}).fetchall()
             c.execute(
                 Q.INSERT_EVENT, (r[ID], now, "completed", "completed", state[0], WORKER, None)
             )
+        n = len(rows)
+        c.execute(Q.COUNT_MOVE, (QUEUE, "running", -n, QUEUE, "completed", n))
         c.execute("COMMIT")
         done += len(rows)
     return done

@@ -408,6 +408,31 @@ async def test_a_run_that_lost_its_lease_cannot_overwrite_the_next_one(
     assert (await store.get(old.id)).result == "fresh"
 
 
+async def test_counts_follow_claims_and_completions_of_several_queues(
+    q: wizd.Queue, store: Store
+) -> None:
+    # SQLite counts these two transitions in the claim and completion statements, not in
+    # its trigger: a batch spanning queues, a lost run and a retry must all add up.
+    await q.enqueue_many([{"name": "t", "queue": "a"} for _ in range(5)])
+    await q.enqueue_many([{"name": "t", "queue": "b"} for _ in range(3)])
+    a = await store.claim("a", "w1", 4)
+    b = await store.claim("b", "w2", 2)
+    assert (len(a), len(b)) == (4, 2)
+    stale = Finish(a[3].id, "w1", a[3].attempt + 1, "completed")  # not this run: refused
+    owned = await store.finish(
+        [done(a[0]), done(b[0]), done(a[1]), done(a[2], "failed", error="x"), stale]
+    )
+    assert owned == [True, True, True, True, False]
+    counts = await store.counts()
+    assert counts == await store.recount()
+    assert {s: n for s, n in counts["a"].items() if n} == {
+        "pending": 1, "running": 1, "completed": 2, "delayed": 1,
+    }  # fmt: skip
+    assert {s: n for s, n in counts["b"].items() if n} == {
+        "pending": 1, "running": 1, "completed": 1,
+    }  # fmt: skip
+
+
 # -- heartbeats, recovery, reaping, expiry -------------------------------------------------
 
 

@@ -361,12 +361,24 @@ def initial_status(
     return (S.DELAYED if run_at > now else S.PENDING), None
 
 
-def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> Claimed:
+@dataclass(frozen=True, slots=True)
+class ClaimRows:
+    """What a claim took in its transaction; `claimed()` builds its Jobs after it."""
+
+    rows: rowmap.JobRows | None = None
+    throttled: str | None = None
+    retry_in: float | None = None
+
+    def claimed(self) -> Claimed:
+        return Claimed(self.rows.build() if self.rows else (), self.throttled, self.retry_in)
+
+
+def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> ClaimRows:
     """Promote, then claim up to n jobs. A queue without limits costs what it always did
     (its row, the promotion, one CLAIM); limits are applied by wizd.store.limits."""
     row = c.execute(Q.QUEUE_CLAIM_GET, (queue,)).fetchone()
     if row is not None and row[1]:
-        return Claimed()
+        return ClaimRows()
     promoted = c.execute(Q.PROMOTE_QUEUE, {"now": now, "queue": queue}).fetchall()
     if promoted:
         rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in promoted])
@@ -377,10 +389,11 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> Claimed:
     else:
         rows, throttle = limits.claim_rows(c, now, row, args)
     if not rows:
-        return Claimed((), *throttle)
+        return ClaimRows(None, *throttle)
+    rowmap.moved(c, (queue for _ in rows), S.PENDING, S.RUNNING)
     rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
     rowmap.events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
-    return Claimed(rowmap.jobs(c, rows), *throttle)
+    return ClaimRows(rowmap.JobRows(c, rows), *throttle)
 
 
 def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
@@ -397,9 +410,11 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
         for _, f in chunk:
             params += [f.job_id, f.worker_id, f.attempt, rowmap.result_json(f.result)]
         sql = expand(c, Q.COMPLETE_MANY, len(chunk), 4)
-        rows = {r[0]: (r[1], r[2]) for r in c.execute(sql, [*params, now, now]).fetchall()}
-        if not rows:
+        returned = c.execute(sql, [*params, now, now]).fetchall()
+        if not returned:
             continue
+        rowmap.moved(c, (r[3] for r in returned), S.RUNNING, S.COMPLETED)
+        rows = {r[0]: (r[1], r[2]) for r in returned}
         ended = [(i, f, *rows[f.job_id]) for i, f in chunk if f.job_id in rows]
         rowmap.events(
             c,
@@ -430,7 +445,8 @@ def finish(c: Conn, now: float, f: Finish) -> bool:
     attempt, max_attempts, backoff_json, parent_id = state
     kind = f.outcome
     if kind == "completed":
-        c.execute(Q.COMPLETE, {**fence, "result": rowmap.result_json(f.result)})
+        done = c.execute(Q.COMPLETE, {**fence, "result": rowmap.result_json(f.result)})
+        rowmap.moved(c, (r[0] for r in done.fetchall()), S.RUNNING, S.COMPLETED)
         rowmap.event(c, now, f.job_id, "completed", S.COMPLETED, attempt, f.worker_id, None)
         flows.became_final(c, now, f.job_id, S.COMPLETED, parent_id)
     elif kind == "failed":

@@ -191,6 +191,7 @@ COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = %(result)s, error = NULL, updated_at = %(now)s,
     finished_at = %(now)s, progress = 1.0
 WHERE {FENCE}
+RETURNING queue
 """
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = %(error)s, updated_at = %(now)s,
@@ -219,7 +220,7 @@ UPDATE jobs SET status = 'completed', result = done.result, error = NULL,
 FROM done
 WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
   AND jobs.attempt = done.attempt
-RETURNING jobs.id, jobs.attempt, jobs.parent_id
+RETURNING jobs.id, jobs.attempt, jobs.parent_id, jobs.queue
 """
 COMPLETE_MANY_ROW = "(%s::bigint, %s::text, %s::int, %s::text)"  # one row of {items}
 # Locked, as DEPENDENTS_OF.

@@ -10,7 +10,7 @@ from typing import Any
 from wizd.errors import JobNotFound
 from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job, compact_json
 from wizd.store import sqlite_queries as Q
-from wizd.store.conn import Conn, insert_many
+from wizd.store.conn import Conn, dialect, insert_many
 
 S = JobStatus
 
@@ -38,6 +38,20 @@ def events(
         c.execute(Q.INSERT_EVENT, batch[0])
     elif batch:
         insert_many(c, Q.INSERT_EVENT, batch)
+
+
+def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> None:
+    """Count jobs (one queue name per job) that a claim or a completion moved from `old` to
+    `new`. SQLite's count trigger leaves those two transitions to this (schema 5), which
+    updates each count once per statement; PostgreSQL's statement triggers count every
+    change themselves."""
+    if dialect(c) != "sqlite":
+        return
+    per_queue: dict[str, int] = {}
+    for queue in queues:
+        per_queue[queue] = per_queue.get(queue, 0) + 1
+    for queue, n in per_queue.items():
+        c.execute(Q.COUNT_MOVE, (queue, old, -n, queue, new, n))
 
 
 _STATUS = {status.value: status for status in S}
@@ -101,18 +115,30 @@ def job_from_row(
     )
 
 
+class JobRows:
+    """JOB_COLUMNS rows and their dependencies, read inside a transaction; `build()` makes
+    the Jobs later, outside it (a claim builds them on the event loop, so that the store's
+    one writer thread spends its time on statements, not on JSON and datetimes)."""
+
+    __slots__ = ("deps", "rows")
+
+    def __init__(self, c: Conn, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
+        self.deps: dict[int, list[int]] = {}
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = Q.DEPS_OF_MANY.format(ids=",".join("?" * len(chunk)))
+            for job_id, dep in c.execute(sql, chunk):
+                self.deps.setdefault(job_id, []).append(dep)
+
+    def build(self) -> list[Job]:
+        at, deps = stamper(), self.deps
+        return [job_from_row(r, tuple(deps.get(r[0], ())), at) for r in self.rows]
+
+
 def jobs(c: Conn, rows: Sequence[Sequence[Any]]) -> list[Job]:
-    if not rows:
-        return []
-    deps: dict[int, list[int]] = {}
-    ids = [r[0] for r in rows]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        sql = Q.DEPS_OF_MANY.format(ids=",".join("?" * len(chunk)))
-        for job_id, dep in c.execute(sql, chunk):
-            deps.setdefault(job_id, []).append(dep)
-    at = stamper()
-    return [job_from_row(r, tuple(deps.get(r[0], ())), at) for r in rows]
+    return JobRows(c, rows).build() if rows else []
 
 
 def get(c: Conn, job_id: int) -> Job:

@@ -384,7 +384,8 @@ class SQLStore:
     async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
         if n < 1:
             return Claimed()
-        return await self._write(lambda c, now: ops.claim(c, now, queue, worker_id, n))
+        taken = await self._write(lambda c, now: ops.claim(c, now, queue, worker_id, n))
+        return taken.claimed()
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         batch = list(items)

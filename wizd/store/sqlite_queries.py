@@ -88,6 +88,12 @@ SELECT id, job_id, at, kind, status, attempt, worker_id, message
 FROM job_events WHERE job_id = ? AND id > ? ORDER BY id
 """
 COUNTS_ALL = "SELECT queue, status, n FROM job_counts"
+# n jobs of a queue moved from one status to another: (queue, old, -n, queue, new, n). The
+# claims and completions count themselves with it (schema 5); a trigger counts the rest.
+COUNT_MOVE = """
+INSERT INTO job_counts (queue, status, n) VALUES (?, ?, ?), (?, ?, ?)
+ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n
+"""
 COUNTS_QUEUE = "SELECT queue, status, n FROM job_counts WHERE queue = ?"
 RECOUNT_ALL = "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status"
 # One index seek per priority level on the claim index: O(log n) at any depth.
@@ -246,6 +252,7 @@ COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = :result, error = NULL, updated_at = :now,
     finished_at = :now, progress = 1.0
 WHERE {FENCE}
+RETURNING queue
 """
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = :error, updated_at = :now, finished_at = :now
@@ -275,7 +282,7 @@ UPDATE jobs SET status = 'completed', result = done.result, error = NULL, update
 FROM done
 WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
   AND jobs.attempt = done.attempt
-RETURNING jobs.id, jobs.attempt, jobs.parent_id
+RETURNING jobs.id, jobs.attempt, jobs.parent_id, jobs.queue
 """
 # Jobs that depend on any of the given jobs ({items}: their ids), as (dependency, dependent).
 DEPENDENTS_OF_MANY = """
