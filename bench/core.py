@@ -309,7 +309,7 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
             state = c.execute(Q.RUN_STATE, fence).fetchone()
             if state is None:
                 raise Unverified(f"floor lost job {r[ID]}")
-            c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)}).fetchall()
+            c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)})
             c.execute(
                 Q.INSERT_EVENT, (r[ID], now, "completed", "completed", state[0], WORKER, None)
             )

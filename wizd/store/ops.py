@@ -437,19 +437,15 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
 
 
 def finish(c: Conn, now: float, f: Finish) -> bool:
-    """Apply one fenced outcome; False when the worker no longer owns the run."""
+    """Apply one fenced outcome other than a completion (finish_many writes those together);
+    False when the worker no longer owns the run."""
     fence = {"id": f.job_id, "worker": f.worker_id, "attempt": f.attempt, "now": now}
     state = c.execute(Q.RUN_STATE, fence).fetchone()
     if state is None:
         return False
-    attempt, max_attempts, backoff_json, parent_id = state
+    attempt, max_attempts, backoff_json, _parent_id = state
     kind = f.outcome
-    if kind == "completed":
-        done = c.execute(Q.COMPLETE, {**fence, "result": rowmap.result_json(f.result)})
-        rowmap.moved(c, (r[0] for r in done.fetchall()), S.RUNNING, S.COMPLETED)
-        rowmap.event(c, now, f.job_id, "completed", S.COMPLETED, attempt, f.worker_id, None)
-        flows.became_final(c, now, f.job_id, S.COMPLETED, parent_id)
-    elif kind == "failed":
+    if kind == "failed":
         if f.retry and attempt < max_attempts:
             delay = Backoff.from_json(backoff_json).delay_for(attempt)
             c.execute(Q.RETRY_DELAYED, {**fence, "error": f.error, "run_at": now + delay})

@@ -191,7 +191,6 @@ COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = %(result)s, error = NULL, updated_at = %(now)s,
     finished_at = %(now)s, progress = 1.0
 WHERE {FENCE}
-RETURNING queue
 """
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = %(error)s, updated_at = %(now)s,

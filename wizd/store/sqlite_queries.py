@@ -252,7 +252,6 @@ COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = :result, error = NULL, updated_at = :now,
     finished_at = :now, progress = 1.0
 WHERE {FENCE}
-RETURNING queue
 """
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = :error, updated_at = :now, finished_at = :now
