@@ -4,6 +4,7 @@ written once and run against every backend (the `backend_url` fixture)."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -15,6 +16,8 @@ from wizd import Backoff, IllegalTransition, Job, JobStatus
 from wizd.errors import DependencyError
 from wizd.model import ALL_STATUSES, TRANSITIONS
 from wizd.store import Finish, Store
+from wizd.store import postgres_queries as PQ
+from wizd.store import sqlite_queries as Q
 
 S = JobStatus
 
@@ -730,3 +733,19 @@ async def test_concurrent_enqueues_sharing_one_group_each_get_their_own_jobs(
     assert [len(got[i]) for i in (7, 17)] == [2, 2]
     ids = [j.id for jobs in got.values() for j in jobs]
     assert len(set(ids)) == len(ids) == 44
+
+
+def test_statements_of_many_rows_take_one_array_per_column_on_postgresql() -> None:
+    # SQLite gets a placeholder per value ({items}); PostgreSQL one array per column, so that
+    # its statement text (and plan) is the same for any number of rows. The declared types
+    # must be the statement's arrays, in order: PgConn.execute_rows converts by them.
+    with_items = [
+        name
+        for name, text in vars(Q).items()
+        if name.isupper() and isinstance(text, str) and "{items}" in text
+    ]
+    assert with_items, "no statement of many rows found"
+    for name in with_items:
+        pg, types = getattr(PQ, name), getattr(PQ, f"{name}_ARRAYS")
+        assert "{items}" not in pg, name
+        assert re.findall(r"%s::(\w+)\[\]", pg) == list(types), name

@@ -10,7 +10,7 @@ exists once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgres"]
@@ -35,15 +35,20 @@ def dialect(c: Conn) -> Dialect:
     return found
 
 
-def expand(c: Conn, sql: str, n: int, width: int = 1) -> str:
-    """A named statement with `{items}` replaced by n placeholders, or by n rows of `width`
-    placeholders each: the statement to execute with n (x width) parameters."""
-    own = getattr(c, "expand", None)
+def execute_rows(
+    c: Conn, sql: str, rows: Sequence[Sequence[Any]], tail: Sequence[Any] = ()
+) -> Cursor:
+    """Run a named statement whose `{items}` are `rows` (values of one column each, or rows
+    of several), then the `tail` parameters: SQLite gets that many placeholders; a connection
+    with its own execute_rows passes them its way (PostgreSQL: one array per column)."""
+    own = getattr(c, "execute_rows", None)
     if own is not None:
-        expanded: str = own(sql, n, width)
-        return expanded
+        cursor: Cursor = own(sql, rows, tail)
+        return cursor
+    width = len(rows[0])
     item = "?" if width == 1 else "(" + ", ".join("?" * width) + ")"
-    return sql.format(items=", ".join([item] * n))
+    expanded = sql.format(items=", ".join([item] * len(rows)))
+    return c.execute(expanded, [value for row in rows for value in row] + list(tail))
 
 
 def insert_many(c: Conn, sql: str, rows: list[tuple[Any, ...]]) -> None:

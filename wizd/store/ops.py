@@ -34,7 +34,7 @@ from wizd.store import flows, limits
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Interrupted
-from wizd.store.conn import Conn, expand, group_cache, insert_many
+from wizd.store.conn import Conn, execute_rows, group_cache, insert_many
 
 S = JobStatus
 
@@ -406,11 +406,10 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
     done = [(i, f) for i, f in enumerate(items) if f.outcome == "completed"]
     for start in range(0, len(done), 200):
         chunk = done[start : start + 200]
-        params: list[Any] = []
-        for _, f in chunk:
-            params += [f.job_id, f.worker_id, f.attempt, rowmap.result_json(f.result)]
-        sql = expand(c, Q.COMPLETE_MANY, len(chunk), 4)
-        returned = c.execute(sql, [*params, now, now]).fetchall()
+        values = [
+            (f.job_id, f.worker_id, f.attempt, rowmap.result_json(f.result)) for _, f in chunk
+        ]
+        returned = execute_rows(c, Q.COMPLETE_MANY, values, (now, now)).fetchall()
         if not returned:
             continue
         rowmap.moved(c, (r[3] for r in returned), S.RUNNING, S.COMPLETED)
@@ -421,9 +420,8 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
             now,
             [(f.job_id, "completed", S.COMPLETED, a, f.worker_id, None) for _, f, a, _ in ended],
         )
-        ids = list(rows)
         dependents: dict[int, list[int]] = {}
-        for dep, dependent in c.execute(expand(c, Q.DEPENDENTS_OF_MANY, len(ids)), ids):
+        for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, [(i,) for i in rows]):
             dependents.setdefault(dep, []).append(dependent)
         for index, f, _, parent_id in ended:
             owned[index] = True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -110,12 +110,6 @@ _NAMED: dict[str, str] = {
     for name, value in vars(Q).items()
     if name.isupper() and isinstance(value, str) and hasattr(PQ, name)
 }
-# SQLite text of a statement with {items} -> the PostgreSQL template of one row of them.
-_ROWS: dict[str, str] = {
-    getattr(Q, name[: -len("_ROW")]): value
-    for name, value in vars(PQ).items()
-    if name.endswith("_ROW") and hasattr(Q, name[: -len("_ROW")])
-}
 # How a column's values become its array (psycopg refuses a list of mixed int and float).
 _ARRAY_OF: dict[str, Callable[[Any], Any]] = {
     "float8": float,
@@ -133,12 +127,18 @@ _MANY: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {
         if name.endswith("_TYPES")
     )
 }
+# SQLite text of a statement with {items} -> the conversion of each of its array columns.
+_ITEMS: dict[str, list[Callable[[Any], Any]]] = {
+    getattr(Q, name[: -len("_ARRAYS")]): [_ARRAY_OF[t] for t in types]
+    for name, types in vars(PQ).items()
+    if name.endswith("_ARRAYS")
+}
 _PARAM = re.compile(r"\?|(?<![:\w]):([A-Za-z_]\w*)")
 _translated: dict[str, str] = {}
 
 
 class Expanded(str):
-    """PostgreSQL text already made from a named statement with {items} (PgConn.expand)."""
+    """PostgreSQL text already made from a named statement (PgConn.insert_many's rows)."""
 
 
 def translate(sqlite_sql: str) -> str:
@@ -182,12 +182,16 @@ class PgConn:
         self.changes += len(rows)
         return cur
 
-    def expand(self, sqlite_sql: str, n: int, width: int = 1) -> str:
-        """wizd.store.conn.expand: the PostgreSQL statement of that name, n items long."""
-        item = _ROWS.get(sqlite_sql) or (
-            "%s" if width == 1 else "(" + ", ".join(["%s"] * width) + ")"
-        )
-        return Expanded(_NAMED[sqlite_sql].format(items=", ".join([item] * n)))
+    def execute_rows(
+        self, sqlite_sql: str, rows: Sequence[Sequence[Any]], tail: Sequence[Any]
+    ) -> psycopg.Cursor[Any]:
+        """wizd.store.conn.execute_rows: the statement of that name with one array per column
+        of `rows` (its X_ARRAYS in postgres_queries), then `tail`."""
+        columns = [
+            [None if v is None else kind(v) for v in column]
+            for kind, column in zip(_ITEMS[sqlite_sql], zip(*rows, strict=True), strict=True)
+        ]
+        return self.execute(sqlite_sql, [*columns, *tail])
 
     def insert_many(self, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
         """wizd.store.conn.insert_many: all the rows in one statement, one array per column

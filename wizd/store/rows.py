@@ -10,7 +10,7 @@ from typing import Any
 from wizd.errors import JobNotFound
 from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job, compact_json
 from wizd.store import sqlite_queries as Q
-from wizd.store.conn import Conn, dialect, insert_many
+from wizd.store.conn import Conn, dialect, execute_rows, insert_many
 
 S = JobStatus
 
@@ -125,11 +125,9 @@ class JobRows:
     def __init__(self, c: Conn, rows: Sequence[Sequence[Any]]) -> None:
         self.rows = rows
         self.deps: dict[int, list[int]] = {}
-        ids = [r[0] for r in rows]
+        ids = [(r[0],) for r in rows]
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            sql = Q.DEPS_OF_MANY.format(ids=",".join("?" * len(chunk)))
-            for job_id, dep in c.execute(sql, chunk):
+            for job_id, dep in execute_rows(c, Q.DEPS_OF_MANY, ids[start : start + 500]):
                 self.deps.setdefault(job_id, []).append(dep)
 
     def build(self) -> list[Job]:

@@ -69,7 +69,9 @@ DEPENDENCY_STATUS = "SELECT status FROM jobs WHERE id = :dep"
 PARENT_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :parent"
 # list_jobs: jobs carrying a tag (tags are a JSON array of strings).
 TAG_FILTER = "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)"
-DEPS_OF_MANY = "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({ids}) ORDER BY depends_on"
+DEPS_OF_MANY = (
+    "SELECT job_id, depends_on FROM job_deps WHERE job_id IN ({items}) ORDER BY depends_on"
+)
 DEPENDENTS_OF = "SELECT job_id FROM job_deps WHERE depends_on = ? ORDER BY job_id"
 # What claim would hand out: pending jobs and delayed ones already due (claim promotes
 # those first), each side read through its own partial index.
