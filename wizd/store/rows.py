@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -47,10 +48,7 @@ def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> Non
     change themselves."""
     if dialect(c) != "sqlite":
         return
-    per_queue: dict[str, int] = {}
-    for queue in queues:
-        per_queue[queue] = per_queue.get(queue, 0) + 1
-    for queue, n in per_queue.items():
+    for queue, n in Counter(queues).items():
         c.execute(Q.COUNT_MOVE, (queue, old, -n, queue, new, n))
 
 
