@@ -187,11 +187,6 @@ RETURNING {JOB_COLUMNS}
 """
 FENCE = "id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempt = %(attempt)s"
 RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
-COMPLETE = f"""
-UPDATE jobs SET status = 'completed', result = %(result)s, error = NULL, updated_at = %(now)s,
-    finished_at = %(now)s, progress = 1.0
-WHERE {FENCE}
-"""
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = %(error)s, updated_at = %(now)s,
     finished_at = %(now)s
