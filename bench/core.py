@@ -23,10 +23,11 @@ with nothing in between. It is honest in that it runs:
 * the SAME PRAGMAs: wizd.store.sqlite_queries.PRAGMAS (WAL, foreign_keys=ON, temp_store),
   busy_timeout, cache_size and synchronous as SQLiteConfig sets them;
 * the SAME statements, imported from wizd.store.sqlite_queries so that the two cannot drift:
-  enqueue = INSERT_JOB (… RETURNING) + INSERT_EVENT per job;
-  claim+complete = CLAIM (UPDATE … RETURNING n jobs) + INSERT_EVENT per claimed job, then
-  per job RUN_STATE (the fenced read) + COMPLETE + INSERT_EVENT; COUNT_MOVE once per
-  claim and per batch of completions (the counts of those transitions, schema 5);
+  enqueue = INSERT_JOB (… RETURNING) per job;
+  claim+complete = CLAIM (UPDATE … RETURNING n jobs), then per job RUN_STATE (the fenced
+  read) + COMPLETE; COUNT_MOVE once per claim and per batch of completions (the counts of
+  those transitions, schema 5). Neither writes an event row: a job's enqueued, claimed
+  and completed events are read from its row (schema 6), as wizd writes none either;
 * the SAME rows: the script checks that the jobs and events written by the floor and by
   wizd have the same shape (every column but ids and timestamps);
 * BEGIN IMMEDIATE … COMMIT with one transaction per batch:
@@ -41,7 +42,7 @@ skips (queue defaults and pause lookup, promotion of due delayed jobs, dependenc
 lookups after each completion). So ratio = wizd jobs/s / floor jobs/s measures wizd's own
 overhead, not schema choices.
 
-Every figure is verified (row counts, per-status counts, event counts) before it is
+Every figure is verified (row counts, per-status counts, no event rows) before it is
 printed; a case that did not do its work prints FAILED instead of a number.
 Each figure is the best of --repeats runs (3 by default, 1 with --quick).
 """
@@ -84,11 +85,6 @@ CALLERS = 100
 BULK_CHUNK = 1000
 BACKLOG_BATCH = 10
 
-# Not timed: a prefill's enqueued events, written in one statement after the jobs.
-FILL_EVENTS = """
-INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
-SELECT id, created_at, 'enqueued', status, 0, NULL, NULL FROM jobs
-"""
 # Compared between floor and wizd: every jobs column but the id and the timestamps.
 NOT_COMPARED = {"id", "run_at", "created_at", "updated_at", "started_at", "finished_at"}
 NOT_COMPARED |= {"heartbeat_at"}
@@ -264,18 +260,13 @@ ID, ATTEMPT = JOB_COLUMN_NAMES.index("id"), JOB_COLUMN_NAMES.index("attempt")
 
 
 def floor_insert(c: sqlite3.Connection, payloads: list[dict[str, Any]], now: float) -> None:
-    """One or more jobs inside the caller's transaction: INSERT_JOB + INSERT_EVENT each."""
+    """One or more jobs inside the caller's transaction: INSERT_JOB each (a pending job's
+    enqueued event is read from its row)."""
     template, at = job_row_template(now)
-    events = []
     for p in payloads:
         row = template.copy()
         row[at] = encode(p)
-        job_id = c.execute(Q.INSERT_JOB, row).fetchone()[ID]
-        events.append((job_id, now, "enqueued", "pending", 0, None, None))
-    if len(events) == 1:  # execute is cheaper than executemany for one row
-        c.execute(Q.INSERT_EVENT, events[0])
-    else:
-        c.executemany(Q.INSERT_EVENT, events)
+        c.execute(Q.INSERT_JOB, row).fetchone()
 
 
 def floor_enqueue(c: sqlite3.Connection, payloads: list[dict[str, Any]], per_txn: int) -> None:
@@ -293,10 +284,6 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
         c.execute("BEGIN IMMEDIATE")
         args = {"worker": WORKER, "now": now, "queue": QUEUE, "n": min(batch, limit - done)}
         rows = c.execute(Q.CLAIM, args).fetchall()
-        c.executemany(
-            Q.INSERT_EVENT,
-            [(r[ID], now, "claimed", "running", r[ATTEMPT], WORKER, None) for r in rows],
-        )
         if rows:  # the claim's transition is counted by its statement (schema 5)
             c.execute(Q.COUNT_MOVE, (QUEUE, "pending", -len(rows), QUEUE, "running", len(rows)))
         c.execute("COMMIT")
@@ -310,9 +297,6 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
             if state is None:
                 raise Unverified(f"floor lost job {r[ID]}")
             c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)})
-            c.execute(
-                Q.INSERT_EVENT, (r[ID], now, "completed", "completed", state[0], WORKER, None)
-            )
         n = len(rows)
         c.execute(Q.COUNT_MOVE, (QUEUE, "running", -n, QUEUE, "completed", n))
         c.execute("COMMIT")
@@ -335,7 +319,6 @@ def prefill(path: str, synchronous: str, n: int) -> None:
                 yield row
 
         c.executemany(Q.INSERT_JOB, rows())
-        c.execute(FILL_EVENTS)
         c.execute("COMMIT")
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -371,16 +354,16 @@ def check_enqueued(path: str, n: int) -> None:
             c, "SELECT COUNT(*) FROM jobs WHERE queue = ? AND status = 'pending'", QUEUE
         )
         distinct = scalar(c, "SELECT COUNT(DISTINCT payload) FROM jobs")
-        events = scalar(c, "SELECT COUNT(*) FROM job_events WHERE kind = 'enqueued'")
+        events = scalar(c, "SELECT COUNT(*) FROM job_events")  # none: the rows hold them
         counted = scalar(
             c, "SELECT n FROM job_counts WHERE queue = ? AND status = 'pending'", QUEUE
         )
     finally:
         c.close()
-    if not pending == distinct == events == counted == n:
+    if not (pending == distinct == counted == n and events == 0):
         raise Unverified(
-            f"expected {n} pending jobs, found {pending} ({distinct} distinct payloads, "
-            f"{events} enqueued events, job_counts says {counted})"
+            f"expected {n} pending jobs and no event rows, found {pending} ({distinct} "
+            f"distinct payloads, {events} event rows, job_counts says {counted})"
         )
 
 
@@ -390,18 +373,17 @@ def check_completed(path: str, n: int, total: int) -> None:
         done = scalar(c, "SELECT COUNT(*) FROM jobs WHERE status = 'completed'")
         left = scalar(c, "SELECT COUNT(*) FROM jobs WHERE status = 'pending'")
         running = scalar(c, "SELECT COUNT(*) FROM jobs WHERE status = 'running'")
-        claimed = scalar(c, "SELECT COUNT(*) FROM job_events WHERE kind = 'claimed'")
-        completed = scalar(c, "SELECT COUNT(*) FROM job_events WHERE kind = 'completed'")
+        events = scalar(c, "SELECT COUNT(*) FROM job_events")  # none: the rows hold them
         counted = scalar(
             c, "SELECT n FROM job_counts WHERE queue = ? AND status = 'completed'", QUEUE
         )
     finally:
         c.close()
-    if not (done == claimed == completed == counted == n and left == total - n and not running):
+    if not (done == counted == n and left == total - n and not running and not events):
         raise Unverified(
-            f"expected {n} completed and {total - n} pending, found {done} completed, "
-            f"{left} pending, {running} running, {claimed}/{completed} claimed/completed "
-            f"events, job_counts says {counted}"
+            f"expected {n} completed, {total - n} pending and no event rows, found {done} "
+            f"completed, {left} pending, {running} running, {events} event rows, "
+            f"job_counts says {counted}"
         )
 
 

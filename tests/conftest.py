@@ -79,6 +79,23 @@ def sqlite_file(path: str) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
+def stored_event_rows(q: wizd.Queue, job_id: int) -> int:
+    """Event rows left in the database for a job id, whether or not the job still exists."""
+    if q.store.backend == "postgres":
+        import psycopg
+
+        config = q.store.config  # type: ignore[attr-defined]
+        with psycopg.connect(config.conninfo) as pg:
+            sql = f"SELECT COUNT(*) FROM {config.schema}.job_events WHERE job_id = %s"
+            row = pg.execute(sql, (job_id,)).fetchone()
+    else:
+        with sqlite_file(q.store.path) as db:  # type: ignore[attr-defined]
+            sql = "SELECT COUNT(*) FROM job_events WHERE job_id = ?"
+            row = db.execute(sql, (job_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

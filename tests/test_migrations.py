@@ -144,3 +144,50 @@ def test_migrations_applied_one_by_one_end_as_a_fresh_database(
         jobs = [q.get(i) for i in ids]
         assert all(j.status is wizd.JobStatus.PENDING for j in jobs)
         assert q.counts()["pending"] == len(ids)
+
+
+async def test_histories_stored_before_schema_6_are_read_without_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to schema 5 every job stored its enqueued, claimed and completed events; from 6
+    they are read from the row. A job written the old way shows each line once, and the
+    end of a run that began before the upgrade does not store its claim a second time."""
+    path = str(tmp_path / "old.db")
+    monkeypatch.setattr(sqlite_store, "migrations", lambda: migrations()[:5])
+    async with wizd.connect(path):
+        pass
+    monkeypatch.undo()
+    with sqlite_file(path) as db:  # what a schema-5 wizd wrote: a completed and a running job
+        for job_id, status, finished_at in ((1, "completed", 3.0), (2, "running", None)):
+            db.execute(
+                "INSERT INTO jobs (id, queue, name, payload, status, attempt, backoff, run_at, "
+                "created_at, updated_at, started_at, heartbeat_at, worker_id, finished_at) "
+                "VALUES (?, 'default', 'old', '{}', ?, 1, "
+                '\'{"kind": "fixed", "delay": 1.0, "cap": null, "jitter": 0.0}\', '
+                "1, 1, 2, 2, 2, 'w-old', ?)",
+                (job_id, status, finished_at),
+            )
+            stored = [
+                (1.0, "enqueued", "pending", 0, None),
+                (2.0, "claimed", "running", 1, "w-old"),
+            ]
+            if status == "completed":
+                stored.append((3.0, "completed", "completed", 1, "w-old"))
+            db.executemany(
+                "INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(job_id, *event) for event in stored],
+            )
+
+    async with wizd.connect(path) as q:
+        assert [e.kind for e in await q.events(1)] == ["enqueued", "claimed", "completed"]
+        assert [e.kind for e in await q.events(2)] == ["enqueued", "claimed"]
+        [recovered] = await q.store.recover_worker("w-old", "crash")
+        assert recovered.job.id == 2
+        assert [(e.id, e.kind) for e in await q.events(2)] == [
+            (1, "enqueued"),
+            (2, "claimed"),
+            (3, "recovered"),
+        ]
+    with sqlite_file(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = 2").fetchone() == (3,)

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from conftest import FakeClock, in_own_task, sqlite_file
+from conftest import FakeClock, in_own_task, stored_event_rows
 
 import wizd
 from wizd import Backoff, IllegalTransition, InvalidJob, Job, JobNotFound, JobOptions, JobStatus
@@ -55,23 +55,6 @@ async def assert_counts_match_recount(q: wizd.Queue) -> None:
 async def assert_nothing_written(q: wizd.Queue) -> None:
     assert await q.counts() == zero_counts()
     assert await q.list() == []
-
-
-def stored_event_rows(q: wizd.Queue, job_id: int) -> int:
-    """Event rows left in the database for a job id, whether or not the job still exists."""
-    if q.store.backend == "postgres":
-        import psycopg
-
-        config = q.store.config  # type: ignore[attr-defined]
-        with psycopg.connect(config.conninfo) as pg:
-            sql = f"SELECT COUNT(*) FROM {config.schema}.job_events WHERE job_id = %s"
-            row = pg.execute(sql, (job_id,)).fetchone()
-    else:
-        with sqlite_file(q.store.path) as db:  # type: ignore[attr-defined]
-            sql = "SELECT COUNT(*) FROM job_events WHERE job_id = ?"
-            row = db.execute(sql, (job_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 # -- enqueue -------------------------------------------------------------------------------
@@ -610,17 +593,22 @@ async def test_queue_defaults_apply_unless_the_job_overrides_them(
 async def test_cleanup_removes_old_final_jobs_and_their_events_only(
     q: wizd.Queue, clock: FakeClock
 ) -> None:
+    # Every job here has event rows: a log line, or a history its row cannot hold alone
+    # (the lines every job has are read from the row and stored nowhere).
     old_done = await q.enqueue("t")
+    await q.log(old_done, "working")
     await finish(q, await run(q))
     old_failed = await q.enqueue("t", attempts=1)
     await finish(q, await run(q), "failed")
-    old_pending = await q.enqueue("t", queue="idle")
+    old_delayed = await q.enqueue("t", queue="idle", delay=60)
     await q.enqueue("t", queue="busy")
     old_running = await run(q, "busy")
+    await q.log(old_running, "working")
     clock.advance(timedelta(days=3).total_seconds())
     recent_done = await q.enqueue("t")
     await finish(q, await run(q))
-    live = {old_pending.id, old_running.id}
+    live = {old_delayed.id, old_running.id}
+    assert stored_event_rows(q, old_done.id) > 0
 
     assert await q.cleanup(older_than=timedelta(days=1), dry_run=True) == [old_done.id]
     assert (await q.get(old_done)).status is S.COMPLETED

@@ -306,7 +306,6 @@ async def test_a_queue_without_limits_claims_with_the_statements_it_always_used(
         "PROMOTE_QUEUE",
         "CLAIM",
         "COUNT_MOVE",
-        "INSERT_EVENT",
         "DEPS_OF_MANY",
         "COMMIT",
     ]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, stored_event_rows
 
 import wizd
 from wizd import Backoff, IllegalTransition, Job, JobStatus
@@ -661,6 +661,76 @@ async def test_every_change_writes_an_event_oldest_first(
     assert [e.attempt for e in events if e.kind == "claimed"] == [1, 2]
     assert all(e.job_id == job.id for e in events)
     assert await store.events(job.id, after=events[-2].id) == events[-1:]
+
+
+async def test_the_way_every_job_goes_is_read_from_its_row_and_stores_no_event(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    job = await q.enqueue("t")
+    clock.advance(1)
+    run = await claim_one(store, worker="w7")
+    clock.advance(2)
+    assert await store.finish([done(run)]) == [True]
+    final = await store.get(job.id)
+
+    assert stored_event_rows(q, job.id) == 0
+    events = await store.events(job.id)
+    assert [(e.id, e.kind, e.status, e.attempt, e.worker_id) for e in events] == [
+        (1, "enqueued", S.PENDING, 0, None),
+        (2, "claimed", S.RUNNING, 1, "w7"),
+        (3, "completed", S.COMPLETED, 1, "w7"),
+    ]
+    assert [e.at for e in events] == [final.created_at, final.started_at, final.finished_at]
+    assert await store.events(job.id, after=2) == events[2:]
+
+
+async def test_a_history_keeps_its_lines_and_numbers_when_runs_end_otherwise(
+    q: wizd.Queue, store: Store, clock: FakeClock
+) -> None:
+    """A run's claim is read from the job row while it runs; once the run ends any way but
+    completed, it is stored, in the same place and under the same number, and only once."""
+    job = await q.enqueue("t", backoff=Backoff.fixed(10.0))
+    clock.advance(1)
+    run = await claim_one(store, worker="w1")
+    clock.advance(1)
+    await q.log(job, "halfway")
+    seen = await store.events(job.id)
+    assert [(e.kind, e.worker_id) for e in seen] == [
+        ("enqueued", None),
+        ("claimed", "w1"),
+        ("log", None),
+    ]
+
+    clock.advance(1)
+    await store.finish([done(run, "failed", error="boom")])  # attempts left: retried later
+    failed = await store.events(job.id)
+    assert failed[: len(seen)] == seen
+    assert [e.kind for e in failed[len(seen) :]] == ["retry_scheduled"]
+    assert await store.events(job.id, after=seen[-1].id) == failed[len(seen) :]
+    assert stored_event_rows(q, job.id) == 3  # the claim, the log line, the retry
+
+    clock.advance(10)
+    second = await claim_one(store, worker="w2")
+    clock.advance(400)
+    [reaped] = await store.reap_hung(300)  # the reaper ends the second run
+    assert reaped.job.id == job.id
+    clock.advance(1)
+    third = await claim_one(store, worker="w3")
+    await store.finish([done(third)])
+
+    events = await store.events(job.id)
+    assert events[: len(failed)] == failed
+    assert [(e.kind, e.attempt, e.worker_id) for e in events[len(failed) :]] == [
+        ("promoted", 1, None),
+        ("claimed", 2, "w2"),
+        ("recovered", 2, "w2"),
+        ("claimed", 3, "w3"),
+        ("completed", 3, "w3"),
+    ]
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert second.attempt == 2
+    assert stored_event_rows(q, job.id) == 6  # + the promotion, the claim, the recovery
 
 
 async def test_a_bad_write_in_a_group_spoils_no_concurrent_write(q: wizd.Queue) -> None:

@@ -453,7 +453,8 @@ build_job = _job_builder()
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One line of a job's history: a status change, a recovery, a log line, progress."""
+    """One line of a job's history: a status change, a recovery, a log line, progress.
+    `id` numbers the lines of one job's history from 1, oldest first."""
 
     id: int
     job_id: int

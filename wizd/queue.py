@@ -653,7 +653,8 @@ class Queue:
         return await self.store.stats(check_identifier("queue", queue), w)
 
     async def events(self, id: int | str | Job, after: int = 0) -> builtins.list[Event]:
-        """The job's history and log lines, oldest first."""
+        """The job's history and log lines, oldest first; `after=n` skips its first n lines
+        (an event's id is its line number, so after=the last id seen gives what is new)."""
         return await self.store.events(job_id(id), after)
 
     async def queues(self) -> builtins.list[tuple[str, bool, JobOptions]]:

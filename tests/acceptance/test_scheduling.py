@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import sqlite_file
 from prometheus_client.parser import text_string_to_metric_families
 
 import wizd
@@ -131,10 +132,62 @@ ENQUEUER = textwrap.dedent(
 )
 
 
+class KeyAudit:
+    """A test's own triggers on the jobs table: a sequence number for every job inserted
+    and every job completed, drawn as the statement writes (on PostgreSQL, after any wait
+    for another transaction's row), so their order is the order of the writes."""
+
+    SQLITE = (
+        "CREATE TABLE key_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER, what TEXT)",
+        "CREATE TRIGGER key_audit_inserted AFTER INSERT ON jobs BEGIN "
+        "INSERT INTO key_audit (job_id, what) VALUES (NEW.id, 'inserted'); END",
+        "CREATE TRIGGER key_audit_completed AFTER UPDATE OF status ON jobs "
+        "WHEN NEW.status = 'completed' BEGIN "
+        "INSERT INTO key_audit (job_id, what) VALUES (NEW.id, 'completed'); END",
+    )
+    POSTGRES = (
+        "CREATE TABLE key_audit (seq bigserial PRIMARY KEY, job_id bigint, what text)",
+        "CREATE FUNCTION key_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO key_audit (job_id, what) VALUES "
+        "(NEW.id, CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'completed' END); "
+        "RETURN NULL; END $$",
+        "CREATE TRIGGER key_audit_inserted AFTER INSERT ON jobs FOR EACH ROW "
+        "EXECUTE FUNCTION key_audit()",
+        "CREATE TRIGGER key_audit_completed AFTER UPDATE OF status ON jobs FOR EACH ROW "
+        "WHEN (NEW.status = 'completed') EXECUTE FUNCTION key_audit()",
+    )
+
+    def __init__(self, database: Path | str) -> None:
+        self.database = str(database)
+        for statement in self.POSTGRES if self.postgres else self.SQLITE:
+            self.run(statement)
+
+    @property
+    def postgres(self) -> bool:
+        return self.database.startswith("postgresql://")
+
+    def run(self, statement: str) -> list[tuple[Any, ...]]:
+        if self.postgres:
+            import psycopg
+
+            conninfo, _, schema = self.database.partition("?schema=")
+            with psycopg.connect(conninfo, autocommit=True) as pg:
+                pg.execute(f"SET search_path TO {schema}")
+                cur = pg.execute(statement)
+                return cur.fetchall() if cur.description else []
+        with sqlite_file(self.database) as db:
+            return db.execute(statement).fetchall()
+
+    def order(self) -> dict[tuple[int, str], int]:
+        rows = self.run("SELECT job_id, what, seq FROM key_audit")
+        return {(job_id, what): seq for job_id, what, seq in rows}
+
+
 def test_two_processes_racing_on_one_unique_key_never_hold_two_unfinished_jobs(
     harness: Harness, queue: wizd.SyncQueue
 ) -> None:
     go = harness.dir / "go"
+    audit = KeyAudit(harness.db)
     daemon = harness.start(app=APP, concurrency=1).ready()
     enqueuers = [
         subprocess.Popen(
@@ -157,14 +210,11 @@ def test_two_processes_racing_on_one_unique_key_never_hold_two_unfinished_jobs(
     assert {j.id for j in jobs} == set(returned)
     assert len(returned) == 300
     assert len(jobs) < len(returned), "the processes never met on the key"
+    order = audit.order()
     for before, after in itertools.pairwise(jobs):
         # The key was free again only once the job holding it was final: in the order
-        # the store wrote them (event ids), the holder completed before the next was made.
-        completed = [e.id for e in queue.events(before.id) if e.kind == "completed"]
-        enqueued = [e.id for e in queue.events(after.id) if e.kind == "enqueued"]
-        assert completed
-        assert enqueued
-        assert completed[0] < enqueued[0], (before.id, after.id)
+        # the database wrote them, the holder completed before the next was made.
+        assert order[before.id, "completed"] < order[after.id, "inserted"], (before.id, after.id)
     assert {j.status for j in jobs} == {"completed"}
     assert len(daemon.logged("job_completed")) == len(jobs)
 

@@ -162,7 +162,8 @@ class Store(Protocol):
         """Counts, and over the last `window` seconds: average wait and run time, throughput."""
 
     async def events(self, job_id: int, after: int = 0) -> list[Event]:
-        """The job's events with id > after, oldest first; JobNotFound if no such job."""
+        """The job's history, oldest first, from its line number after + 1 on (an event's
+        id is its line number in its job's history); JobNotFound if no such job."""
 
     # -- flows -----------------------------------------------------------------------------
     async def add_dependencies(self, job_id: int, deps: Sequence[int]) -> Job:

@@ -301,7 +301,8 @@ class Inserter:
             )
         )
         self.created.append(job)
-        self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
+        if row.status is not S.PENDING or row.error is not None:  # else read from the row
+            self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
         return job
 
     def check_parent(self, parent_id: int, adding: int, allow_final: bool = False) -> float | None:
@@ -375,7 +376,8 @@ class ClaimRows:
 
 def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> ClaimRows:
     """Promote, then claim up to n jobs. A queue without limits costs what it always did
-    (its row, the promotion, one CLAIM); limits are applied by wizd.store.limits."""
+    (its row, the promotion, one CLAIM); limits are applied by wizd.store.limits. A claim
+    stores no event: the job row holds its run (wizd.store.reads.events)."""
     row = c.execute(Q.QUEUE_CLAIM_GET, (queue,)).fetchone()
     if row is not None and row[1]:
         return ClaimRows()
@@ -392,16 +394,16 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> ClaimRows:
         return ClaimRows(None, *throttle)
     rowmap.moved(c, (queue for _ in rows), S.PENDING, S.RUNNING)
     rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
-    rowmap.events(c, now, [(r[0], "claimed", S.RUNNING, r[6], worker_id, None) for r in rows])
     return ClaimRows(rowmap.JobRows(c, rows), *throttle)
 
 
 def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
     """Apply a batch of outcomes, fenced; False for each run the worker no longer owns.
 
-    Completions (most of a batch) are written by one statement, their events by one
-    executemany, and their dependents looked up by one query; what their ends release
-    (dependents, waiting parents) is then applied job by job. Other outcomes go one by one."""
+    Completions (most of a batch) are written by one statement and store no event (the row
+    holds them, wizd.store.reads.events), and their dependents are looked up by one query;
+    what their ends release (dependents, waiting parents) is then applied job by job.
+    Other outcomes go one by one."""
     owned = [False] * len(items)
     done = [(i, f) for i, f in enumerate(items) if f.outcome == "completed"]
     for start in range(0, len(done), 200):
@@ -412,18 +414,13 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
         returned = execute_rows(c, Q.COMPLETE_MANY, values, (now, now)).fetchall()
         if not returned:
             continue
-        rowmap.moved(c, (r[3] for r in returned), S.RUNNING, S.COMPLETED)
-        rows = {r[0]: (r[1], r[2]) for r in returned}
-        ended = [(i, f, *rows[f.job_id]) for i, f in chunk if f.job_id in rows]
-        rowmap.events(
-            c,
-            now,
-            [(f.job_id, "completed", S.COMPLETED, a, f.worker_id, None) for _, f, a, _ in ended],
-        )
+        rowmap.moved(c, (r[2] for r in returned), S.RUNNING, S.COMPLETED)
+        parents = {r[0]: r[1] for r in returned}
+        ended = [(i, f, parents[f.job_id]) for i, f in chunk if f.job_id in parents]
         dependents: dict[int, list[int]] = {}
-        for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, [(i,) for i in rows]):
+        for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, [(i,) for i in parents]):
             dependents.setdefault(dep, []).append(dependent)
-        for index, f, _, parent_id in ended:
+        for index, f, parent_id in ended:
             owned[index] = True
             if parent_id is not None or f.job_id in dependents:
                 deps = dependents.get(f.job_id, [])

@@ -109,8 +109,11 @@ SELECT {JOB_COLUMNS} FROM (
 ORDER BY priority DESC, run_at, id LIMIT %(n)s
 """
 EVENTS = """
-SELECT id, job_id, at, kind, status, attempt, worker_id, message
-FROM job_events WHERE job_id = %s AND id > %s ORDER BY id
+SELECT id, at, kind, status, attempt, worker_id, message
+FROM job_events WHERE job_id = %s ORDER BY at, id
+"""
+HISTORY_ROW = """
+SELECT status, attempt, worker_id, created_at, started_at, finished_at FROM jobs WHERE id = %s
 """
 COUNTS_ALL = """
 SELECT queue, status, SUM(n)::bigint FROM (
@@ -219,7 +222,7 @@ UPDATE jobs SET status = 'completed', result = done.result, error = NULL,
 FROM done
 WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
   AND jobs.attempt = done.attempt
-RETURNING jobs.id, jobs.attempt, jobs.parent_id, jobs.queue
+RETURNING jobs.id, jobs.parent_id, jobs.queue
 """
 COMPLETE_MANY_ARRAYS = ("bigint", "text", "int", "text")
 # Locked, as DEPENDENTS_OF.

@@ -65,22 +65,57 @@ def stats(c: Conn, now: float, queue: str, window: float) -> QueueStats:
     )
 
 
+# One line of a history before it is numbered: its sort key (time, then stored lines by id
+# before a derived line of the same time), then at, kind, status, attempt, worker, message.
+Line = tuple[tuple[float, int, int], float, str, str | None, int | None, str | None, str | None]
+FIRST = float("-inf")
+
+
 def events(c: Conn, job_id: int, after: int) -> list[Event]:
-    if c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
+    """The job's history from the `after`-th line on: its stored events merged with the
+    three that every job's row holds and no event row stores (schema 6): `enqueued` (a job
+    enqueued pending, at created_at), `claimed` of the current run (a running job, or one
+    its run completed) and `completed`. A line keeps its number as the history grows: the
+    `claimed` stored when a run ends otherwise takes the place the derived one had."""
+    row = c.execute(Q.HISTORY_ROW, (job_id,)).fetchone()
+    if row is None:
         raise JobNotFound(job_id)
+    lines: list[Line] = [((r[1], 0, r[0]), *r[1:]) for r in c.execute(Q.EVENTS, (job_id,))]
+    lines += derived(row, lines)
+    lines.sort(key=lambda line: line[0])
     return [
         Event(
-            id=r[0],
-            job_id=r[1],
-            at=cast(Any, utc(r[2])),
-            kind=r[3],
-            status=S(r[4]) if r[4] else None,
-            attempt=r[5],
-            worker_id=r[6],
-            message=r[7],
+            id=n,
+            job_id=job_id,
+            at=cast(Any, utc(at)),
+            kind=kind,
+            status=S(status) if status else None,
+            attempt=attempt,
+            worker_id=worker_id,
+            message=message,
         )
-        for r in c.execute(Q.EVENTS, (job_id, after))
+        for n, (_, at, kind, status, attempt, worker_id, message) in enumerate(lines, 1)
+        if n > after
     ]
+
+
+def derived(row: tuple[Any, ...], stored: list[Line]) -> list[Line]:
+    """The lines of a history that the job row holds and no event row stores."""
+    status, attempt, worker_id, created_at, started_at, finished_at = row
+    lines: list[Line] = []
+    if not any(line[2] == "enqueued" for line in stored):
+        lines.append(((FIRST, 0, 0), created_at, "enqueued", S.PENDING, 0, None, None))
+    completed = status == S.COMPLETED and not any(line[3] == S.COMPLETED for line in stored)
+    run = status == S.RUNNING or completed
+    if run:
+        lines.append(
+            ((started_at, 1, 0), started_at, "claimed", S.RUNNING, attempt, worker_id, None)
+        )
+    if completed:
+        lines.append(
+            ((finished_at, 2, 0), finished_at, "completed", S.COMPLETED, attempt, worker_id, None)
+        )
+    return lines
 
 
 def owned(c: Conn, worker_id: str, pairs: list[tuple[int, int]]) -> set[int]:

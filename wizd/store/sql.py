@@ -198,10 +198,10 @@ class SQLStore:
     def _attempt_group(
         self, c: Any, ops: list[Op[Any]], *, isolated: bool
     ) -> tuple[list[tuple[bool, Any]], bool]:
-        now = self.clock()
         before = self._changes(c)
         reset_group_cache(c)
         self._begin(c)
+        now = self.clock()  # under the write lock: on SQLite, times follow the commit order
         outcomes: list[tuple[bool, Any]] = []
         try:
             if len(ops) == 1:

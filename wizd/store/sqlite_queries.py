@@ -85,10 +85,14 @@ SELECT {JOB_COLUMNS} FROM (
 )
 ORDER BY priority DESC, run_at, id LIMIT :n
 """
+# A job's stored events; wizd.store.reads.events adds those its row holds (schema 6).
 EVENTS = """
-SELECT id, job_id, at, kind, status, attempt, worker_id, message
-FROM job_events WHERE job_id = ? AND id > ? ORDER BY id
+SELECT id, at, kind, status, attempt, worker_id, message
+FROM job_events WHERE job_id = ? ORDER BY at, id
 """
+HISTORY_ROW = (
+    "SELECT status, attempt, worker_id, created_at, started_at, finished_at FROM jobs WHERE id = ?"
+)
 COUNTS_ALL = "SELECT queue, status, n FROM job_counts"
 # n jobs of a queue moved from one status to another: (queue, old, -n, queue, new, n). The
 # claims and completions count themselves with it (schema 5); a trigger counts the rest.
@@ -285,7 +289,7 @@ UPDATE jobs SET status = 'completed', result = done.result, error = NULL, update
 FROM done
 WHERE jobs.id = done.id AND jobs.status = 'running' AND jobs.worker_id = done.worker
   AND jobs.attempt = done.attempt
-RETURNING jobs.id, jobs.attempt, jobs.parent_id, jobs.queue
+RETURNING jobs.id, jobs.parent_id, jobs.queue
 """
 # Jobs that depend on any of the given jobs ({items}: their ids), as (dependency, dependent).
 DEPENDENTS_OF_MANY = """
