@@ -163,6 +163,8 @@ BAD_JOBS = [
     pytest.param({"ttl": -1}, "ttl", ">= 0", id="ttl-negative"),
     pytest.param({"delay": 5, "run_at": 0}, "delay", "not both", id="delay-and-run_at"),
     pytest.param({"run_at": datetime(2030, 1, 1)}, "run_at", "timezone", id="run_at-naive"),
+    pytest.param({"context": "text"}, "context", "JSON object, got str", id="context-str"),
+    pytest.param({"context": [1, 2]}, "context", "JSON object, got list", id="context-list"),
 ]
 
 

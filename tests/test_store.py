@@ -805,6 +805,27 @@ async def test_concurrent_enqueues_sharing_one_group_each_get_their_own_jobs(
     assert len(set(ids)) == len(ids) == 44
 
 
+TRICKY = ['a"b', "c\\d", "NULL", "{x,y}", " padded ", "", "é\n\t", "'q'"]
+
+
+async def test_awkward_text_survives_the_statements_of_many_rows(
+    q: wizd.Queue, store: Store
+) -> None:
+    # Batched enqueues and completions send each column as one array (PostgreSQL: a text
+    # array literal): quotes, backslashes, braces, the word NULL and blanks come back as sent.
+    jobs = await q.enqueue_many(
+        [{"name": "t", "payload": {"v": text}, "context": {text: text}} for text in TRICKY]
+    )
+    claimed = await store.claim("default", "w1", len(TRICKY))
+    assert len(claimed) == len(TRICKY)
+    results = {job.id: {"v": job.payload["v"], "k": [job.payload["v"]]} for job in claimed}
+    assert await store.finish([done(job, result=results[job.id]) for job in claimed]) == [True] * 8
+    for job, text in zip(jobs, TRICKY, strict=True):
+        stored = await store.get(job.id)
+        assert (stored.payload, stored.context) == ({"v": text}, {text: text})
+        assert stored.result == {"v": text, "k": [text]}
+
+
 def test_statements_of_many_rows_take_one_array_per_column_on_postgresql() -> None:
     # SQLite gets a placeholder per value ({items}); PostgreSQL one array per column, so that
     # its statement text (and plan) is the same for any number of rows. The declared types

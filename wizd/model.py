@@ -603,6 +603,13 @@ def zero_counts() -> dict[str, int]:
     return {s.value: 0 for s in ALL_STATUSES}
 
 
+def as_object(field_name: str, value: object) -> dict[str, Any]:
+    """A mapping given where a JSON object is wanted, as a dict; anything else is refused."""
+    if not isinstance(value, Mapping):
+        raise InvalidJob(field_name, f"must be a JSON object, got {type(value).__name__}")
+    return dict(value)
+
+
 def as_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
     if tags is None:
         return ()

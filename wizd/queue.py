@@ -42,6 +42,7 @@ from wizd.model import (
     Schedule,
     ScheduleRun,
     WorkerInfo,
+    as_object,
     as_tags,
     check_attempts,
     check_epoch,
@@ -292,7 +293,9 @@ class Queue:
             delay=seconds("delay", delay) or 0.0,
             ttl=check_positive("ttl", ttl_s),
             tags=as_tags(tags),
-            context=None if context is None else encode_json(dict(context), "context"),
+            context=None
+            if context is None
+            else encode_json(as_object("context", context), "context"),
             parent_id=None if parent is None else job_id(parent),
             depends_on=tuple(dict.fromkeys(job_id(d) for d in (depends_on or ()))),
             depends_on_index=tuple(depends_on_index),

@@ -110,13 +110,29 @@ _NAMED: dict[str, str] = {
     for name, value in vars(Q).items()
     if name.isupper() and isinstance(value, str) and hasattr(PQ, name)
 }
-# How a column's values become its array (psycopg refuses a list of mixed int and float).
-_ARRAY_OF: dict[str, Callable[[Any], Any]] = {
-    "float8": float,
-    "text": str,
-    "int": int,
-    "bigint": int,
+
+
+def _quoted(value: Any) -> str:
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# How a column's values become elements of its array literal. The arrays go as text
+# ('{1,2,3}', cast by the statement): psycopg's list dumper costs about a microsecond per
+# element, 0.5 ms for the four columns of 100 completions, a third of the statement.
+_ARRAY_OF: dict[str, Callable[[Any], str]] = {
+    "float8": lambda value: repr(float(value)),
+    "text": _quoted,
+    "int": lambda value: str(int(value)),
+    "bigint": lambda value: str(int(value)),
 }
+
+
+def _array(kind: Callable[[Any], str], column: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of `column`'s values (None: NULL)."""
+    return "{" + ",".join("NULL" if value is None else kind(value) for value in column) + "}"
+
+
 # SQLite text of an INSERT -> the PostgreSQL statement inserting many rows from arrays, and
 # the conversion of each column.
 _MANY: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {
@@ -170,7 +186,10 @@ class PgConn:
         self.changes = 0
 
     def execute(self, sqlite_sql: str, parameters: Any = None, /) -> psycopg.Cursor[Any]:
-        cur = self.conn.execute(translate(sqlite_sql), parameters)
+        return self._run(sqlite_sql, parameters, None)
+
+    def _run(self, sqlite_sql: str, parameters: Any, prepare: bool | None) -> psycopg.Cursor[Any]:
+        cur = self.conn.execute(translate(sqlite_sql), parameters, prepare=prepare)
         if cur.rowcount > 0 and cur.statusmessage and not cur.statusmessage.startswith("SELECT"):
             self.changes += cur.rowcount
         return cur
@@ -188,10 +207,12 @@ class PgConn:
         """wizd.store.conn.execute_rows: the statement of that name with one array per column
         of `rows` (its X_ARRAYS in postgres_queries), then `tail`."""
         columns = [
-            [None if v is None else kind(v) for v in column]
+            _array(kind, column)
             for kind, column in zip(_ITEMS[sqlite_sql], zip(*rows, strict=True), strict=True)
         ]
-        return self.execute(sqlite_sql, [*columns, *tail])
+        # Not prepared: psycopg prepares a statement run five times, and the prepared
+        # completion of 100 jobs took 4.1-4.6 ms where the unprepared one takes 2.4-2.6 ms.
+        return self._run(sqlite_sql, [*columns, *tail], False)
 
     def insert_many(self, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
         """wizd.store.conn.insert_many: all the rows in one statement, one array per column
@@ -203,7 +224,7 @@ class PgConn:
         if many is not None:
             sql, kinds = many
             columns = [
-                [None if v is None else kind(v) for v in column]
+                _array(kind, column)
                 for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)
             ]
             self.conn.execute(sql, columns)
