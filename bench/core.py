@@ -23,7 +23,7 @@ with nothing in between. It is honest in that it runs:
 * the SAME PRAGMAs: wizd.store.sqlite_queries.PRAGMAS (WAL, foreign_keys=ON, temp_store),
   busy_timeout, cache_size and synchronous as SQLiteConfig sets them;
 * the SAME statements, imported from wizd.store.sqlite_queries so that the two cannot drift:
-  enqueue = INSERT_JOB (… RETURNING) per job;
+  enqueue = INSERT_JOB (… RETURNING) per job, COUNT_ADD per statement (schema 7);
   claim+complete = CLAIM (UPDATE … RETURNING n jobs), then per job RUN_STATE (the fenced
   read) + COMPLETE; COUNT_MOVE once per claim and per batch of completions (the counts of
   those transitions, schema 5). Neither writes an event row: a job's enqueued, claimed
@@ -261,12 +261,13 @@ ID, ATTEMPT = JOB_COLUMN_NAMES.index("id"), JOB_COLUMN_NAMES.index("attempt")
 
 def floor_insert(c: sqlite3.Connection, payloads: list[dict[str, Any]], now: float) -> None:
     """One or more jobs inside the caller's transaction: INSERT_JOB each (a pending job's
-    enqueued event is read from its row)."""
+    enqueued event is read from its row), then their count."""
     template, at = job_row_template(now)
     for p in payloads:
         row = template.copy()
         row[at] = encode(p)
         c.execute(Q.INSERT_JOB, row).fetchone()
+    c.execute(Q.COUNT_ADD, (QUEUE, "pending", len(payloads)))  # once per call (schema 7)
 
 
 def floor_enqueue(c: sqlite3.Connection, payloads: list[dict[str, Any]], per_txn: int) -> None:
@@ -319,6 +320,7 @@ def prefill(path: str, synchronous: str, n: int) -> None:
                 yield row
 
         c.executemany(Q.INSERT_JOB, rows())
+        c.execute(Q.COUNT_ADD, (QUEUE, "pending", n))
         c.execute("COMMIT")
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

@@ -5,6 +5,7 @@ writer's transaction and either completes or raises."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = No
     inserter = Inserter(c, now, limits or Limits())
     if len(items) > 1 and all(is_plain(new) for new in items):
         inserter.insert_plain(items)
-        rowmap.events(c, now, inserter.events)
+        inserter.written()
         return inserter.created
     for index, new in enumerate(items):
         dep_ids = list(new.depends_on)
@@ -64,7 +65,7 @@ def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = No
                 )
             dep_ids.append(inserter.created[ref].id)
         inserter.insert(new, dep_ids)
-    rowmap.events(c, now, inserter.events)
+    inserter.written()
     return inserter.created
 
 
@@ -190,8 +191,9 @@ class Inserter:
         ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
         pairs = list(zip(ids, rows, strict=True))
         insert_many(self.c, Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
+        rowmap.added(self.c, Counter((row.new.queue, row.status) for row in rows))
         for job_id, row in pairs:
-            self.record(row, job_id)
+            self.record(row, job_id, counted=True)
 
     def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
         """Everything about a new job but its id: checks, defaults, status, the row."""
@@ -260,9 +262,16 @@ class Inserter:
         )
         return row
 
-    def record(self, row: _Row, job_id: int) -> Job:
-        """The Job as written (not read back: the writer's time is the queue's time)."""
+    def written(self) -> None:
+        """After the last insert of the operation: the events of what it wrote."""
+        rowmap.events(self.c, self.now, self.events)
+
+    def record(self, row: _Row, job_id: int, counted: bool = False) -> Job:
+        """The Job as written (not read back: the writer's time is the queue's time), counted
+        at once in its queue and status unless its caller counts a batch."""
         new, created_at = row.new, self.created_at
+        if not counted:
+            rowmap.added(self.c, Counter({(new.queue, row.status): 1}))
         final_at = created_at if row.final else None
         job = build_job(  # Job's fields in order (see rows.job_from_row)
             (

@@ -52,6 +52,15 @@ def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> Non
         c.execute(Q.COUNT_MOVE, (queue, old, -n, queue, new, n))
 
 
+def added(c: Conn, counts: Counter[tuple[str, JobStatus]]) -> None:
+    """Count new jobs by (queue, status): SQLite counts inserts here (schema 7), once per
+    statement; PostgreSQL's statement triggers count them themselves."""
+    if dialect(c) != "sqlite":
+        return
+    for (queue, status), n in counts.items():
+        c.execute(Q.COUNT_ADD, (queue, status, n))
+
+
 _STATUS = {status.value: status for status in S}
 
 

@@ -19,7 +19,6 @@ from wizd.errors import DuplicateJob, InvalidJob, ScheduleNotFound
 from wizd.model import NewSchedule, Schedule, ScheduleRun, from_template, utc, utc_at
 from wizd.recurrence import Timing, plan
 from wizd.store import ops
-from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Fired, FiredJob
 from wizd.store.conn import Conn
@@ -149,7 +148,7 @@ def fire(c: Conn, now: float, limits: ops.Limits) -> Fired:
             message = f"schedule {schedule.key or schedule.id} at {utc_at(fire_at).isoformat()}"
             inserter.events.append((job.id, "scheduled", None, 0, None, message))
             fired.jobs.append(FiredJob(schedule.id, fire_at, job))
-    rowmap.events(c, now, inserter.events)
+    inserter.written()
     return fired
 
 

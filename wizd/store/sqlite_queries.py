@@ -100,6 +100,12 @@ COUNT_MOVE = """
 INSERT INTO job_counts (queue, status, n) VALUES (?, ?, ?), (?, ?, ?)
 ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n
 """
+# n new jobs of a queue in a status: (queue, status, n). Inserts count themselves with it
+# (schema 7): once per statement and (queue, status).
+COUNT_ADD = """
+INSERT INTO job_counts (queue, status, n) VALUES (?, ?, ?)
+ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n
+"""
 COUNTS_QUEUE = "SELECT queue, status, n FROM job_counts WHERE queue = ?"
 RECOUNT_ALL = "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status"
 # One index seek per priority level on the claim index: O(log n) at any depth.
