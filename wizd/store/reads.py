@@ -72,7 +72,7 @@ FIRST = float("-inf")
 
 
 def events(c: Conn, job_id: int, after: int) -> list[Event]:
-    """The job's history from the `after`-th line on: its stored events merged with the
+    """The job's history after its first `after` lines: its stored events merged with the
     three that every job's row holds and no event row stores (schema 6): `enqueued` (a job
     enqueued pending, at created_at), `claimed` of the current run (a running job, or one
     its run completed) and `completed`. A line keeps its number as the history grows: the
@@ -106,8 +106,7 @@ def derived(row: tuple[Any, ...], stored: list[Line]) -> list[Line]:
     if not any(line[2] == "enqueued" for line in stored):
         lines.append(((FIRST, 0, 0), created_at, "enqueued", S.PENDING, 0, None, None))
     completed = status == S.COMPLETED and not any(line[3] == S.COMPLETED for line in stored)
-    run = status == S.RUNNING or completed
-    if run:
+    if status == S.RUNNING or completed:
         lines.append(
             ((started_at, 1, 0), started_at, "claimed", S.RUNNING, attempt, worker_id, None)
         )
