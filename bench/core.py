@@ -25,8 +25,8 @@ with nothing in between. It is honest in that it runs:
 * the SAME statements, imported from wizd.store.sqlite_queries so that the two cannot drift:
   enqueue = INSERT_JOB (… RETURNING) per job, COUNT_ADD per statement (schema 7);
   claim+complete = CLAIM (UPDATE … RETURNING n jobs), then per job RUN_STATE (the fenced
-  read) + COMPLETE; COUNT_MOVE once per claim and per batch of completions (the counts of
-  those transitions, schema 5). Neither writes an event row: a job's enqueued, claimed
+  read) + COMPLETE; COUNT_ADD for the two counts of the move once per claim and per batch
+  of completions (schema 5). Neither writes an event row: a job's enqueued, claimed
   and completed events are read from its row (schema 6), as wizd writes none either;
 * the SAME rows: the script checks that the jobs and events written by the floor and by
   wizd have the same shape (every column but ids and timestamps);
@@ -277,6 +277,11 @@ def floor_enqueue(c: sqlite3.Connection, payloads: list[dict[str, Any]], per_txn
         c.execute("COMMIT")
 
 
+def moved(c: sqlite3.Connection, n: int, old: str, new: str) -> None:
+    """n jobs of the queue counted from `old` to `new`, as wizd.store.rows.moved does."""
+    c.executemany(Q.COUNT_ADD, [(QUEUE, old, -n), (QUEUE, new, n)])
+
+
 def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
     """The worker loop on stdlib sqlite3: claim `batch`, commit, complete them, commit."""
     done = 0
@@ -286,7 +291,7 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
         args = {"worker": WORKER, "now": now, "queue": QUEUE, "n": min(batch, limit - done)}
         rows = c.execute(Q.CLAIM, args).fetchall()
         if rows:  # the claim's transition is counted by its statement (schema 5)
-            c.execute(Q.COUNT_MOVE, (QUEUE, "pending", -len(rows), QUEUE, "running", len(rows)))
+            moved(c, len(rows), "pending", "running")
         c.execute("COMMIT")
         if not rows:
             break
@@ -299,7 +304,7 @@ def floor_claim_complete(c: sqlite3.Connection, batch: int, limit: int) -> int:
                 raise Unverified(f"floor lost job {r[ID]}")
             c.execute(Q.COMPLETE, {**fence, "result": encode(RESULT)})
         n = len(rows)
-        c.execute(Q.COUNT_MOVE, (QUEUE, "running", -n, QUEUE, "completed", n))
+        moved(c, n, "running", "completed")
         c.execute("COMMIT")
         done += len(rows)
     return done

@@ -305,7 +305,7 @@ async def test_a_queue_without_limits_claims_with_the_statements_it_always_used(
         "QUEUE_CLAIM_GET",
         "PROMOTE_QUEUE",
         "CLAIM",
-        "COUNT_MOVE",
+        "COUNT_ADD",  # pending - n, running + n: one executemany, traced once
         "DEPS_OF_MANY",
         "COMMIT",
     ]

@@ -191,7 +191,7 @@ class Inserter:
         ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
         pairs = list(zip(ids, rows, strict=True))
         insert_many(self.c, Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
-        rowmap.added(self.c, Counter((row.new.queue, row.status) for row in rows))
+        rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
         for job_id, row in pairs:
             self.record(row, job_id, counted=True)
 
@@ -271,7 +271,7 @@ class Inserter:
         at once in its queue and status unless its caller counts a batch."""
         new, created_at = row.new, self.created_at
         if not counted:
-            rowmap.added(self.c, Counter({(new.queue, row.status): 1}))
+            rowmap.counted(self.c, {(new.queue, row.status): 1})
         final_at = created_at if row.final else None
         job = build_job(  # Job's fields in order (see rows.job_from_row)
             (

@@ -135,7 +135,7 @@ def _array(kind: Callable[[Any], str], column: Iterable[Any]) -> str:
 
 # SQLite text of an INSERT -> the PostgreSQL statement inserting many rows from arrays, and
 # the conversion of each column.
-_MANY: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {
+_MANY: dict[str, tuple[str, list[Callable[[Any], str]]]] = {
     getattr(Q, name): (getattr(PQ, f"{name}_MANY"), [_ARRAY_OF[t] for t in types])
     for name, types in (
         (name[: -len("_TYPES")], value)
@@ -144,7 +144,7 @@ _MANY: dict[str, tuple[str, list[Callable[[Any], Any]]]] = {
     )
 }
 # SQLite text of a statement with {items} -> the conversion of each of its array columns.
-_ITEMS: dict[str, list[Callable[[Any], Any]]] = {
+_ITEMS: dict[str, list[Callable[[Any], str]]] = {
     getattr(Q, name[: -len("_ARRAYS")]): [_ARRAY_OF[t] for t in types]
     for name, types in vars(PQ).items()
     if name.endswith("_ARRAYS")

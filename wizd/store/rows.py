@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,24 +41,28 @@ def events(
         insert_many(c, Q.INSERT_EVENT, batch)
 
 
+def counted(c: Conn, deltas: Mapping[tuple[str, JobStatus], int]) -> None:
+    """Add `deltas` to the per-status counts, one COUNT_ADD per (queue, status). On SQLite
+    the statements that insert jobs (schema 7), claim and complete them (schema 5) count
+    themselves this way, once per statement; the count trigger counts every other change.
+    PostgreSQL's statement triggers count every change themselves."""
+    if dialect(c) != "sqlite":
+        return
+    rows = [(queue, status, n) for (queue, status), n in deltas.items() if n]
+    if len(rows) == 1:  # execute costs less than executemany for a single row
+        c.execute(Q.COUNT_ADD, rows[0])
+    elif rows:
+        c.executemany(Q.COUNT_ADD, rows)
+
+
 def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> None:
-    """Count jobs (one queue name per job) that a claim or a completion moved from `old` to
-    `new`. SQLite's count trigger leaves those two transitions to this (schema 5), which
-    updates each count once per statement; PostgreSQL's statement triggers count every
-    change themselves."""
-    if dialect(c) != "sqlite":
-        return
+    """Count jobs (one queue name per job) that a claim or a completion moved from `old`
+    to `new`."""
+    deltas: Counter[tuple[str, JobStatus]] = Counter()
     for queue, n in Counter(queues).items():
-        c.execute(Q.COUNT_MOVE, (queue, old, -n, queue, new, n))
-
-
-def added(c: Conn, counts: Counter[tuple[str, JobStatus]]) -> None:
-    """Count new jobs by (queue, status): SQLite counts inserts here (schema 7), once per
-    statement; PostgreSQL's statement triggers count them themselves."""
-    if dialect(c) != "sqlite":
-        return
-    for (queue, status), n in counts.items():
-        c.execute(Q.COUNT_ADD, (queue, status, n))
+        deltas[queue, old] -= n
+        deltas[queue, new] += n
+    counted(c, deltas)
 
 
 _STATUS = {status.value: status for status in S}

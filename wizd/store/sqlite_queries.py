@@ -94,14 +94,9 @@ HISTORY_ROW = (
     "SELECT status, attempt, worker_id, created_at, started_at, finished_at FROM jobs WHERE id = ?"
 )
 COUNTS_ALL = "SELECT queue, status, n FROM job_counts"
-# n jobs of a queue moved from one status to another: (queue, old, -n, queue, new, n). The
-# claims and completions count themselves with it (schema 5); a trigger counts the rest.
-COUNT_MOVE = """
-INSERT INTO job_counts (queue, status, n) VALUES (?, ?, ?), (?, ?, ?)
-ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n
-"""
-# n new jobs of a queue in a status: (queue, status, n). Inserts count themselves with it
-# (schema 7): once per statement and (queue, status).
+# n jobs more (or, n < 0, fewer) of a queue in a status: (queue, status, n). The inserts
+# (schema 7), claims and completions (schema 5) count themselves with it, once per statement
+# and (queue, status) (wizd.store.rows.counted); a trigger counts every other change.
 COUNT_ADD = """
 INSERT INTO job_counts (queue, status, n) VALUES (?, ?, ?)
 ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n
@@ -261,7 +256,7 @@ RETURNING {JOB_COLUMNS}
 FENCE = "id = :id AND status = 'running' AND worker_id = :worker AND attempt = :attempt"
 RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
 # One completion: the per-job step of the stdlib floor in bench/core.py (wizd completes in
-# batches, COMPLETE_MANY). Whoever runs it counts the move with COUNT_MOVE (schema 5).
+# batches, COMPLETE_MANY). Whoever runs it counts the move with COUNT_ADD (schema 5).
 COMPLETE = f"""
 UPDATE jobs SET status = 'completed', result = :result, error = NULL, updated_at = :now,
     finished_at = :now, progress = 1.0

@@ -1,6 +1,6 @@
 -- wizd schema version 5 (SQLite): the two transitions every job makes, pending -> running
 -- (its claim) and running -> completed (its completion), are counted by the statements that
--- make them, once per statement (sqlite_queries.COUNT_MOVE, from wizd.store.rows.moved),
+-- make them, once per statement (sqlite_queries.COUNT_ADD, from wizd.store.rows.moved),
 -- instead of three trigger statements per job. Every other change is counted as before.
 
 DROP TRIGGER job_counts_update;
