@@ -11,6 +11,7 @@ from conftest import sqlite_file
 import wizd
 import wizd.store.sqlite as sqlite_store
 from wizd import StoreError
+from wizd.store import sqlite_queries as Q
 from wizd.store.sqlite import LATEST_VERSION, migrations
 
 TABLES = {"jobs", "job_deps", "job_events", "queues", "workers", "job_counts", "schema_version"}
@@ -136,6 +137,8 @@ def test_migrations_applied_one_by_one_end_as_a_fresh_database(
                 )
                 assert cur.lastrowid is not None
                 ids.append(cur.lastrowid)
+                if upto >= 7:  # from schema 7 the writer counts its inserts itself
+                    db.execute(Q.COUNT_ADD, ("default", "pending", 1))
     monkeypatch.undo()
 
     assert schema(stepped) == schema(fresh)
@@ -191,3 +194,31 @@ async def test_histories_stored_before_schema_6_are_read_without_repeats(
         ]
     with sqlite_file(path) as db:
         assert db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = 2").fetchone() == (3,)
+
+
+def plan(path: str, sql: str, args: tuple[object, ...]) -> str:
+    with sqlite_file(path) as db:
+        return " / ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+def test_retention_expiry_and_stats_read_their_indexes(store_url: str) -> None:
+    """Schema 8: retention and the TTL sweep seek their partial indexes instead of scanning
+    every job (retention's bound statuses never matched the old index's constant list)."""
+    with wizd.connect_sync(store_url):
+        pass
+    finals = ("completed", "failed", "cancelled")
+    cleanup = Q.CLEANUP_CANDIDATES.format(statuses="?,?,?")
+    assert "USING INDEX jobs_finished" in plan(store_url, cleanup, (*finals, 1.0))
+    assert "USING INDEX jobs_finished" in plan(store_url, Q.STATS_FINISHED, (1.0, "default"))
+    assert "USING INDEX jobs_expiring" in plan(store_url, Q.EXPIRED, (1.0,))
+
+
+def test_a_bulk_insert_builds_no_temporary_table_per_row(store_url: str) -> None:
+    """An index condition with a list of three constants (`status IN (...)`) made SQLite
+    build a temporary b-tree of the list on every run of every INSERT; schema 8 has none."""
+    with wizd.connect_sync(store_url):
+        pass
+    with sqlite_file(store_url) as db:
+        ops = [r[1] for r in db.execute(f"EXPLAIN {Q.INSERT_JOB_WITH_ID}", (None,) * 27)]
+    assert "Insert" in ops
+    assert "OpenEphemeral" not in ops

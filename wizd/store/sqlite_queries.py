@@ -335,11 +335,12 @@ INTERRUPT_FAIL = """
 UPDATE jobs SET status = 'failed', updated_at = :now, finished_at = :now, error = :error
 WHERE id = :id AND status = 'running' AND attempt = :attempt
 """
-# Newest first, so sub-tasks expire before the parents that consolidate them.
+# Newest first, so sub-tasks expire before the parents that consolidate them. The status
+# test is spelled as in the jobs_expiring index (schema 8), so that SQLite uses it.
 EXPIRED = """
 SELECT id, status, attempt FROM jobs
 WHERE expires_at IS NOT NULL AND expires_at <= ?
-  AND status NOT IN ('completed', 'failed', 'cancelled')
+  AND status <> 'completed' AND status <> 'failed' AND status <> 'cancelled'
 ORDER BY id DESC
 """
 
