@@ -9,7 +9,6 @@ store.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import deque
@@ -296,6 +295,10 @@ class QueueWorker:
             with run.scope:
                 finish = await self._execute(run.job, run)
         finally:
+            if finish is None and run.stop_reason is None and run.scope.cancelled_caught:
+                # Nobody stopped it: the job's own deadline (set by _execute) cancelled it.
+                timeout = run.job.timeout or 0.0
+                finish = self._finish(run.job, "failed", error=f"timed out after {timeout:g}s")
             if finish is None:  # stopped by us, by the daemon's whole scope, or lost
                 finish = self._stopped(run)
             self._ran(run, finish)  # no await: a cancelled runner still hands it over
@@ -323,14 +326,16 @@ class QueueWorker:
             )
         ctx = JobContext(job, self.queue, self.worker_id)
         run.ctx = ctx
+        if job.timeout is not None:
+            # The run's own scope carries the deadline (one scope per run, not two); _run
+            # tells its expiry from a stop, which always gives a reason. A TimeoutError the
+            # processor raises itself is its failure like any other exception.
+            run.scope.deadline = anyio.current_time() + job.timeout
         try:
-            with _NO_DEADLINE if job.timeout is None else anyio.fail_after(job.timeout):
-                if self.agent.is_async(job.name):
-                    result = await processor(ctx)
-                else:
-                    result = await anyio.to_thread.run_sync(processor, ctx, abandon_on_cancel=True)
-        except TimeoutError:
-            return self._finish(job, "failed", error=f"timed out after {job.timeout:g}s")
+            if self.agent.is_async(job.name):
+                result = await processor(ctx)
+            else:
+                result = await anyio.to_thread.run_sync(processor, ctx, abandon_on_cancel=True)
         except RetryLater as later:
             return self._finish(job, "later", delay=later.seconds, error=later.reason or None)
         except LostJob:
@@ -448,6 +453,3 @@ _PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waitin
 
 def _job_fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "queue": job.queue, "name": job.name, "attempt": job.attempt}
-
-
-_NO_DEADLINE = contextlib.nullcontext()

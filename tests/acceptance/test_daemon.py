@@ -32,7 +32,7 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 FINAL = {"completed", "failed", "cancelled"}
-KNOWN_PROCESSORS = "blocker, hold, interval, quick"
+KNOWN_PROCESSORS = "blocker, flaky, hold, interval, quick"
 
 
 def enqueue(q: wizd.SyncQueue, name: str, n: int = 1, **payload: Any) -> list[int]:
@@ -477,3 +477,42 @@ def test_a_job_without_a_processor_fails_at_once_without_retries(
     history = kinds(queue, job.id)
     assert history.count("claimed") == 1, history
     assert "retry_scheduled" not in history, history
+
+
+# -- 11. job timeouts --------------------------------------------------------------------
+def test_a_job_over_its_timeout_is_cancelled_and_retried_then_failed(
+    harness: Harness, queue: wizd.SyncQueue
+) -> None:
+    daemon = harness.start(concurrency=2).ready()
+    never = str(harness.dir / "never")  # the hold would last 300 s
+    over = queue.enqueue(
+        "hold", {"release": never}, queue=AGENT, timeout=0.3, attempts=2, backoff={"delay": 0.05}
+    )
+    within = queue.enqueue("interval", {"seconds": 0.05}, queue=AGENT, timeout=5)
+
+    failed, completed = wait_final(queue, [over.id, within.id], 30)
+
+    assert (failed.status, failed.attempt, failed.error) == ("failed", 2, "timed out after 0.3s")
+    assert kinds(queue, over.id).count("claimed") == 2
+    assert completed.status == "completed"
+    assert daemon.proc.poll() is None, "the daemon goes on after a timeout"
+
+
+def test_a_processors_own_timeout_error_is_its_failure_not_the_jobs_timeout(
+    harness: Harness, queue: wizd.SyncQueue
+) -> None:
+    """A TimeoutError raised by the processor (an HTTP client's, say) fails the run like
+    any other exception, with its own message, whether or not the job has a timeout."""
+    daemon = harness.start().ready()
+    untimed = queue.enqueue("flaky", {"message": "upstream took too long"}, queue=AGENT, attempts=1)
+    timed = queue.enqueue("flaky", {"message": "read timeout"}, queue=AGENT, attempts=1, timeout=60)
+    after = queue.enqueue("interval", {"seconds": 0}, queue=AGENT)
+
+    jobs = wait_final(queue, [untimed.id, timed.id, after.id], 15)
+
+    assert [(j.status, j.error) for j in jobs] == [
+        ("failed", "TimeoutError: upstream took too long"),
+        ("failed", "TimeoutError: read timeout"),
+        ("completed", None),
+    ]
+    assert daemon.proc.poll() is None, daemon.tail()

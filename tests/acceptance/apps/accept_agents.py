@@ -61,6 +61,12 @@ async def tick(ctx: JobContext) -> dict[str, Any]:
     return {"pid": os.getpid()}
 
 
+@researcher.processor("flaky")
+async def flaky(ctx: JobContext) -> None:
+    """Fails with its own TimeoutError, as a client library's call that timed out does."""
+    raise TimeoutError(ctx.payload["message"])
+
+
 @researcher.processor("blocker")
 async def blocker(ctx: JobContext) -> dict[str, Any]:
     """In a daemon started with ACCEPT_BLOCK_LOOP set: once the file `go` exists, blocks
