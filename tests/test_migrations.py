@@ -219,6 +219,7 @@ def test_a_bulk_insert_builds_no_temporary_table_per_row(store_url: str) -> None
     with wizd.connect_sync(store_url):
         pass
     with sqlite_file(store_url) as db:
-        ops = [r[1] for r in db.execute(f"EXPLAIN {Q.INSERT_JOB_WITH_ID}", (None,) * 27)]
+        params = (None,) * Q.INSERT_JOB_WITH_ID.count("?")
+        ops = [r[1] for r in db.execute(f"EXPLAIN {Q.INSERT_JOB_WITH_ID}", params)]
     assert "Insert" in ops
     assert "OpenEphemeral" not in ops
