@@ -447,7 +447,7 @@ def finish(c: Conn, now: float, f: Finish) -> bool:
     state = c.execute(Q.RUN_STATE, fence).fetchone()
     if state is None:
         return False
-    attempt, max_attempts, backoff_json, _parent_id = state
+    attempt, max_attempts, backoff_json = state
     kind = f.outcome
     if kind == "failed":
         if f.retry and attempt < max_attempts:

@@ -189,7 +189,7 @@ WHERE id IN (
 RETURNING {JOB_COLUMNS}
 """
 FENCE = "id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempt = %(attempt)s"
-RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
+RUN_STATE = f"SELECT attempt, max_attempts, backoff FROM jobs WHERE {FENCE}"
 FAIL_FINAL = f"""
 UPDATE jobs SET status = 'failed', error = %(error)s, updated_at = %(now)s,
     finished_at = %(now)s

@@ -254,7 +254,7 @@ RETURNING {JOB_COLUMNS}
 """
 # Every write that finishes a run is fenced on (id, running, worker, attempt).
 FENCE = "id = :id AND status = 'running' AND worker_id = :worker AND attempt = :attempt"
-RUN_STATE = f"SELECT attempt, max_attempts, backoff, parent_id FROM jobs WHERE {FENCE}"
+RUN_STATE = f"SELECT attempt, max_attempts, backoff FROM jobs WHERE {FENCE}"
 # One completion: the per-job step of the stdlib floor in bench/core.py (wizd completes in
 # batches, COMPLETE_MANY). Whoever runs it counts the move with COUNT_ADD (schema 5).
 COMPLETE = f"""
