@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import anyio
@@ -115,6 +115,14 @@ async def test_run_at_in_the_future_delays_and_in_the_past_does_not(
     assert (later.status, later.run_at.timestamp()) == (S.DELAYED, clock() + 30)
     earlier = await q.enqueue("t", run_at=clock() - 30)
     assert (earlier.status, earlier.run_at.timestamp()) == (S.PENDING, clock() - 30)
+
+
+async def test_payload_and_context_may_be_any_mapping(q: wizd.Queue) -> None:
+    """Both are typed Mapping: a read-only mapping is stored as the object it holds."""
+    frozen = MappingProxyType({"topic": "tides", "n": 2})
+    job = await q.enqueue("t", frozen, context=MappingProxyType({"user": "ana"}))
+    stored = await q.get(job)
+    assert (stored.payload, stored.context) == ({"topic": "tides", "n": 2}, {"user": "ana"})
 
 
 async def test_enqueue_many_writes_all_in_order(q: wizd.Queue) -> None:

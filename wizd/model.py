@@ -195,8 +195,8 @@ compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow
 
 def encode_payload(payload: object, limit: int, field_name: str = "payload") -> str:
     """The payload as compact JSON text; it must be a JSON object within `limit` bytes."""
-    if type(payload) is not dict and not isinstance(payload, Mapping):
-        raise InvalidJob(field_name, f"must be a JSON object, got {type(payload).__name__}")
+    if type(payload) is not dict:
+        payload = as_object(field_name, payload)
     try:
         text = compact_json(payload)
     except (TypeError, ValueError) as exc:
