@@ -312,6 +312,42 @@ async def test_a_queue_without_limits_claims_with_the_statements_it_always_used(
     assert "CLAIM_KEYED" in statement_names(keyed)
 
 
+async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_fewer_round_trips(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's claim returns each job's dependencies and its completion says which
+    jobs have dependents, so neither looks them up in a statement of its own unless there
+    are some; the dependencies still arrive and a completion still releases its dependent."""
+    from wizd.store import postgres as P
+    from wizd.store import sqlite_queries as Q
+
+    names = {text: name for name, text in vars(Q).items() if isinstance(text, str)}
+    ran: list[str] = []
+    run = P.PgConn._run
+
+    def traced(self: P.PgConn, sqlite_sql: str, parameters: Any, prepare: bool | None) -> Any:
+        ran.append(names.get(sqlite_sql, sqlite_sql.split()[0]))
+        return run(self, sqlite_sql, parameters, prepare)
+
+    async with in_own_task(wizd.connect(postgres_url)) as q:
+        first = await q.enqueue("t", queue="flow")
+        second = await q.enqueue("t", queue="flow", depends_on=[first.id])
+        monkeypatch.setattr(P.PgConn, "_run", traced)
+
+        (claimed,) = await q.store.claim("flow", "w1", 5)
+        assert (claimed.id, claimed.depends_on) == (first.id, ())
+        assert ran == ["BEGIN", "QUEUE_CLAIM_GET", "PROMOTE_QUEUE", "CLAIM", "COMMIT"]
+        ran.clear()
+        await finish(q.store, claimed)  # `second` depends on it: its dependents are read
+        assert ran[:3] == ["BEGIN", "COMPLETE_MANY", "DEPENDENTS_OF_MANY"]
+
+        (released,) = await q.store.claim("flow", "w1", 5)
+        assert (released.id, released.depends_on) == (second.id, (first.id,))
+        ran.clear()
+        await finish(q.store, released)
+        assert ran == ["BEGIN", "COMPLETE_MANY", "COMMIT"]
+
+
 def statement_names(executed: list[str]) -> list[str]:
     """The sqlite_queries names of traced statements (SQLite traces them with their values
     in place, and a trigger's statements as repeats of the one that fired it)."""

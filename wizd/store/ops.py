@@ -35,7 +35,7 @@ from wizd.store import flows, limits
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Interrupted
-from wizd.store.conn import Conn, execute_rows, group_cache, insert_many
+from wizd.store.conn import Conn, dialect, execute_rows, group_cache, insert_many
 
 S = JobStatus
 
@@ -403,7 +403,9 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> ClaimRows:
         return ClaimRows(None, *throttle)
     rowmap.moved(c, (queue for _ in rows), S.PENDING, S.RUNNING)
     rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
-    return ClaimRows(rowmap.JobRows(c, rows), *throttle)
+    # PostgreSQL's claim statements return each job's dependencies (CLAIMED_DEPS).
+    deps_in_rows = dialect(c) == "postgres"
+    return ClaimRows(rowmap.JobRows(c, rows, deps_in_rows=deps_in_rows), *throttle)
 
 
 def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
@@ -426,8 +428,11 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
         rowmap.moved(c, (r[2] for r in returned), S.RUNNING, S.COMPLETED)
         parents = {r[0]: r[1] for r in returned}
         ended = [(i, f, parents[f.job_id]) for i, f in chunk if f.job_id in parents]
+        # PostgreSQL's completion says which jobs have dependents (a round trip less when
+        # none has); SQLite's looks them all up.
+        depended = [(r[0],) for r in returned if len(r) < 4 or r[3]]
         dependents: dict[int, list[int]] = {}
-        for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, [(i,) for i in parents]):
+        for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, depended) if depended else ():
             dependents.setdefault(dep, []).append(dependent)
         for index, f, parent_id in ended:
             owned[index] = True

@@ -161,6 +161,11 @@ ORDER BY q.name
 """
 
 # -- the hot path --------------------------------------------------------------------------
+# A claim returns each job's dependencies as one more column (after JOB_COLUMNS): the
+# lookup SQLite's claim makes with DEPS_OF_MANY would cost another round trip here.
+CLAIMED_DEPS = (
+    "ARRAY(SELECT d.depends_on FROM job_deps d WHERE d.job_id = jobs.id ORDER BY d.depends_on)"
+)
 # Rows another daemon is promoting or claiming right now are skipped, not waited for.
 PROMOTE_QUEUE = """
 UPDATE jobs SET status = 'pending', updated_at = %(now)s
@@ -186,7 +191,7 @@ WHERE id IN (
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING {JOB_COLUMNS}
+RETURNING {JOB_COLUMNS}, {CLAIMED_DEPS}
 """
 FENCE = "id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempt = %(attempt)s"
 RUN_STATE = f"SELECT attempt, max_attempts, backoff FROM jobs WHERE {FENCE}"
@@ -220,7 +225,8 @@ WHERE {FENCE}
 # index grows by one entry per job run, and a scan of it (which the planner picks while its
 # statistics say few jobs run) visits every page those entries point to: 0.7 ms per 100
 # completions after 20,000 jobs, and growing. `(status = 'running') IS TRUE` is the same
-# fence, but not an index condition, so the partial index is left alone.
+# fence, but not an index condition, so the partial index is left alone. The last column
+# says whether any job depends on the completed one: only those need DEPENDENTS_OF_MANY.
 COMPLETE_MANY = """
 WITH done(id, worker, attempt, result) AS (
     SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[]))
@@ -230,7 +236,8 @@ FROM done
 WHERE jobs.id = ANY(ARRAY(SELECT id FROM done)) AND jobs.id = done.id
   AND (jobs.status = 'running') IS TRUE AND jobs.worker_id = done.worker
   AND jobs.attempt = done.attempt
-RETURNING jobs.id, jobs.parent_id, jobs.queue
+RETURNING jobs.id, jobs.parent_id, jobs.queue,
+    EXISTS (SELECT 1 FROM job_deps d WHERE d.depends_on = jobs.id)
 """
 COMPLETE_MANY_ARRAYS = ("bigint", "text", "int", "text")
 # Locked, as DEPENDENTS_OF.
@@ -344,7 +351,7 @@ WHERE status = 'pending' AND id IN (
                                     WHERE k.concurrency_key = r.concurrency_key
                                       AND k.status = 'running')
 )
-RETURNING {JOB_COLUMNS}
+RETURNING {JOB_COLUMNS}, {CLAIMED_DEPS}
 """
 
 # -- the agent registry --------------------------------------------------------------------

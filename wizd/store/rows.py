@@ -14,6 +14,7 @@ from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn, dialect, execute_rows, insert_many
 
 S = JobStatus
+JOB_WIDTH = len(Q.JOB_COLUMNS.split(","))  # columns of a JOB_COLUMNS row
 
 
 def event(
@@ -133,9 +134,14 @@ class JobRows:
 
     __slots__ = ("deps", "rows")
 
-    def __init__(self, c: Conn, rows: Sequence[Sequence[Any]]) -> None:
+    def __init__(
+        self, c: Conn, rows: Sequence[Sequence[Any]], *, deps_in_rows: bool = False
+    ) -> None:
         self.rows = rows
         self.deps: dict[int, list[int]] = {}
+        if deps_in_rows:  # each row ends with its dependencies (PostgreSQL's claims)
+            self.deps = {r[0]: r[JOB_WIDTH] for r in rows if r[JOB_WIDTH]}
+            return
         ids = [(r[0],) for r in rows]
         for start in range(0, len(ids), 500):
             for job_id, dep in execute_rows(c, Q.DEPS_OF_MANY, ids[start : start + 500]):
