@@ -430,7 +430,8 @@ def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:
         ended = [(i, f, parents[f.job_id]) for i, f in chunk if f.job_id in parents]
         # PostgreSQL's completion says which jobs have dependents (a round trip less when
         # none has); SQLite's looks them all up.
-        depended = [(r[0],) for r in returned if len(r) < 4 or r[3]]
+        flagged = dialect(c) == "postgres"
+        depended = [(r[0],) for r in returned if not flagged or r[3]]
         dependents: dict[int, list[int]] = {}
         for dep, dependent in execute_rows(c, Q.DEPENDENTS_OF_MANY, depended) if depended else ():
             dependents.setdefault(dep, []).append(dependent)
