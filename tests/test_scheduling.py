@@ -321,7 +321,8 @@ async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_few
     from wizd.store import postgres as P
     from wizd.store import sqlite_queries as Q
 
-    names = {text: name for name, text in vars(Q).items() if isinstance(text, str)}
+    statements = vars(Q).items()
+    names = {text: name for name, text in statements if name.isupper() and isinstance(text, str)}
     ran: list[str] = []
     run = P.PgConn._run
 

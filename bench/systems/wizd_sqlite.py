@@ -4,7 +4,7 @@ enqueued through `wizd.connect`, one fresh SQLite file per run.
 Settings: --log-level warning (every system here runs without per-job log lines);
 --concurrency 200 per daemon (bench/daemon.py and the README measure 1, 10 and 100; for no-op
 jobs more slots are faster, since one claim then refills many of them: 200 against 100 was
-1.04-1.11x on one daemon, SQLite and PostgreSQL alike, in interleaved trial runs of
+1.04-1.14x on one daemon, SQLite and PostgreSQL alike, in interleaved trial runs of
 2026-11-23); two processes are two
 daemons on the same file. Everything else is wizd's default (synchronous=NORMAL in WAL mode,
 poll interval 1 s with wake-ups on new work).
@@ -54,7 +54,7 @@ class WizdSqlite(QueueSystem):
         "processes": "2 processes = two daemons on the same database",
         "store": "one SQLite file, wizd defaults (WAL, synchronous=NORMAL)",
         "why": "bench/daemon.py measures concurrency 1, 10 and 100; more slots are faster for "
-        "no-op jobs (one claim refills more of them): 200 against 100 was 1.04-1.11x on one "
+        "no-op jobs (one claim refills more of them): 200 against 100 was 1.04-1.14x on one "
         "daemon, SQLite and PostgreSQL alike, in trial runs here",
         "docs": "README.md (The daemon, Performance), bench/daemon.py",
     }
