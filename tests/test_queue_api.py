@@ -125,6 +125,24 @@ async def test_payload_and_context_may_be_any_mapping(q: wizd.Queue) -> None:
     assert (stored.payload, stored.context) == ({"topic": "tides", "n": 2}, {"user": "ana"})
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"name": "plain"},
+        {"name": "plain", "payload": {"k": [1, {"x": None}]}},
+        {"name": "plain", "payload": None, "queue": "other"},
+        {"name": "plain", "payload": {}, "queue": "other.q:1"},
+    ],
+)
+def test_an_item_with_only_a_queue_builds_what_build_builds(item: dict[str, object]) -> None:
+    """enqueue and enqueue_many build an item that names no option but its queue without
+    looking at each option (Queue._build_plain): the NewJob is the one build() makes."""
+    queue = wizd.Queue(store=None)  # type: ignore[arg-type]
+    args = dict(item)
+    expected = queue.build(args.pop("name"), args.pop("payload", None), **args)  # type: ignore[arg-type]
+    assert queue._build_item(0, item) == expected
+
+
 async def test_enqueue_many_writes_all_in_order(q: wizd.Queue) -> None:
     jobs = await q.enqueue_many(
         [

@@ -111,6 +111,45 @@ async def test_claimed_and_enqueued_jobs_equal_the_jobs_read_back(
     assert many == [await store.get(j.id) for j in many]
 
 
+async def test_plain_jobs_inserted_with_the_short_row_equal_those_with_every_column(
+    q: wizd.Queue, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk enqueue whose rows hold the table's defaults in every column but a dozen
+    writes only those (INSERT_JOB_PLAIN); the jobs read back are the same as those written
+    with every column (INSERT_JOB_WITH_ID), field for field but the id and the name."""
+    from wizd.store import ops
+
+    used: list[str] = []
+    insert_many = ops.insert_many
+
+    def spy(c: object, sql: str, rows: list[tuple[object, ...]]) -> None:
+        used.append(sql)
+        insert_many(c, sql, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ops, "insert_many", spy)
+    shapes: list[dict[str, object]] = [
+        {"payload": {"i": 1}},
+        {"queue": "other", "priority": 5, "attempts": 4, "timeout": 2.5, "delay": 5},
+        {"backoff": Backoff.fixed(2.0), "run_at": 1_750_000_100.0},
+    ]
+    short = await q.enqueue_many([{"name": f"s{i}", **shape} for i, shape in enumerate(shapes)])
+    # One item with tags makes the whole batch write every column.
+    full = await q.enqueue_many(
+        [{"name": f"f{i}", **shape} for i, shape in enumerate(shapes)]
+        + [{"name": "tagged", "tags": ["t"]}]
+    )
+    assert used == [Q.INSERT_JOB_PLAIN, Q.INSERT_JOB_WITH_ID]
+    for a, b in zip(short, full, strict=False):
+        read_a, read_b = await store.get(a.id), await store.get(b.id)
+        assert read_a == a
+        assert read_b == b
+        assert {**read_a.to_dict(), "id": 0, "name": ""} == {
+            **read_b.to_dict(),
+            "id": 0,
+            "name": "",
+        }
+
+
 async def test_claim_takes_at_most_n_and_only_from_its_queue(q: wizd.Queue, store: Store) -> None:
     for i in range(5):
         await q.enqueue("t", {"i": i}, queue="mine")

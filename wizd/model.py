@@ -11,7 +11,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -377,6 +377,31 @@ class NewJob:
     on_conflict: str = "return"
     # Jobs sharing a concurrency key share its limit (set_concurrency_limit), across queues.
     concurrency_key: str | None = None
+
+
+def _new_job_builder() -> Callable[..., NewJob]:
+    """NewJob from its keyword arguments, set slot by slot: what the frozen __init__ does
+    (it has no __post_init__) without an object.__setattr__ per field, at about a third of
+    its cost (a bulk enqueue builds a thousand at a time)."""
+    namespace: dict[str, Any] = {"new": object.__new__, "NewJob": NewJob}
+    params, body = [], []
+    for f in fields(NewJob):
+        if f.default_factory is not MISSING:  # pragma: no cover - a guard for new fields
+            raise TypeError(f"NewJob.{f.name}: the builder takes plain defaults only")
+        namespace[f"set_{f.name}"] = getattr(NewJob, f.name).__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"default_{f.name}"] = f.default
+            params.append(f"{f.name}=default_{f.name}")
+        body.append(f"    set_{f.name}(job, {f.name})\n")
+    source = f"def build(*, {', '.join(params)}):\n    job = new(NewJob)\n"
+    exec(source + "".join(body) + "    return job\n", namespace)
+    build: Callable[..., NewJob] = namespace["build"]
+    return build
+
+
+new_job = _new_job_builder()
 
 
 @dataclass(frozen=True, slots=True)

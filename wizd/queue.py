@@ -56,6 +56,7 @@ from wizd.model import (
     encode_json,
     encode_payload,
     job_template,
+    new_job,
     parse_priority,
     parse_status,
     zero_counts,
@@ -172,6 +173,8 @@ class EnqueueOptions(TypedDict, total=False):
 
 # The keys an item of enqueue_many (or of children=) may carry: enqueue's arguments.
 ENQUEUE_KEYS = ("name", "payload", *EnqueueOptions.__annotations__)
+_ENQUEUE_KEY_SET = frozenset(ENQUEUE_KEYS)
+_PLAIN_KEYS = frozenset({"queue"})  # options of a job that Queue._build_plain builds
 
 
 class ScheduleJobOptions(TypedDict, total=False):
@@ -281,7 +284,7 @@ class Queue:
                 self._build_item(i, {"queue": queue, **item}, field="children")
                 for i, item in enumerate(children)
             )
-        return NewJob(
+        return new_job(
             queue=check_identifier("queue", queue),
             name=check_identifier("name", name),
             payload=encode_payload({} if payload is None else payload, self.payload_limit),
@@ -312,6 +315,22 @@ class Queue:
                 else check_identifier("concurrency_key", concurrency_key)
             ),
             **unique,
+        )
+
+    def _build_plain(self, name: str, payload: Mapping[str, Any] | None, queue: str) -> NewJob:
+        """build(name, payload, queue=queue) with every other option left out, without
+        looking at each of them (the usual item of a bulk enqueue)."""
+        return new_job(
+            queue=check_identifier("queue", queue),
+            name=check_identifier("name", name),
+            payload=encode_payload({} if payload is None else payload, self.payload_limit),
+            priority=None,
+            max_attempts=None,
+            backoff=None,
+            timeout=None,
+            run_at=None,
+            delay=0.0,
+            ttl=None,
         )
 
     @staticmethod
@@ -370,7 +389,11 @@ class Queue:
         (on_conflict="return", the default), raises DuplicateJob ("raise"), or cancels it
         and takes its place if it has not started ("replace"). concurrency_key: jobs
         sharing it share its limit (set_concurrency_limit), whatever their queue."""
-        return (await self.store.enqueue([self.build(name, payload, **options)]))[0]
+        if options.keys() <= _PLAIN_KEYS:
+            new = self._build_plain(name, payload, options.get("queue", DEFAULT_QUEUE))
+        else:
+            new = self.build(name, payload, **options)
+        return (await self.store.enqueue([new]))[0]
 
     async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
         """Add every item (each a dict of enqueue's arguments) in one transaction, or none."""
@@ -384,20 +407,25 @@ class Queue:
     def _build_item(
         self, index: int, item: Mapping[str, Any], field: str = "items", **extra: Any
     ) -> NewJob:
-        where = f"{field}[{index}]"
         if not isinstance(item, Mapping):
-            raise InvalidJob(where, f"must be a dict, got {type(item).__name__}")
-        unknown = set(item) - set(ENQUEUE_KEYS)
-        if unknown:
+            raise InvalidJob(f"{field}[{index}]", f"must be a dict, got {type(item).__name__}")
+        if not _ENQUEUE_KEY_SET.issuperset(item):
+            unknown = sorted(set(item) - _ENQUEUE_KEY_SET)
             known = ", ".join(ENQUEUE_KEYS)
-            raise InvalidJob(where, f"unknown keys {sorted(unknown)}; known: {known}")
+            raise InvalidJob(f"{field}[{index}]", f"unknown keys {unknown}; known: {known}")
         if "name" not in item:
-            raise InvalidJob(f"{where}.name", "is required")
-        args = {**dict(item), **extra}
+            raise InvalidJob(f"{field}[{index}].name", "is required")
+        args = dict(item)
+        if extra:
+            args.update(extra)
+        name, payload = args.pop("name"), args.pop("payload", None)
         try:
-            return self.build(args.pop("name"), args.pop("payload", None), **args)
+            if args.keys() <= _PLAIN_KEYS:
+                return self._build_plain(name, payload, args.get("queue", DEFAULT_QUEUE))
+            return self.build(name, payload, **args)
         except InvalidJob as exc:
-            raise InvalidJob(f"{where}.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+            message = str(exc).split(": ", 1)[-1]
+            raise InvalidJob(f"{field}[{index}].{exc.field}", message) from None
 
     async def enqueue_batch(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
         """Add a linked batch in one transaction with one batch_id. An item's `depends_on`

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from wizd.errors import (
@@ -48,11 +51,9 @@ class Limits:
 
 def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = None) -> list[Job]:
     """Insert every item (and the children each carries) or raise before committing."""
-    inserter = Inserter(c, now, limits or Limits())
     if len(items) > 1 and all(is_plain(new) for new in items):
-        inserter.insert_plain(items)
-        inserter.written()
-        return inserter.created
+        return enqueue_plain(c, now, items, limits).build()
+    inserter = Inserter(c, now, limits or Limits())
     for index, new in enumerate(items):
         dep_ids = list(new.depends_on)
         for ref in new.depends_on_index:
@@ -67,6 +68,17 @@ def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = No
         inserter.insert(new, dep_ids)
     inserter.written()
     return inserter.created
+
+
+def enqueue_plain(
+    c: Conn, now: float, items: list[NewJob], limits: Limits | None = None
+) -> Created:
+    """Insert jobs without links or unique keys (is_plain) in one executemany; their Jobs
+    are built later, outside the transaction (Created.build)."""
+    inserter = Inserter(c, now, limits or Limits())
+    created = inserter.insert_plain(items)
+    inserter.written()
+    return created
 
 
 @dataclass(slots=True)
@@ -92,6 +104,24 @@ def is_plain(new: NewJob) -> bool:
         new.depends_on or new.depends_on_index or new.parent_id or new.children or new.unique_key
     )
 
+
+def _insert_columns(sql: str) -> list[str]:
+    return [col.strip() for col in sql[sql.index("(") + 1 : sql.index(")")].split(",")]
+
+
+# _Row.values holds INSERT_JOB's columns; INSERT_JOB_PLAIN writes some of them (after the
+# id) and leaves the others to the table's defaults: NULL, or these.
+_ROW_COLUMNS = _insert_columns(Q.INSERT_JOB)
+_TABLE_DEFAULTS = {
+    "tags": "[]",
+    "on_dependency_failure": "fail",
+    "on_child_failure": "continue",
+    "kind": "job",
+}
+_PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _insert_columns(Q.INSERT_JOB_PLAIN)[1:]])
+_left_out = [col for col in _ROW_COLUMNS if col not in _insert_columns(Q.INSERT_JOB_PLAIN)]
+_LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _left_out])
+_LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _left_out)
 
 UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
 
@@ -185,22 +215,29 @@ class Inserter:
                 self.insert(child, list(child.depends_on), parent=job)
         return job
 
-    def insert_plain(self, items: list[NewJob]) -> None:
-        """Many jobs without links in one executemany, their ids reserved first."""
+    def insert_plain(self, items: list[NewJob]) -> Created:
+        """Many jobs without links in one executemany, their ids reserved first; the Jobs
+        are built after the transaction (what is written is known before it commits)."""
         rows = [self.prepare(new, [], None) for new in items]
         ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
-        pairs = list(zip(ids, rows, strict=True))
-        insert_many(self.c, Q.INSERT_JOB_WITH_ID, [(job_id, *row.values) for job_id, row in pairs])
+        if all(_LEFT_OUT(row.values) == _LEFT_OUT_DEFAULTS for row in rows):
+            values = [(job_id, *_PLAIN(row.values)) for job_id, row in zip(ids, rows, strict=True)]
+            insert_many(self.c, Q.INSERT_JOB_PLAIN, values)
+        else:
+            values = [(job_id, *row.values) for job_id, row in zip(ids, rows, strict=True)]
+            insert_many(self.c, Q.INSERT_JOB_WITH_ID, values)
         rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
-        for job_id, row in pairs:
-            self.record(row, job_id, counted=True)
+        for job_id, row in zip(ids, rows, strict=True):
+            if row.status is not S.PENDING or row.error is not None:  # else read from the row
+                self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
+        return Created(ids, rows, self.now, self.created_at)
 
     def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
         """Everything about a new job but its id: checks, defaults, status, the row."""
         c, now = self.c, self.now
         opts = self.options(new.queue)
         dep_status: dict[int, JobStatus] = {}
-        for dep in dict.fromkeys(dep_ids):
+        for dep in dict.fromkeys(dep_ids) if dep_ids else ():
             found = c.execute(Q.DEPENDENCY_STATUS, {"dep": dep}).fetchone()
             if found is None:
                 raise DependencyError(f"job {dep} does not exist")
@@ -266,49 +303,11 @@ class Inserter:
         """After the last insert of the operation: the events of what it wrote."""
         rowmap.events(self.c, self.now, self.events)
 
-    def record(self, row: _Row, job_id: int, counted: bool = False) -> Job:
-        """The Job as written (not read back: the writer's time is the queue's time), counted
-        at once in its queue and status unless its caller counts a batch."""
-        new, created_at = row.new, self.created_at
-        if not counted:
-            rowmap.counted(self.c, {(new.queue, row.status): 1})
-        final_at = created_at if row.final else None
-        job = build_job(  # Job's fields in order (see rows.job_from_row)
-            (
-                job_id,
-                new.queue,
-                new.name,
-                json.loads(new.payload),
-                row.status,
-                row.priority,
-                0,  # attempt
-                row.attempts,
-                row.backoff,
-                row.timeout,
-                created_at if row.run_at == self.now else utc_of(row.run_at),
-                None if row.expires_at is None else utc_of(row.expires_at),
-                row.parent_id,
-                new.batch_id,
-                new.tags,
-                None if new.context is None else json.loads(new.context),
-                None,  # result
-                row.error,
-                None,  # progress
-                None,  # progress_message
-                None,  # worker_id
-                None,  # heartbeat_at
-                created_at,
-                created_at,  # updated_at
-                None,  # started_at
-                final_at,  # finished_at
-                new.on_dependency_failure,
-                new.on_child_failure,
-                new.kind,
-                new.unique_key,
-                new.concurrency_key,
-                row.deps,
-            )
-        )
+    def record(self, row: _Row, job_id: int) -> Job:
+        """The Job as written (not read back: the writer's time is the queue's time),
+        counted at once in its queue and status."""
+        rowmap.counted(self.c, {(row.new.queue, row.status): 1})
+        job = job_of(row, job_id, self.now, self.created_at)
         self.created.append(job)
         if row.status is not S.PENDING or row.error is not None:  # else read from the row
             self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
@@ -347,6 +346,68 @@ def still_holds(until: float | None, states: str, status: str, now: float) -> bo
     return (until is not None and until > now) or f",{status}," in states
 
 
+def job_of(row: _Row, job_id: int, now: float, created_at: datetime) -> Job:
+    """The Job a new row holds as written; `created_at` is `now` as a UTC datetime."""
+    new = row.new
+    return build_job(  # Job's fields in order (see rows.job_from_row)
+        (
+            job_id,
+            new.queue,
+            new.name,
+            json.loads(new.payload),
+            row.status,
+            row.priority,
+            0,  # attempt
+            row.attempts,
+            row.backoff,
+            row.timeout,
+            created_at if row.run_at == now else utc_of(row.run_at),
+            None if row.expires_at is None else utc_of(row.expires_at),
+            row.parent_id,
+            new.batch_id,
+            new.tags,
+            None if new.context is None else json.loads(new.context),
+            None,  # result
+            row.error,
+            None,  # progress
+            None,  # progress_message
+            None,  # worker_id
+            None,  # heartbeat_at
+            created_at,
+            created_at,  # updated_at
+            None,  # started_at
+            created_at if row.final else None,  # finished_at
+            new.on_dependency_failure,
+            new.on_child_failure,
+            new.kind,
+            new.unique_key,
+            new.concurrency_key,
+            row.deps,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What a plain enqueue wrote in its transaction; `build()` makes its Jobs after it,
+    so that the writer (on SQLite, the holder of the write lock) spends its time on
+    statements. A group of enqueues shares one insert: each takes its slice."""
+
+    ids: Sequence[int]
+    rows: Sequence[_Row]
+    now: float
+    created_at: datetime
+
+    def __getitem__(self, part: slice) -> Created:
+        return Created(self.ids[part], self.rows[part], self.now, self.created_at)
+
+    def build(self) -> list[Job]:
+        now, at = self.now, self.created_at
+        return [
+            job_of(row, job_id, now, at) for job_id, row in zip(self.ids, self.rows, strict=True)
+        ]
+
+
 def initial_status(
     new: NewJob,
     deps: dict[int, JobStatus],
@@ -356,17 +417,18 @@ def initial_status(
 ) -> tuple[JobStatus, str | None]:
     """Where a new job starts. A failed dependency (under policy fail/cancel) decides first;
     a child created with a parent that starts final is cancelled with it."""
-    broken = [d for d, s in deps.items() if s in (S.FAILED, S.CANCELLED)]
-    if broken and new.on_dependency_failure != "ignore":
-        reason = f"dependency {broken[0]} is {deps[broken[0]]}"
-        return (S.CANCELLED if new.on_dependency_failure == "cancel" else S.FAILED), reason
+    if deps:
+        broken = [d for d, s in deps.items() if s in (S.FAILED, S.CANCELLED)]
+        if broken and new.on_dependency_failure != "ignore":
+            reason = f"dependency {broken[0]} is {deps[broken[0]]}"
+            return (S.CANCELLED if new.on_dependency_failure == "cancel" else S.FAILED), reason
     if parent is not None and parent.status in FINAL:
         return S.CANCELLED, f"parent {parent.id} is {parent.status}"
     if new.start_waiting_children or new.children:
         return S.WAITING_CHILDREN, None
     if new.start_paused:
         return S.PAUSED, None
-    if any(s not in FINAL for s in deps.values()):
+    if deps and any(s not in FINAL for s in deps.values()):
         return S.WAITING, None
     return (S.DELAYED if run_at > now else S.PENDING), None
 

@@ -55,6 +55,12 @@ INSERT_JOB_WITH_ID = f"""
 INSERT INTO jobs (id, {_JOB_INSERT_COLUMNS})
 VALUES ({", ".join(["%s"] * 27)})
 """
+_JOB_PLAIN_COLUMNS = """id, queue, name, payload, status, priority, max_attempts, backoff,
+                  timeout, run_at, created_at, updated_at"""
+INSERT_JOB_PLAIN = f"""
+INSERT INTO jobs ({_JOB_PLAIN_COLUMNS})
+VALUES ({", ".join(["%s"] * 12)})
+"""
 INSERT_DEP = "INSERT INTO job_deps (job_id, depends_on) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 INSERT_EVENT = """
 INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
@@ -74,6 +80,11 @@ INSERT_JOB_WITH_ID_TYPES = (
     *("text", "text", "text", "float8", "text", "text"),  # kind … concurrency_key
 )
 
+INSERT_JOB_PLAIN_TYPES = (
+    *("bigint", "text", "text", "text", "text", "int", "int", "text"),  # id … backoff
+    *("float8", "float8", "float8", "float8"),  # timeout, run_at, created_at, updated_at
+)
+
 
 def _from_arrays(types: tuple[str, ...]) -> str:
     return "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
@@ -86,6 +97,10 @@ INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
 INSERT_JOB_WITH_ID_MANY = f"""
 INSERT INTO jobs (id, {_JOB_INSERT_COLUMNS})
 {_from_arrays(INSERT_JOB_WITH_ID_TYPES)}
+"""
+INSERT_JOB_PLAIN_MANY = f"""
+INSERT INTO jobs ({_JOB_PLAIN_COLUMNS})
+{_from_arrays(INSERT_JOB_PLAIN_TYPES)}
 """
 
 # -- reads ---------------------------------------------------------------------------------

@@ -244,10 +244,11 @@ class SQLStore:
                 j += 1
             if j - i > 1:
                 run = cast(list[_PlainEnqueue], group[i:j])
-                jobs = ops.enqueue(c, now, [new for op in run for new in op.items], self.limits)
+                items = [new for op in run for new in op.items]
+                created = ops.enqueue_plain(c, now, items, self.limits)
                 start = 0
                 for op in run:
-                    outcomes.append((True, jobs[start : start + len(op.items)]))
+                    outcomes.append((True, created[start : start + len(op.items)]))
                     start += len(op.items)
                 i = j
             else:
@@ -259,7 +260,8 @@ class SQLStore:
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
         items = list(jobs)
         if all(ops.is_plain(new) for new in items):
-            return await self._write(_PlainEnqueue(items, self.limits))
+            created = await self._write(_PlainEnqueue(items, self.limits))
+            return created.build()  # after the commit, on the caller's thread
         return await self._write(lambda c, now: ops.enqueue(c, now, items, self.limits))
 
     # -- reads -----------------------------------------------------------------------------
@@ -487,8 +489,8 @@ class _PlainEnqueue:
         self.items = items
         self.limits = limits
 
-    def __call__(self, c: Any, now: float) -> list[Job]:
-        return ops.enqueue(c, now, self.items, self.limits)
+    def __call__(self, c: Any, now: float) -> ops.Created:
+        return ops.enqueue_plain(c, now, self.items, self.limits)
 
 
 class _Refused(Exception):
