@@ -113,12 +113,18 @@ class QueueWorker:
         self._to_write = anyio.Event()  # set when the outbox fills or the runners end
         self._runners = 0
         self._backlog: deque[Run] = deque()  # claimed, waiting for a runner
-        self._ready: anyio.Event | None = None  # set when runs join the backlog
+        # Runners waiting for work, each on its own event: a dispatch wakes one, and a runner
+        # that takes a job while more wait wakes the next (not all `concurrency` at once).
+        self._idle: deque[anyio.Event] = deque()
+        self._waking = 0  # runners woken that have not run yet
         self._no_more_runs = False
         self._stop = anyio.Event()
         # The limit that held back the last claim, and since when (monotonic).
         self._throttle: tuple[str, float] | None = None
         self._rate_wait: float | None = None  # the rate limit frees the next job then
+        # The running backend's own CancelScope class, found once by serve(): calling
+        # anyio.CancelScope() looks the backend up each time, a few µs per claimed job.
+        self._scope: type[anyio.CancelScope] = anyio.CancelScope
 
     @property
     def busy(self) -> int:
@@ -166,6 +172,7 @@ class QueueWorker:
     async def serve(self) -> None:
         """Claim and run jobs until stop_claiming(); then wait for the running ones to end."""
         self.hooks.slots(self.name, 0, self.concurrency)
+        self._scope = type(anyio.CancelScope())
         try:
             async with anyio.create_task_group() as tg:
                 self._runners = self.concurrency
@@ -219,22 +226,42 @@ class QueueWorker:
 
     def _dispatch(self, runs: list[Run]) -> None:
         self._backlog.extend(runs)
-        if self._ready is not None and (runs or self._no_more_runs):
-            self._ready.set()
-            self._ready = None
+        if self._no_more_runs:
+            while self._idle:
+                self._wake_runner()
+        elif runs and self._idle and not self._waking:
+            self._wake_runner()
+
+    def _wake_runner(self) -> None:
+        self._waking += 1
+        self._idle.popleft().set()
 
     async def _runner(self) -> None:
-        """One of the pool's `concurrency` tasks: runs claimed jobs one after another."""
-        backlog = self._backlog
+        """One of the pool's `concurrency` tasks: runs claimed jobs one after another.
+
+        A runner that takes a job while more wait makes sure one idle runner is awake for
+        them, which does the same when it runs: a job that awaits leaves the next one to
+        another runner at once, while jobs that never await run back to back without
+        waking the whole pool."""
+        backlog, idle = self._backlog, self._idle
         try:
             while True:
                 while backlog:
-                    await self._run(backlog.popleft())
+                    run = backlog.popleft()
+                    if backlog and idle and not self._waking:
+                        self._wake_runner()
+                    await self._run(run)
                 if self._no_more_runs:
                     return
-                if self._ready is None:
-                    self._ready = anyio.Event()
-                await self._ready.wait()
+                ready = anyio.Event()
+                idle.append(ready)
+                try:
+                    await ready.wait()
+                finally:
+                    if ready.is_set():
+                        self._waking -= 1
+                    else:  # cancelled while idle: no dispatch may wake it any more
+                        idle.remove(ready)
         finally:
             self._runners -= 1
             if not self._runners:
@@ -264,7 +291,7 @@ class QueueWorker:
         started = time.monotonic()
         runs = []
         for job in jobs:
-            run = Run(job, anyio.CancelScope(), started)
+            run = Run(job, self._scope(), started)
             # A job re-claimed while its lost run is still ending replaces it here; the old
             # run's own bookkeeping leaves the new one alone.
             self.runs[job.id] = run
