@@ -23,7 +23,8 @@ with nothing in between. It is honest in that it runs:
 * the SAME PRAGMAs: wizd.store.sqlite_queries.PRAGMAS (WAL, foreign_keys=ON, temp_store),
   busy_timeout, cache_size and synchronous as SQLiteConfig sets them;
 * the SAME statements, imported from wizd.store.sqlite_queries so that the two cannot drift:
-  enqueue = INSERT_JOB (… RETURNING) per job, COUNT_ADD per statement (schema 7);
+  enqueue = INSERT_JOB (… RETURNING) for one job, RESERVE_JOB_IDS then one executemany of
+  INSERT_JOB_PLAIN for many (a plain job's columns), COUNT_ADD per statement (schema 7);
   claim+complete = CLAIM (UPDATE … RETURNING n jobs), then per job RUN_STATE (the fenced
   read) + COMPLETE; COUNT_ADD for the two counts of the move once per claim and per batch
   of completions (schema 5). Neither writes an event row: a job's enqueued, claimed
@@ -204,11 +205,11 @@ class BenchSetupError(Exception):
     """The floor no longer matches wizd's statements; bench/core.py needs updating."""
 
 
-def insert_job_columns() -> list[str]:
-    """The columns of wizd's INSERT_JOB, in order, read from the statement itself."""
-    match = re.search(r"INSERT INTO jobs\s*\(([^)]*)\)", Q.INSERT_JOB)
+def insert_job_columns(sql: str = Q.INSERT_JOB) -> list[str]:
+    """The columns of one of wizd's job INSERTs, in order, read from the statement itself."""
+    match = re.search(r"INSERT INTO jobs\s*\(([^)]*)\)", sql)
     if match is None:
-        raise BenchSetupError("cannot find the column list of sqlite_queries.INSERT_JOB")
+        raise BenchSetupError(f"cannot find the column list of {sql.strip()[:40]!r}")
     return [col.strip() for col in match.group(1).split(",")]
 
 
@@ -260,13 +261,26 @@ ID, ATTEMPT = JOB_COLUMN_NAMES.index("id"), JOB_COLUMN_NAMES.index("attempt")
 
 
 def floor_insert(c: sqlite3.Connection, payloads: list[dict[str, Any]], now: float) -> None:
-    """One or more jobs inside the caller's transaction: INSERT_JOB each (a pending job's
-    enqueued event is read from its row), then their count."""
+    """One or more jobs inside the caller's transaction (a pending job's enqueued event is
+    read from its row), then their count. One job: INSERT_JOB. Many: their ids reserved,
+    then one executemany of INSERT_JOB_PLAIN (the columns a plain job sets), as wizd does."""
     template, at = job_row_template(now)
-    for p in payloads:
+    if len(payloads) == 1:
         row = template.copy()
-        row[at] = encode(p)
+        row[at] = encode(payloads[0])
         c.execute(Q.INSERT_JOB, row).fetchone()
+    else:
+        columns = insert_job_columns()
+        plain = [columns.index(col) for col in insert_job_columns(Q.INSERT_JOB_PLAIN)[1:]]
+        base = [template[i] for i in plain]
+        slot = 1 + plain.index(at)  # the payload's place in a row that starts with the id
+        ids = sorted(r[0] for r in c.execute(Q.RESERVE_JOB_IDS, (len(payloads),)))
+        rows = []
+        for job_id, p in zip(ids, payloads, strict=True):
+            row = [job_id, *base]
+            row[slot] = encode(p)
+            rows.append(row)
+        c.executemany(Q.INSERT_JOB_PLAIN, rows)
     c.execute(Q.COUNT_ADD, (QUEUE, "pending", len(payloads)))  # once per call (schema 7)
 
 

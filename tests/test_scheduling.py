@@ -348,6 +348,12 @@ async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_few
         await finish(q.store, released)
         assert ran == ["BEGIN", "COMPLETE_MANY", "COMMIT"]
 
+        # One plain job is one INSERT (ids are reserved in a statement of their own only
+        # for many jobs at once).
+        ran.clear()
+        await q.enqueue("t", {"i": 1}, queue="flow")
+        assert ran == ["BEGIN", "QUEUE_GET", "INSERT_JOB", "COMMIT"]
+
 
 def statement_names(executed: list[str]) -> list[str]:
     """The sqlite_queries names of traced statements (SQLite traces them with their values

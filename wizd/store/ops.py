@@ -216,14 +216,18 @@ class Inserter:
         return job
 
     def insert_plain(self, items: list[NewJob]) -> Created:
-        """Many jobs without links in one executemany, their ids reserved first; the Jobs
-        are built after the transaction (what is written is known before it commits)."""
+        """Jobs without links: one in one INSERT, many in one executemany with their ids
+        reserved first (and only the columns they set when the others all hold the table's
+        defaults). Their Jobs are built after the transaction, from what was written."""
         rows = [self.prepare(new, [], None) for new in items]
-        ids = sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (len(rows),)))
-        if all(_LEFT_OUT(row.values) == _LEFT_OUT_DEFAULTS for row in rows):
+        if len(rows) == 1:  # one statement, as the insert of a linked job
+            ids = [self.c.execute(Q.INSERT_JOB, rows[0].values).fetchone()[0]]
+        elif all(_LEFT_OUT(row.values) == _LEFT_OUT_DEFAULTS for row in rows):
+            ids = self.reserve_ids(len(rows))
             values = [(job_id, *_PLAIN(row.values)) for job_id, row in zip(ids, rows, strict=True)]
             insert_many(self.c, Q.INSERT_JOB_PLAIN, values)
         else:
+            ids = self.reserve_ids(len(rows))
             values = [(job_id, *row.values) for job_id, row in zip(ids, rows, strict=True)]
             insert_many(self.c, Q.INSERT_JOB_WITH_ID, values)
         rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
@@ -231,6 +235,9 @@ class Inserter:
             if row.status is not S.PENDING or row.error is not None:  # else read from the row
                 self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
         return Created(ids, rows, self.now, self.created_at)
+
+    def reserve_ids(self, n: int) -> list[int]:
+        return sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (n,)))
 
     def prepare(self, new: NewJob, dep_ids: list[int], parent: Job | None) -> _Row:
         """Everything about a new job but its id: checks, defaults, status, the row."""
