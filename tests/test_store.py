@@ -8,8 +8,9 @@ import re
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 import pytest
-from conftest import FakeClock, stored_event_rows
+from conftest import FakeClock, sqlite_file, stored_event_rows
 
 import wizd
 from wizd import Backoff, IllegalTransition, Job, JobStatus
@@ -880,3 +881,35 @@ def test_statements_of_many_rows_take_one_array_per_column_on_postgresql() -> No
         pg, types = getattr(PQ, name), getattr(PQ, f"{name}_ARRAYS")
         assert "{items}" not in pg, name
         assert re.findall(r"%s::(\w+)\[\]", pg) == list(types), name
+
+
+async def test_sqlite_wait_for_change_wakes_on_commits_here_and_elsewhere(
+    sqlite_q: wizd.Queue, store_url: str
+) -> None:
+    """An idle daemon's watcher returns when this process commits (at once) or another
+    connection does (PRAGMA data_version, within a few ms), and after its timeout when
+    nobody does; each wait leaves nothing behind in the store."""
+    store = sqlite_q.store
+
+    async def commit_here() -> None:
+        await sqlite_q.enqueue("here")
+
+    def commit_elsewhere() -> None:
+        with sqlite_file(store_url) as db:
+            db.execute("UPDATE queues SET paused = paused")  # a commit that changes a row
+            db.execute("INSERT INTO queues (name) VALUES ('elsewhere')")
+
+    for commit in (commit_here, commit_elsewhere):
+        with anyio.fail_after(10):  # the wait's own timeout is far longer
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.wait_for_change, 60.0)
+                while not store._commit_waiters:  # type: ignore[attr-defined]
+                    await anyio.lowlevel.checkpoint()  # until the watcher waits
+                if commit is commit_here:
+                    await commit_here()
+                else:
+                    await anyio.to_thread.run_sync(commit_elsewhere)
+    started = anyio.current_time()
+    await store.wait_for_change(0.2)  # nobody commits
+    assert anyio.current_time() - started >= 0.19
+    assert not store._commit_waiters  # type: ignore[attr-defined]

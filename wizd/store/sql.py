@@ -71,7 +71,8 @@ class SQLStore:
         self._flushing = False  # a caller is running a group commit right now
         self._open = False
         self._closed = False
-        self._committed = anyio.Event()
+        # Futures of callers waiting for this process's next commit (wait_for_change).
+        self._commit_waiters: set[asyncio.Future[bool]] = set()
 
     async def __aenter__(self) -> Any:
         await self.open()
@@ -110,8 +111,24 @@ class SQLStore:
 
     def _changed(self) -> None:
         """This process committed a change: wake its own waiters at once."""
-        self._committed.set()
-        self._committed = anyio.Event()
+        waiters, self._commit_waiters = self._commit_waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def _committed_within(self, seconds: float) -> bool:
+        """Whether this process commits a change within `seconds`. A future and a timer,
+        not a cancel scope: wait_for_change polls every few ms, and a scope that times out
+        costs an exception each time."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._commit_waiters.add(waiter)
+        timer = loop.call_later(seconds, _resolve, waiter, False)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._commit_waiters.discard(waiter)
 
     def _fail_pending(self) -> None:
         """Writes queued but not started fail: the store is closing."""
@@ -491,6 +508,11 @@ class _PlainEnqueue:
 
     def __call__(self, c: Any, now: float) -> ops.Created:
         return ops.enqueue_plain(c, now, self.items, self.limits)
+
+
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 class _Refused(Exception):

@@ -278,8 +278,7 @@ class SQLiteStore(SQLStore):
         watch = self._watch
         with anyio.move_on_after(timeout):
             while True:
-                with anyio.move_on_after(CHANGE_CHECK_INTERVAL):
-                    await self._committed.wait()
+                if await self._committed_within(CHANGE_CHECK_INTERVAL):
                     return
                 if watch is None:
                     continue
