@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.lowlevel
 import pytest
-from conftest import FakeClock, sqlite_file, stored_event_rows
+from conftest import FakeClock, in_own_task, sqlite_file, stored_event_rows
 
 import wizd
 from wizd import Backoff, IllegalTransition, Job, JobStatus
@@ -913,3 +913,19 @@ async def test_sqlite_wait_for_change_wakes_on_commits_here_and_elsewhere(
     await store.wait_for_change(0.2)  # nobody commits
     assert anyio.current_time() - started >= 0.19
     assert not store._commit_waiters  # type: ignore[attr-defined]
+
+
+async def test_postgresql_wait_for_change_returns_once_listen_takes_effect(
+    postgres_url: str,
+) -> None:
+    """A job that became pending before the daemon's LISTEN took effect was notified to
+    nobody: the wait that (re)connects the listener returns at once, so that the daemon
+    claims it now instead of after its poll interval. Later waits sleep until notified."""
+    async with in_own_task(wizd.connect(postgres_url)) as q:
+        job = await q.enqueue("before_listen")  # notified before anyone listens
+        with anyio.fail_after(10):  # the wait's own timeout is far longer
+            await q.store.wait_for_change(60.0)
+        assert [j.id for j in await q.store.claim("default", "w1", 5)] == [job.id]
+        started = anyio.current_time()
+        await q.store.wait_for_change(0.3)  # listening now, and nothing happens
+        assert anyio.current_time() - started >= 0.29

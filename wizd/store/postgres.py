@@ -428,9 +428,15 @@ class PostgresStore(SQLStore):
                 self._notified = anyio.Event()
 
     async def _next_notification(self, timeout: float) -> None:
+        fresh = self._listen is None or self._listen.closed
         conn = await self._listener()
         if conn is None:  # not connected: poll
             await anyio.sleep(timeout)
+            return
+        if fresh:
+            # LISTEN has just taken effect: jobs that became pending before it were not
+            # notified to us (a daemon that has just said it is ready, or reconnected), so
+            # the caller looks now.
             return
         try:
             async for _ in conn.notifies(timeout=timeout, stop_after=1):

@@ -288,16 +288,18 @@ class SQLiteStore(SQLStore):
             while True:
                 still = time.monotonic() - self._last_change > CHANGE_CHECK_STILL
                 every = CHANGE_CHECK_IDLE if still else CHANGE_CHECK_INTERVAL
-                if await self._committed_within(every):
-                    self._last_change = time.monotonic()
-                    return
+                committed = await self._committed_within(every)
                 if watch is None:
+                    if committed:
+                        return
                     continue
                 try:
                     version = watch.execute(Q.DATA_VERSION).fetchone()[0]
                 except sqlite3.Error:
                     return  # cannot tell: let the caller look
-                if version != self._seen_version:
+                # The caller looks at everything committed so far: a commit seen here (this
+                # process's own included) must not wake the next wait as well.
+                if committed or version != self._seen_version:
                     self._seen_version = version
                     self._last_change = time.monotonic()
                     return
