@@ -895,8 +895,7 @@ async def test_sqlite_wait_for_change_wakes_on_commits_here_and_elsewhere(
         await sqlite_q.enqueue("here")
 
     def commit_elsewhere() -> None:
-        with sqlite_file(store_url) as db:
-            db.execute("UPDATE queues SET paused = paused")  # a commit that changes a row
+        with sqlite_file(store_url) as db:  # another connection commits a row
             db.execute("INSERT INTO queues (name) VALUES ('elsewhere')")
 
     for commit in (commit_here, commit_elsewhere):

@@ -317,6 +317,14 @@ class Queue:
             **unique,
         )
 
+    def _build_any(
+        self, name: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]
+    ) -> NewJob:
+        """build(name, payload, **options), by _build_plain when only a queue is given."""
+        if options.keys() <= _PLAIN_KEYS:
+            return self._build_plain(name, payload, options.get("queue", DEFAULT_QUEUE))
+        return self.build(name, payload, **options)
+
     def _build_plain(self, name: str, payload: Mapping[str, Any] | None, queue: str) -> NewJob:
         """build(name, payload, queue=queue) with every other option left out, without
         looking at each of them (the usual item of a bulk enqueue)."""
@@ -389,11 +397,7 @@ class Queue:
         (on_conflict="return", the default), raises DuplicateJob ("raise"), or cancels it
         and takes its place if it has not started ("replace"). concurrency_key: jobs
         sharing it share its limit (set_concurrency_limit), whatever their queue."""
-        if options.keys() <= _PLAIN_KEYS:
-            new = self._build_plain(name, payload, options.get("queue", DEFAULT_QUEUE))
-        else:
-            new = self.build(name, payload, **options)
-        return (await self.store.enqueue([new]))[0]
+        return (await self.store.enqueue([self._build_any(name, payload, options)]))[0]
 
     async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
         """Add every item (each a dict of enqueue's arguments) in one transaction, or none."""
@@ -420,9 +424,7 @@ class Queue:
             args.update(extra)
         name, payload = args.pop("name"), args.pop("payload", None)
         try:
-            if args.keys() <= _PLAIN_KEYS:
-                return self._build_plain(name, payload, args.get("queue", DEFAULT_QUEUE))
-            return self.build(name, payload, **args)
+            return self._build_any(name, payload, args)
         except InvalidJob as exc:
             message = str(exc).split(": ", 1)[-1]
             raise InvalidJob(f"{field}[{index}].{exc.field}", message) from None

@@ -229,7 +229,12 @@ class QueueWorker:
         if self._no_more_runs:
             while self._idle:
                 self._wake_runner()
-        elif runs and self._idle and not self._waking:
+        else:
+            self._wake_for_backlog()
+
+    def _wake_for_backlog(self) -> None:
+        """Claimed runs wait and no runner is on its way to them: wake an idle one."""
+        if self._backlog and self._idle and not self._waking:
             self._wake_runner()
 
     def _wake_runner(self) -> None:
@@ -248,8 +253,7 @@ class QueueWorker:
             while True:
                 while backlog:
                     run = backlog.popleft()
-                    if backlog and idle and not self._waking:
-                        self._wake_runner()
+                    self._wake_for_backlog()
                     await self._run(run)
                 if self._no_more_runs:
                     return

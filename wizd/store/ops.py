@@ -50,9 +50,8 @@ class Limits:
 
 
 def enqueue(c: Conn, now: float, items: list[NewJob], limits: Limits | None = None) -> list[Job]:
-    """Insert every item (and the children each carries) or raise before committing."""
-    if len(items) > 1 and all(is_plain(new) for new in items):
-        return enqueue_plain(c, now, items, limits).build()
+    """Insert every item (and the children each carries) or raise before committing.
+    Items that are all plain go through enqueue_plain instead (SQLStore.enqueue)."""
     inserter = Inserter(c, now, limits or Limits())
     for index, new in enumerate(items):
         dep_ids = list(new.depends_on)
@@ -118,10 +117,11 @@ _TABLE_DEFAULTS = {
     "on_child_failure": "continue",
     "kind": "job",
 }
-_PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _insert_columns(Q.INSERT_JOB_PLAIN)[1:]])
-_left_out = [col for col in _ROW_COLUMNS if col not in _insert_columns(Q.INSERT_JOB_PLAIN)]
-_LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _left_out])
-_LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _left_out)
+_PLAIN_COLUMNS = _insert_columns(Q.INSERT_JOB_PLAIN)[1:]  # after the id
+_LEFT_OUT_COLUMNS = [col for col in _ROW_COLUMNS if col not in _PLAIN_COLUMNS]
+_PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _PLAIN_COLUMNS])
+_LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _LEFT_OUT_COLUMNS])
+_LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _LEFT_OUT_COLUMNS)
 
 UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
 
