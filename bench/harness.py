@@ -211,19 +211,21 @@ class Workers:
             raise Unverified(f"{exc}; worker output: {self.output()}") from exc
 
     def stop(self, grace: float = 3.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` s: by then every job has been verified, so
-        how gracefully a worker shuts down is not part of the benchmark."""
+        """SIGTERM, then SIGKILL to each process group after `grace` s: by then every job
+        has been verified, so how gracefully a worker shuts down is not part of the
+        benchmark."""
         self._stop.set()
         for proc in self.procs:
             if proc.poll() is None:
                 signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in self.procs:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                signal_group(proc, signal.SIGKILL)  # the worker and any children it forked
-                proc.wait()
+            # The worker and any children it forked, even when the worker itself has exited:
+            # a child left behind (a pool's worker, a scheduler) would take the next run's jobs.
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
 
 
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -8,6 +8,7 @@ Redis DB number (FLUSHDB of that number only, never FLUSHALL), so runs cannot in
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import psycopg
@@ -54,9 +55,22 @@ def empty_tables(connection: psycopg.Connection[Any]) -> None:
         )
 
 
-def flush_redis(db: int) -> None:
-    """Empty one Redis DB number (only that one)."""
+def flush_redis(db: int, timeout: float = 10.0) -> None:
+    """Empty one Redis DB number (only that one), once no client blocks on it.
+
+    A worker killed in a blocking pop stays blocked in Redis until the server has read its
+    closed connection; a job pushed before then is handed to the dead client and lost. So
+    this waits until Redis lists no blocked client of the DB: the last run's workers are
+    gone from the server, not only from this machine. (One CI run found 98 of RQ's 100
+    prefilled jobs in the queue: this, or a worker left running, is how that can happen.)
+    """
     with redis.Redis.from_url(redis_url(db)) as r:
+        deadline = time.monotonic() + timeout
+        while blocked := [c for c in r.client_list() if c["db"] == str(db) and "b" in c["flags"]]:
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{c['addr']} ({c['cmd']})" for c in blocked)
+                raise RuntimeError(f"Redis DB {db}: still blocked after {timeout} s: {names}")
+            time.sleep(0.01)
         r.flushdb()
 
 
