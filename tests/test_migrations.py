@@ -3,7 +3,10 @@ when the file is not a wizd database this version understands."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import sqlite_file
@@ -11,6 +14,8 @@ from conftest import sqlite_file
 import wizd
 import wizd.store.sqlite as sqlite_store
 from wizd import StoreError
+from wizd.model import JobFilter, JobStatus
+from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.sqlite import LATEST_VERSION, migrations
 
@@ -196,7 +201,7 @@ async def test_histories_stored_before_schema_6_are_read_without_repeats(
         assert db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = 2").fetchone() == (3,)
 
 
-def plan(path: str, sql: str, args: tuple[object, ...]) -> str:
+def plan(path: str, sql: str, args: Sequence[object] | Mapping[str, object]) -> str:
     with sqlite_file(path) as db:
         return " / ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
 
@@ -211,6 +216,52 @@ def test_retention_expiry_and_stats_read_their_indexes(store_url: str) -> None:
     assert "USING INDEX jobs_finished" in plan(store_url, cleanup, (*finals, 1.0))
     assert "USING INDEX jobs_finished" in plan(store_url, Q.STATS_FINISHED, (1.0, "default"))
     assert "USING INDEX jobs_expiring" in plan(store_url, Q.EXPIRED, (1.0,))
+
+
+class Recording:
+    """A sqlite3 connection that keeps the statements run through it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.statements: list[tuple[str, Sequence[Any]]] = []
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self.statements.append((sql, args))
+        return self.db.execute(sql, args)
+
+
+def list_plan(path: str, **where: Any) -> str:
+    with sqlite_file(path) as db:
+        recording = Recording(db)
+        rowmap.list_jobs(recording, JobFilter(**where))  # type: ignore[arg-type]
+        [(sql, args)] = recording.statements
+    return plan(path, sql, args)
+
+
+def test_lists_and_limited_claims_read_the_indexes_of_schema_9(store_url: str) -> None:
+    """Schema 9 keeps pending, running and completed jobs out of jobs_queue_status (a claim
+    and a completion no longer write it). What read it reads another index, never a walk of
+    every job of a queue: a queue's jobs by creation (no sort any more), one status other
+    than those three, running jobs (their own small index), a limited claim's count of the
+    queue's pending jobs (the claim index) and of its running ones (job_counts)."""
+    with wizd.connect_sync(store_url):
+        pass
+    by_queue = list_plan(store_url, queue="a")
+    assert "USING INDEX jobs_queue_created (queue=?)" in by_queue
+    assert "TEMP B-TREE" not in by_queue
+    failed = list_plan(store_url, queue="a", statuses=(JobStatus.FAILED,))
+    assert "USING INDEX jobs_queue_status (queue=? AND status=?)" in failed
+    assert "TEMP B-TREE" not in failed
+    two = list_plan(store_url, queue="a", statuses=(JobStatus.FAILED, JobStatus.CANCELLED))
+    assert "USING INDEX jobs_queue_status (queue=? AND status=?)" in two
+    assert "USING INDEX jobs_running" in list_plan(store_url, statuses=(JobStatus.RUNNING,))
+    running = list_plan(store_url, queue="a", statuses=(JobStatus.RUNNING,))
+    assert "USING INDEX jobs_running" in running
+    load = plan(store_url, Q.QUEUE_LOAD, {"queue": "a", "n": 10})
+    assert "SEARCH jobs USING INDEX jobs_claim (queue=?)" in load
+    assert "SEARCH job_counts USING PRIMARY KEY" in load
+    claim = plan(store_url, Q.CLAIM, {"worker": "w", "now": 1.0, "queue": "a", "n": 10})
+    assert "SEARCH jobs USING INDEX jobs_claim (queue=?)" in claim
 
 
 def test_a_bulk_insert_builds_no_temporary_table_per_row(store_url: str) -> None:

@@ -350,6 +350,48 @@ async def test_list_filters_sorts_and_pages(q: wizd.Queue, clock: FakeClock) -> 
         await q.list(status="sleeping")
 
 
+async def test_a_list_by_status_finds_every_job_in_those_statuses(
+    q: wizd.Queue, clock: FakeClock
+) -> None:
+    """The status filter is written as constants (schema 9's partial index of queue and
+    status holds all but pending, running and completed jobs): each status alone and mixed,
+    of one queue or all, selects exactly the jobs in them, newest first."""
+    made: list[Job] = []
+    for queue in ("a", "b"):
+        for outcome in ("completed", "failed", "running"):
+            made.append(await q.enqueue("t", queue=queue))
+            clock.advance(1)
+            job = await run(q, queue)
+            if outcome != "running":
+                await finish(q, job, outcome, retry=False)
+        made.append(await q.enqueue("t", queue=queue))  # pending
+        made.append(await q.enqueue("t", queue=queue, delay=60))
+        made.append(await q.enqueue("t", queue=queue, start_paused=True))
+        made.append(await q.enqueue("t", queue=queue, depends_on=[made[-3].id]))  # waiting
+        made.append(await q.enqueue("t", queue=queue, start_waiting_children=True))
+        cancelled = await q.enqueue("t", queue=queue)
+        await q.cancel(cancelled.id)
+        made.append(cancelled)
+        clock.advance(1)
+    everything = await q.list(limit=100)
+    assert {job.status for job in everything} == set(S)
+    assert len(everything) == len(made)
+
+    choices: list[tuple[S, ...]] = [(status,) for status in S]
+    choices += [(S.FAILED, S.CANCELLED), (S.PENDING, S.FAILED), (S.RUNNING, S.COMPLETED)]
+    choices += [(S.DELAYED, S.PAUSED, S.WAITING, S.WAITING_CHILDREN)]
+    for statuses in choices:
+        for queue in ("a", None):
+            wanted = [
+                j.id
+                for j in everything
+                if j.status in statuses and (queue is None or j.queue == queue)
+            ]
+            found = await q.list(queue=queue, status=list(statuses), limit=100)
+            assert [j.id for j in found] == wanted, (queue, statuses)
+            assert wanted, (queue, statuses)
+
+
 async def test_peek_shows_the_next_pending_jobs_in_claim_order(q: wizd.Queue) -> None:
     low = await q.enqueue("t", priority="low")
     high = await q.enqueue("t", priority="high")

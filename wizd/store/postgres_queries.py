@@ -334,6 +334,13 @@ SELECT name, paused, max_running, rate_count, rate_period, rate_burst, rate_toke
        keyed
 FROM queues WHERE name = %(queue)s FOR UPDATE
 """
+# Counted from the rows: job_counts lags here by its deltas. PostgreSQL's planner, with its
+# statistics, reads the queue's running jobs through jobs_running.
+QUEUE_LOAD = """
+SELECT (SELECT COUNT(*) FROM jobs WHERE queue = %(queue)s AND status = 'running'),
+       (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE queue = %(queue)s AND status = 'pending'
+                              LIMIT %(n)s) AS p)
+"""
 # Locked in key order: the key limits span queues, so keyed claims of every queue take turns.
 CLAIM_CONCURRENCY_LIMITS = "SELECT key, max_running FROM concurrency_limits ORDER BY key FOR UPDATE"
 # As SQLite's, and the outer statement checks `pending` again: rows are not locked by the

@@ -67,6 +67,8 @@ def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> Non
 
 
 _STATUS = {status.value: status for status in S}
+# The statuses every job passes through, which jobs_queue_status leaves out (schema 9).
+QUEUE_STATUS_LEFT_OUT = frozenset((S.PENDING, S.RUNNING, S.COMPLETED))
 
 
 def stamper() -> Callable[[float | None], datetime | None]:
@@ -168,6 +170,37 @@ def get_many(c: Conn, ids: Sequence[int]) -> list[Job]:
     return [get(c, i) for i in ids]
 
 
+def status_terms(statuses: Iterable[JobStatus | str]) -> list[str]:
+    """WHERE terms selecting jobs in `statuses`, written as constants (each a JobStatus, so
+    nothing but a status name reaches the text): SQLite reads a partial index only for a
+    query whose WHERE holds the index's own condition, and never with bound values. So a
+    single status can use its own index (jobs_claim, jobs_running, jobs_delayed), and
+    statuses that jobs_queue_status holds (all but the hot three) add its condition."""
+    chosen = [S(status) for status in dict.fromkeys(statuses)]
+    if len(chosen) == 1:
+        terms = [f"status = '{chosen[0].value}'"]
+    else:
+        terms = [f"status IN ({', '.join(repr(status.value) for status in chosen)})"]
+    if not QUEUE_STATUS_LEFT_OUT.intersection(chosen):
+        terms.append(Q.QUEUE_STATUS_INDEXED)
+    return terms
+
+
+def list_index(f: JobFilter) -> str | None:
+    """The index SQLite must read for `f`, where its planner, without statistics, would walk
+    a queue's jobs by creation (jobs_queue_created, which gives the order) and skip most of
+    them: running jobs (never more than the daemons' slots, in jobs_running), and statuses
+    that jobs_queue_status holds, of one queue. Parents and batches have their own."""
+    if not f.statuses or f.parent_id is not None or f.batch_id is not None:
+        return None
+    chosen = {S(status) for status in f.statuses}
+    if chosen == {S.RUNNING}:
+        return "jobs_running"
+    if f.queue is not None and not QUEUE_STATUS_LEFT_OUT.intersection(chosen):
+        return "jobs_queue_status"
+    return None
+
+
 def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
     where: list[str] = []
     args: list[Any] = []
@@ -175,8 +208,7 @@ def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
         where.append("queue = ?")
         args.append(f.queue)
     if f.statuses:
-        where.append(f"status IN ({','.join('?' * len(f.statuses))})")
-        args.extend(f.statuses)
+        where.extend(status_terms(f.statuses))
     if f.name is not None:
         where.append("name = ?")
         args.append(f.name)
@@ -197,6 +229,9 @@ def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
         args.append(f.batch_id)
     # f.sort and f.order are checked against fixed lists in JobFilter.
     sql = f"SELECT {Q.JOB_COLUMNS} FROM jobs"
+    index = list_index(f) if dialect(c) == "sqlite" else None  # PostgreSQL has statistics
+    if index is not None:
+        sql += f" INDEXED BY {index}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {f.sort} {f.order.upper()}, id {f.order.upper()} LIMIT ? OFFSET ?"

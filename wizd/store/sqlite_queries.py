@@ -75,6 +75,8 @@ GET_STATUS = "SELECT status FROM jobs WHERE id = ?"
 DEPENDENCY_STATUS = "SELECT status FROM jobs WHERE id = :dep"
 # A parent about to gain a child (PostgreSQL locks it: its last child cannot end unseen).
 PARENT_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :parent"
+# jobs_queue_status's condition (schema 9), which a query must spell out to use it.
+QUEUE_STATUS_INDEXED = "status <> 'pending' AND status <> 'running' AND status <> 'completed'"
 # list_jobs: jobs carrying a tag (tags are a JSON array of strings).
 TAG_FILTER = "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)"
 DEPS_OF_MANY = (
@@ -174,11 +176,13 @@ SELECT q.name, q.paused, q.max_running, q.rate_count, q.rate_period, q.rate_burs
        q.rate_tokens, q.rate_at, q.keyed
 FROM queues AS q WHERE q.name = :queue
 """
-# Running jobs of the queue, and pending ones counted up to :n (the claim's wish).
+# Running jobs of the queue (as job_counts has them: exact in every transaction; no index
+# holds running jobs by queue since schema 9), and pending ones counted up to :n (the
+# claim's wish), from the claim index (else SQLite walks the queue's jobs by creation).
 QUEUE_LOAD = """
-SELECT (SELECT COUNT(*) FROM jobs WHERE queue = :queue AND status = 'running'),
-       (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE queue = :queue AND status = 'pending'
-                              LIMIT :n) AS p)
+SELECT COALESCE((SELECT n FROM job_counts WHERE queue = :queue AND status = 'running'), 0),
+       (SELECT COUNT(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_claim
+                              WHERE queue = :queue AND status = 'pending' LIMIT :n) AS p)
 """
 QUEUE_TAKE_TOKENS = "UPDATE queues SET rate_tokens = :tokens, rate_at = :now WHERE name = :queue"
 # Read by a claim of a queue that has had jobs with concurrency keys, before CLAIM_KEYED
