@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -15,7 +16,7 @@ from conftest import FakeClock, in_own_task, sqlite_file, stored_event_rows
 import wizd
 from wizd import Backoff, IllegalTransition, Job, JobStatus
 from wizd.errors import DependencyError
-from wizd.model import ALL_STATUSES, TRANSITIONS
+from wizd.model import ALL_STATUSES, TRANSITIONS, NewJob
 from wizd.store import Finish, Store
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
@@ -149,6 +150,51 @@ async def test_plain_jobs_inserted_with_the_short_row_equal_those_with_every_col
             "id": 0,
             "name": "",
         }
+
+
+async def test_bare_jobs_in_bulk_read_back_as_jobs_enqueued_one_by_one(
+    q: wizd.Queue, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk items that set nothing but a name, a payload and a queue take their queue's
+    defaults: only each queue's first is prepared, the others copy its row. Queues with
+    and without defaults (a ttl makes the batch write every column), mixed in one call,
+    read back as the same jobs enqueued one at a time, field for field but id and name."""
+    from wizd.store import ops
+
+    prepared: list[str] = []
+    used: list[str] = []
+    prepare, insert_many = ops.Inserter.prepare, ops.insert_many
+
+    def count(self: ops.Inserter, new: NewJob, *args: Any) -> Any:
+        prepared.append(new.name)
+        return prepare(self, new, *args)
+
+    def spy(c: object, sql: str, rows: list[tuple[object, ...]]) -> None:
+        used.append(sql)
+        insert_many(c, sql, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ops.Inserter, "prepare", count)
+    monkeypatch.setattr(ops, "insert_many", spy)
+    await q.set_defaults("tuned", priority="high", attempts=5, timeout=3.0)
+    await q.set_defaults("expiring", ttl=60)
+    for queues, statement in (
+        (["default", "tuned", "default", "tuned"], Q.INSERT_JOB_PLAIN),
+        (["tuned", "expiring", "default", "expiring"], Q.INSERT_JOB_WITH_ID),
+    ):
+        prepared.clear()
+        used.clear()
+        items = [{"name": f"b{i}", "payload": {"i": i}, "queue": n} for i, n in enumerate(queues)]
+        bulk = await q.enqueue_many(items)
+        assert prepared == [f"b{queues.index(queue)}" for queue in dict.fromkeys(queues)]
+        assert used == [statement]
+        for i, (job, queue) in enumerate(zip(bulk, queues, strict=True)):
+            alone = await q.enqueue(f"a{i}", {"i": i}, queue=queue)
+            assert await store.get(job.id) == job
+            assert {**job.to_dict(), "id": 0, "name": ""} == {
+                **alone.to_dict(),
+                "id": 0,
+                "name": "",
+            }
 
 
 async def test_claim_takes_at_most_n_and_only_from_its_queue(q: wizd.Queue, store: Store) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from wizd.errors import (
@@ -104,6 +104,21 @@ def is_plain(new: NewJob) -> bool:
     )
 
 
+# A bare job sets its queue, name and payload and nothing else (Queue._build_plain, the
+# usual item of a bulk enqueue): its row is its queue's defaults.
+_BARE = {
+    f.name: 0.0 if f.name == "delay" else (None if f.default is MISSING else f.default)
+    for f in fields(NewJob)
+    if f.name not in ("queue", "name", "payload")
+}
+_BARE_FIELDS = attrgetter(*_BARE)
+_BARE_VALUES = tuple(_BARE.values())
+
+
+def is_bare(new: NewJob) -> bool:
+    return bool(_BARE_FIELDS(new) == _BARE_VALUES)
+
+
 def _insert_columns(sql: str) -> list[str]:
     return [col.strip() for col in sql[sql.index("(") + 1 : sql.index(")")].split(",")]
 
@@ -122,6 +137,8 @@ _LEFT_OUT_COLUMNS = [col for col in _ROW_COLUMNS if col not in _PLAIN_COLUMNS]
 _PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _PLAIN_COLUMNS])
 _LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _LEFT_OUT_COLUMNS])
 _LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _LEFT_OUT_COLUMNS)
+# The plain columns after queue, name and payload, taken from INSERT_JOB's after the same.
+_PLAIN_TAIL = itemgetter(*[_ROW_COLUMNS.index(col) - 3 for col in _PLAIN_COLUMNS[3:]])
 
 UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
 
@@ -219,6 +236,8 @@ class Inserter:
         """Jobs without links: one in one INSERT, many in one executemany with their ids
         reserved first (and only the columns they set when the others all hold the table's
         defaults). Their Jobs are built after the transaction, from what was written."""
+        if len(items) > 1 and all(map(is_bare, items)):
+            return self.insert_bare(items)
         rows = [self.prepare(new, [], None) for new in items]
         if len(rows) == 1:  # one statement, as the insert of a linked job
             ids = [self.c.execute(Q.INSERT_JOB, rows[0].values).fetchone()[0]]
@@ -233,6 +252,39 @@ class Inserter:
         rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
         for job_id, row in zip(ids, rows, strict=True):
             if row.status is not S.PENDING or row.error is not None:  # else read from the row
+                self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
+        return Created(ids, rows, self.now, self.created_at)
+
+    def insert_bare(self, items: list[NewJob]) -> Created:
+        """insert_plain of bare jobs (is_bare): every job of a queue has the row its queue's
+        first job got from prepare() (the template), but for its name and payload, so only
+        the first is prepared. Their _Rows keep no values (the template's, with their own
+        name and payload, went into the insert)."""
+        templates: dict[str, tuple[_Row, tuple[Any, ...]]] = {}
+        plain = True
+        for new in items:
+            if new.queue not in templates:
+                row = self.prepare(new, [], None)
+                templates[new.queue] = (row, row.values[3:])
+                plain = plain and _LEFT_OUT(row.values) == _LEFT_OUT_DEFAULTS
+        ids = self.reserve_ids(len(items))
+        rows: list[_Row] = []
+        values: list[tuple[Any, ...]] = []
+        columns = _PLAIN_TAIL if plain else None
+        for job_id, new in zip(ids, items, strict=True):
+            t, tail = templates[new.queue]
+            rows.append(
+                _Row(new, t.status, t.error, t.priority, t.attempts, t.backoff, t.timeout,
+                     t.run_at, t.expires_at, t.parent_id, t.deps, t.final)
+            )  # fmt: skip
+            if columns is not None:
+                values.append((job_id, new.queue, new.name, new.payload, *columns(tail)))
+            else:
+                values.append((job_id, new.queue, new.name, new.payload, *tail))
+        insert_many(self.c, Q.INSERT_JOB_PLAIN if plain else Q.INSERT_JOB_WITH_ID, values)
+        rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
+        for job_id, row in zip(ids, rows, strict=True):
+            if row.status is not S.PENDING or row.error is not None:  # as insert_plain
                 self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
         return Created(ids, rows, self.now, self.created_at)
 
