@@ -80,3 +80,42 @@ def test_bench_run_verifies_every_workload_of_every_system(tmp_path: Path) -> No
                 assert figure["value"] > 0, f"{key} {workload}: {figure}"
         assert not_applicable == NOT_APPLICABLE.get(key, set()), key
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_bench_scaling_verifies_each_postgresql_queue_at_each_process_count(
+    tmp_path: Path,
+) -> None:
+    """`python -m bench.scaling` (issue 6's side-by-side of the PostgreSQL queues): every
+    system's burn-down verified at each process count, with pickup latencies and memory,
+    and a system given fewer jobs by --jobs-of runs that many."""
+    needed = ("procrastinate", "pgqueuer", "psutil")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the bench extra is not installed (no {', '.join(missing)})")
+    if not listening(5432):
+        pytest.fail("needs PostgreSQL on 127.0.0.1:5432")
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "bench.scaling", "--quick", "--jobs", "300",
+               "--jobs-of", "procrastinate=100", "--processes", "1,2", "--seconds", "1",
+               "--out", str(out)]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=190)
+
+    assert (out / "scaling-quick.json").is_file(), run.stdout[-2000:] + run.stderr[-2000:]
+    results = json.loads((out / "scaling-quick.json").read_text())
+    assert (out / "scaling-quick.md").read_text().startswith("# PostgreSQL queues")
+    assert list(results["systems"]) == ["wizd-postgres", "pgqueuer", "procrastinate"]
+    assert results["sizes"] == {"wizd-postgres": 300, "pgqueuer": 300, "procrastinate": 100}
+    for key, system in results["systems"].items():
+        assert list(system["runs"]) == ["1", "2"], key
+        for p, parts in system["runs"].items():
+            burn, pickup, rss = parts["burn_down"], parts["steady"], parts["rss"]
+            assert "error" not in burn, (key, p, burn)
+            assert "error" not in pickup, (key, p, pickup)
+            assert burn["jobs"] == system["jobs"], (key, p)
+            assert burn["value"] > 0, (key, p)
+            assert 0 < pickup["latency_p50_ms"] <= pickup["latency_p99_ms"], (key, p)
+            assert rss["processes"] == int(p), (key, p)
+            assert rss["value"] > 0, (key, p)
+    assert run.returncode == 0, run.stderr[-2000:]
