@@ -1,6 +1,7 @@
 """`python -m bench run [--quick]`: the comparison of wizd with other job queues
-(bench/run.py). The older single-purpose benchmarks run as modules: python -m bench.core,
-bench.daemon, bench.flows, bench.metrics_scrape."""
+(bench/run.py). The single-purpose benchmarks run as modules: python -m bench.core,
+bench.daemon, bench.flows, bench.metrics_scrape, bench.postgres, and bench.scaling (the
+PostgreSQL queues with 1, 2 and 4 processes)."""
 
 from __future__ import annotations
 

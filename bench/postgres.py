@@ -10,7 +10,7 @@
   notification's doing); another process enqueues one job at a time; latency = processor
   start - enqueue commit, p50/p99.
 Each run gets a schema of its own in the database of --url, dropped afterwards. Figures are
-printed; nothing is asserted. The peers on the same server: `python -m bench run`.
+printed; nothing is asserted. The peers on the same server: `python -m bench.scaling`.
 """
 
 from __future__ import annotations

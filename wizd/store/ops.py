@@ -137,7 +137,8 @@ _LEFT_OUT_COLUMNS = [col for col in _ROW_COLUMNS if col not in _PLAIN_COLUMNS]
 _PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _PLAIN_COLUMNS])
 _LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _LEFT_OUT_COLUMNS])
 _LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _LEFT_OUT_COLUMNS)
-# The plain columns after queue, name and payload, taken from INSERT_JOB's after the same.
+# INSERT_JOB_PLAIN's columns after queue, name and payload (the first three of both
+# statements), picked from INSERT_JOB's after the same three.
 _PLAIN_TAIL = itemgetter(*[_ROW_COLUMNS.index(col) - 3 for col in _PLAIN_COLUMNS[3:]])
 
 UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
@@ -258,30 +259,29 @@ class Inserter:
     def insert_bare(self, items: list[NewJob]) -> Created:
         """insert_plain of bare jobs (is_bare): every job of a queue has the row its queue's
         first job got from prepare() (the template), but for its name and payload, so only
-        the first is prepared. Their _Rows keep no values (the template's, with their own
-        name and payload, went into the insert)."""
-        templates: dict[str, tuple[_Row, tuple[Any, ...]]] = {}
-        plain = True
+        that one is prepared. Their _Rows keep no values: the template's, with each job's own
+        name and payload, went into the insert."""
+        templates: dict[str, _Row] = {}
         for new in items:
             if new.queue not in templates:
-                row = self.prepare(new, [], None)
-                templates[new.queue] = (row, row.values[3:])
-                plain = plain and _LEFT_OUT(row.values) == _LEFT_OUT_DEFAULTS
+                templates[new.queue] = self.prepare(new, [], None)
+        if all(_LEFT_OUT(t.values) == _LEFT_OUT_DEFAULTS for t in templates.values()):
+            statement = Q.INSERT_JOB_PLAIN
+            tails = {queue: _PLAIN_TAIL(t.values[3:]) for queue, t in templates.items()}
+        else:
+            statement = Q.INSERT_JOB_WITH_ID
+            tails = {queue: t.values[3:] for queue, t in templates.items()}
         ids = self.reserve_ids(len(items))
         rows: list[_Row] = []
         values: list[tuple[Any, ...]] = []
-        columns = _PLAIN_TAIL if plain else None
         for job_id, new in zip(ids, items, strict=True):
-            t, tail = templates[new.queue]
+            t = templates[new.queue]
             rows.append(
                 _Row(new, t.status, t.error, t.priority, t.attempts, t.backoff, t.timeout,
                      t.run_at, t.expires_at, t.parent_id, t.deps, t.final)
             )  # fmt: skip
-            if columns is not None:
-                values.append((job_id, new.queue, new.name, new.payload, *columns(tail)))
-            else:
-                values.append((job_id, new.queue, new.name, new.payload, *tail))
-        insert_many(self.c, Q.INSERT_JOB_PLAIN if plain else Q.INSERT_JOB_WITH_ID, values)
+            values.append((job_id, new.queue, new.name, new.payload, *tails[new.queue]))
+        insert_many(self.c, statement, values)
         rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
         for job_id, row in zip(ids, rows, strict=True):
             if row.status is not S.PENDING or row.error is not None:  # as insert_plain

@@ -177,10 +177,8 @@ def status_terms(statuses: Iterable[JobStatus | str]) -> list[str]:
     single status can use its own index (jobs_claim, jobs_running, jobs_delayed), and
     statuses that jobs_queue_status holds (all but the hot three) add its condition."""
     chosen = [S(status) for status in dict.fromkeys(statuses)]
-    if len(chosen) == 1:
-        terms = [f"status = '{chosen[0].value}'"]
-    else:
-        terms = [f"status IN ({', '.join(repr(status.value) for status in chosen)})"]
+    names = [f"'{status.value}'" for status in chosen]
+    terms = [f"status = {names[0]}" if len(names) == 1 else f"status IN ({', '.join(names)})"]
     if not QUEUE_STATUS_LEFT_OUT.intersection(chosen):
         terms.append(Q.QUEUE_STATUS_INDEXED)
     return terms
