@@ -156,6 +156,11 @@ def markdown(results: dict[str, Any]) -> str:
     m, s, systems = results["machine"], results["sizes"], results["systems"]
     pg, rd = m["postgresql_settings"], m["redis_settings"]
     notes = Notes()
+    longer = ", ".join(
+        f"{name(k, systems[k])} {n:,}" for k, n in (results.get("burn_down_of") or {}).items()
+    )
+    if longer:
+        longer = f" ({longer}: fast enough that a shorter burn-down would last under a second)"
     lines = [
         f"# Job queues compared on one machine ({results['mode']} run)",
         "",
@@ -167,7 +172,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"save='{rd.get('save', '?')}' (without persistence a Redis restart loses every job "
         "it holds, unlike a committed SQLite or PostgreSQL row).",
         "",
-        f"Sizes: enqueue {s['enqueue']:,} jobs; burn-down {s['burn_down']:,} jobs; steady "
+        f"Sizes: enqueue {s['enqueue']:,} jobs; burn-down {s['burn_down']:,} jobs{longer}; steady "
         f"state {s['steady_seconds']:g} s at a depth of {s['depth']:,}; 1 ms jobs "
         + ", ".join(f"{n:,} at concurrency {c}" for c, n in s["sleep"].items())
         + ". One run each on a shared machine: compare systems within a run, not across runs.",

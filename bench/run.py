@@ -79,6 +79,19 @@ def sizes_for(jobs: int, steady: float, depth: int) -> Sizes:
     )
 
 
+def burn_down_sizes(specs: list[str], keys: list[str]) -> dict[str, int]:
+    """{system: burn-down jobs} from SYSTEM=N items (comma-separated, option repeated)."""
+    sizes: dict[str, int] = {}
+    for item in (part.strip() for spec in specs for part in spec.split(",")):
+        key, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit() or int(n) < 1:
+            raise ValueError(f"{item!r} is not SYSTEM=N with N a whole number of jobs >= 1")
+        if key not in keys:
+            raise ValueError(f"{key!r} is not a system of this run ({', '.join(keys)})")
+        sizes[key] = int(n)
+    return sizes
+
+
 def load(key: str) -> System:
     module, name = SYSTEMS[key].split(":")
     system: System = getattr(importlib.import_module(module), name)()
@@ -105,7 +118,8 @@ def show(key: str, workload: str, figure: dict[str, Any]) -> None:
 def run_system(key: str, sizes: Sizes, work: Path) -> dict[str, Any]:
     """Every workload of one system, in order; a failure is recorded and the next one runs."""
     started = time.perf_counter()
-    out: dict[str, Any] = {"key": key, "label": key, "workloads": {}}
+    out: dict[str, Any] = {"key": key, "label": key, "workloads": {}, "burn_down_jobs": 0}
+    out["burn_down_jobs"] = sizes.burn_down
 
     def record(workload: str, figure: dict[str, Any]) -> None:
         out["workloads"][workload] = figure
@@ -161,6 +175,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--depth", type=int, default=1000, help="queue depth held in the steady state [1,000]"
     )
+    parser.add_argument(
+        "--burn-down-of",
+        action="append",
+        default=[],
+        metavar="SYSTEM=N[,SYSTEM=N]",
+        help="a longer burn-down for a fast system: N jobs instead of --jobs (10,000 jobs "
+        "last well under a second for the fastest); the results say who ran how many",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder [bench/results]")
     parser.add_argument(
         "--systems",
@@ -174,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = [k for k in keys if k not in SYSTEMS]
     if unknown:
         print(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    try:
+        longer = burn_down_sizes(args.burn_down_of, keys)
+    except ValueError as exc:
+        print(f"--burn-down-of: {exc}", file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
     sizes = sizes_for(
@@ -196,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": machine,
         "sizes": dataclasses.asdict(sizes),
+        "burn_down_of": longer,
         "workloads": dict(WORKLOADS),
         "method": report.METHOD,
         "systems": {},
@@ -203,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="wizd-bench-run-"))
     try:
         for key in keys:
-            results["systems"][key] = run_system(key, sizes, work)
+            own = dataclasses.replace(sizes, burn_down=longer.get(key, sizes.burn_down))
+            results["systems"][key] = run_system(key, own, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = time.perf_counter() - started

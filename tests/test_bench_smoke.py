@@ -60,7 +60,8 @@ def test_bench_run_verifies_every_workload_of_every_system(tmp_path: Path) -> No
         pytest.fail("needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432")
     out = tmp_path / "results"
     command = [sys.executable, "-m", "bench", "run", "--quick", "--jobs", "200",
-               "--steady", "1", "--depth", "100", "--out", str(out)]  # fmt: skip
+               "--steady", "1", "--depth", "100", "--burn-down-of", "wizd-sqlite=500",
+               "--out", str(out)]  # fmt: skip
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280)
 
     assert (out / "quick.json").is_file(), run.stdout[-2000:] + run.stderr[-2000:]
@@ -68,8 +69,11 @@ def test_bench_run_verifies_every_workload_of_every_system(tmp_path: Path) -> No
     assert (out / "quick.md").read_text().startswith("# Job queues compared")
     assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(results["systems"]) == SYSTEMS
+    assert results["burn_down_of"] == {"wizd-sqlite": 500}
     for key, system in results["systems"].items():
         assert "error" not in system, f"{key}: {system['error']}"
+        burned = system["workloads"]["burn_down_1"]
+        assert burned["jobs"] == (500 if key == "wizd-sqlite" else 200), (key, burned)
         assert set(system["workloads"]) == set(results["workloads"]), key
         not_applicable = set()
         for workload, figure in system["workloads"].items():
