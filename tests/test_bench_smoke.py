@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,27 @@ NOT_APPLICABLE = {  # workloads that mean nothing for a system (reported as n/a 
 }
 
 
+def require(packages: list[str], servers: dict[str, int]) -> None:
+    """Fail (never skip) naming what the benchmark needs and this machine lacks."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the bench extra is not installed (no {', '.join(missing)})")
+    down = [f"{name} on 127.0.0.1:{port}" for name, port in servers.items() if not listening(port)]
+    if down:
+        pytest.fail(f"needs {' and '.join(down)}")
+
+
+def run_bench(
+    args: list[str], stem: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`python -m ARGS --out FOLDER`, and the results it wrote to STEM.json."""
+    command = [sys.executable, "-m", *args, "--out", str(stem.parent)]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    written = stem.with_suffix(".json")
+    assert written.is_file(), run.stdout[-2000:] + run.stderr[-2000:]
+    return run, json.loads(written.read_text())
+
+
 def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -53,19 +75,11 @@ def listening(port: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_bench_run_verifies_every_workload_of_every_system(tmp_path: Path) -> None:
-    missing = [name for name in PEERS if importlib.util.find_spec(name) is None]
-    if missing:
-        pytest.fail(f"the bench extra is not installed (no {', '.join(missing)})")
-    if not (listening(6379) and listening(5432)):
-        pytest.fail("needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432")
+    require(PEERS, {"Redis": 6379, "PostgreSQL": 5432})
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "bench", "run", "--quick", "--jobs", "200",
-               "--steady", "1", "--depth", "100", "--burn-down-of", "wizd-sqlite=500",
-               "--out", str(out)]  # fmt: skip
-    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280)
-
-    assert (out / "quick.json").is_file(), run.stdout[-2000:] + run.stderr[-2000:]
-    results = json.loads((out / "quick.json").read_text())
+    run, results = run_bench(["bench", "run", "--quick", "--jobs", "200", "--steady", "1",
+                              "--depth", "100", "--burn-down-of", "wizd-sqlite=500"],
+                             out / "quick", 280)  # fmt: skip
     assert (out / "quick.md").read_text().startswith("# Job queues compared")
     assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(results["systems"]) == SYSTEMS
@@ -94,20 +108,11 @@ def test_bench_scaling_verifies_each_postgresql_queue_at_each_process_count(
     """`python -m bench.scaling` (issue 6's side-by-side of the PostgreSQL queues): every
     system's burn-down verified at each process count, with pickup latencies and memory,
     and a system given fewer jobs by --jobs-of runs that many."""
-    needed = ("procrastinate", "pgqueuer", "psutil")
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        pytest.fail(f"the bench extra is not installed (no {', '.join(missing)})")
-    if not listening(5432):
-        pytest.fail("needs PostgreSQL on 127.0.0.1:5432")
+    require(["procrastinate", "pgqueuer", "psutil"], {"PostgreSQL": 5432})
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "bench.scaling", "--quick", "--jobs", "300",
-               "--jobs-of", "procrastinate=100", "--processes", "1,2", "--seconds", "1",
-               "--out", str(out)]  # fmt: skip
-    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=190)
-
-    assert (out / "scaling-quick.json").is_file(), run.stdout[-2000:] + run.stderr[-2000:]
-    results = json.loads((out / "scaling-quick.json").read_text())
+    run, results = run_bench(["bench.scaling", "--quick", "--jobs", "300", "--jobs-of",
+                              "procrastinate=100", "--processes", "1,2", "--seconds", "1"],
+                             out / "scaling-quick", 190)  # fmt: skip
     assert (out / "scaling-quick.md").read_text().startswith("# PostgreSQL queues")
     assert list(results["systems"]) == ["wizd-postgres", "pgqueuer", "procrastinate"]
     assert results["sizes"] == {"wizd-postgres": 300, "pgqueuer": 300, "procrastinate": 100}
