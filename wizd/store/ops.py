@@ -137,9 +137,6 @@ _LEFT_OUT_COLUMNS = [col for col in _ROW_COLUMNS if col not in _PLAIN_COLUMNS]
 _PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _PLAIN_COLUMNS])
 _LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _LEFT_OUT_COLUMNS])
 _LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _LEFT_OUT_COLUMNS)
-# INSERT_JOB_PLAIN's columns after queue, name and payload (the first three of both
-# statements), picked from INSERT_JOB's after the same three.
-_PLAIN_TAIL = itemgetter(*[_ROW_COLUMNS.index(col) - 3 for col in _PLAIN_COLUMNS[3:]])
 
 UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
 
@@ -250,11 +247,7 @@ class Inserter:
             ids = self.reserve_ids(len(rows))
             values = [(job_id, *row.values) for job_id, row in zip(ids, rows, strict=True)]
             insert_many(self.c, Q.INSERT_JOB_WITH_ID, values)
-        rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
-        for job_id, row in zip(ids, rows, strict=True):
-            if row.status is not S.PENDING or row.error is not None:  # else read from the row
-                self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
-        return Created(ids, rows, self.now, self.created_at)
+        return self.wrote(ids, rows)
 
     def insert_bare(self, items: list[NewJob]) -> Created:
         """insert_plain of bare jobs (is_bare): every job of a queue has the row its queue's
@@ -267,7 +260,7 @@ class Inserter:
                 templates[new.queue] = self.prepare(new, [], None)
         if all(_LEFT_OUT(t.values) == _LEFT_OUT_DEFAULTS for t in templates.values()):
             statement = Q.INSERT_JOB_PLAIN
-            tails = {queue: _PLAIN_TAIL(t.values[3:]) for queue, t in templates.items()}
+            tails = {queue: _PLAIN(t.values)[3:] for queue, t in templates.items()}
         else:
             statement = Q.INSERT_JOB_WITH_ID
             tails = {queue: t.values[3:] for queue, t in templates.items()}
@@ -282,11 +275,20 @@ class Inserter:
             )  # fmt: skip
             values.append((job_id, new.queue, new.name, new.payload, *tails[new.queue]))
         insert_many(self.c, statement, values)
+        return self.wrote(ids, rows)
+
+    def wrote(self, ids: list[int], rows: list[_Row]) -> Created:
+        """Rows just inserted together: counted once per (queue, status), their events
+        noted; their Jobs are built after the transaction (Created.build)."""
         rowmap.counted(self.c, Counter((row.new.queue, row.status) for row in rows))
         for job_id, row in zip(ids, rows, strict=True):
-            if row.status is not S.PENDING or row.error is not None:  # as insert_plain
-                self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
+            self.note_enqueued(job_id, row)
         return Created(ids, rows, self.now, self.created_at)
+
+    def note_enqueued(self, job_id: int, row: _Row) -> None:
+        """The enqueued event, unless the row holds it (a pending job without a message)."""
+        if row.status is not S.PENDING or row.error is not None:
+            self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
 
     def reserve_ids(self, n: int) -> list[int]:
         return sorted(r[0] for r in self.c.execute(Q.RESERVE_JOB_IDS, (n,)))
@@ -368,8 +370,7 @@ class Inserter:
         rowmap.counted(self.c, {(row.new.queue, row.status): 1})
         job = job_of(row, job_id, self.now, self.created_at)
         self.created.append(job)
-        if row.status is not S.PENDING or row.error is not None:  # else read from the row
-            self.events.append((job_id, "enqueued", row.status, 0, None, row.error))
+        self.note_enqueued(job_id, row)
         return job
 
     def check_parent(self, parent_id: int, adding: int, allow_final: bool = False) -> float | None:
