@@ -7,6 +7,7 @@ store, many concurrent calls), never a sleep standing in for an ordering."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -317,11 +318,14 @@ async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_few
 ) -> None:
     """PostgreSQL's claim returns each job's dependencies and its completion says which
     jobs have dependents, so neither looks them up in a statement of its own unless there
-    are some; the dependencies still arrive and a completion still releases its dependent."""
+    are some; the dependencies still arrive and a completion still releases its dependent.
+    A claim alone is one statement without a transaction around it (wizd_claim); in a
+    group commit with a completion it is one statement of the group's transaction."""
     from wizd.store import postgres as P
+    from wizd.store import postgres_queries as PQ
     from wizd.store import sqlite_queries as Q
 
-    statements = vars(Q).items()
+    statements = [*vars(PQ).items(), *vars(Q).items()]  # SQLite's texts name PQ's twins
     names = {text: name for name, text in statements if name.isupper() and isinstance(text, str)}
     ran: list[str] = []
     run = P.PgConn._run
@@ -337,22 +341,63 @@ async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_few
 
         (claimed,) = await q.store.claim("flow", "w1", 5)
         assert (claimed.id, claimed.depends_on) == (first.id, ())
-        assert ran == ["BEGIN", "QUEUE_CLAIM_GET", "PROMOTE_QUEUE", "CLAIM", "COMMIT"]
+        assert ran == ["CLAIM_QUEUE"]
         ran.clear()
         await finish(q.store, claimed)  # `second` depends on it: its dependents are read
         assert ran[:3] == ["BEGIN", "COMPLETE_MANY", "DEPENDENTS_OF_MANY"]
 
         (released,) = await q.store.claim("flow", "w1", 5)
         assert (released.id, released.depends_on) == (second.id, (first.id,))
+        third = await q.enqueue("t", queue="flow")
         ran.clear()
-        await finish(q.store, released)
-        assert ran == ["BEGIN", "COMPLETE_MANY", "COMMIT"]
+        # Both callers reach the store in one tick: one group commit serves them.
+        _, (claimed_third,) = await asyncio.gather(
+            finish(q.store, released), q.store.claim("flow", "w1", 5)
+        )
+        assert claimed_third.id == third.id
+        assert ran == ["BEGIN", "COMPLETE_MANY", "CLAIM_QUEUE", "COMMIT"]
 
         # One plain job is one INSERT (ids are reserved in a statement of their own only
         # for many jobs at once).
         ran.clear()
         await q.enqueue("t", {"i": 1}, queue="flow")
         assert ran == ["BEGIN", "QUEUE_GET", "INSERT_JOB", "COMMIT"]
+
+
+async def test_postgresql_claims_a_limited_queue_under_its_limits_after_one_probe(
+    postgres_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wizd_claim claims nothing for a queue with limits and says so; the claim then runs
+    under the limits in a transaction (which locks the queue row), without asking the
+    function again. A delayed job that came due is promoted on the way."""
+    from wizd.store import postgres as P
+    from wizd.store import postgres_queries as PQ
+
+    names = {text: name for name, text in vars(PQ).items() if isinstance(text, str)}
+    ran: list[str] = []
+    run = P.PgConn._run
+
+    def traced(self: P.PgConn, sqlite_sql: str, parameters: Any, prepare: bool | None) -> Any:
+        ran.append(names.get(P.translate(sqlite_sql), sqlite_sql.split()[0]))
+        return run(self, sqlite_sql, parameters, prepare)
+
+    async with in_own_task(wizd.connect(postgres_url, clock=clock)) as q:
+        await q.set_queue_limits("held", max_running=1)
+        delayed = await q.enqueue("t", queue="held", delay=5)
+        pending = await q.enqueue("t", queue="held")
+        clock.advance(10)
+        monkeypatch.setattr(P.PgConn, "_run", traced)
+
+        claimed = await q.store.claim("held", "w1", 5)
+        assert [j.id for j in claimed] == [pending.id]  # due earlier than the delayed one
+        assert claimed.throttled == "max_running"
+        assert ran[:2] == ["CLAIM_QUEUE", "BEGIN"]
+        assert ran.count("CLAIM_QUEUE") == 1
+        assert "QUEUE_CLAIM_LOCK" in ran
+        assert ran[-1] == "COMMIT"
+        promoted = await q.get(delayed.id)
+        assert promoted.status is JobStatus.PENDING
+        assert [e.kind for e in await q.store.events(delayed.id)] == ["enqueued", "promoted"]
 
 
 def statement_names(executed: list[str]) -> list[str]:

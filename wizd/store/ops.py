@@ -521,6 +521,14 @@ def claim(c: Conn, now: float, queue: str, worker_id: str, n: int) -> ClaimRows:
         throttle = limits.NOT_THROTTLED
     else:
         rows, throttle = limits.claim_rows(c, now, row, args)
+    return claimed_rows(c, queue, rows, throttle)
+
+
+def claimed_rows(
+    c: Conn, queue: str, rows: list[Any], throttle: limits.Throttle = limits.NOT_THROTTLED
+) -> ClaimRows:
+    """The ClaimRows of rows (JOB_COLUMNS, then on PostgreSQL the job's dependencies) that
+    a claim statement moved from pending to running."""
     if not rows:
         return ClaimRows(None, *throttle)
     rowmap.moved(c, (queue for _ in rows), S.PENDING, S.RUNNING)

@@ -27,10 +27,12 @@ import anyio.to_thread
 
 from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
+from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
+from wizd.store.base import Claimed
 from wizd.store.migrations import bundled
-from wizd.store.sql import SQLStore
+from wizd.store.sql import NEEDS_TRANSACTION, SQLStore
 
 try:
     import psycopg
@@ -154,7 +156,8 @@ _translated: dict[str, str] = {}
 
 
 class Expanded(str):
-    """PostgreSQL text already made from a named statement (PgConn.insert_many's rows)."""
+    """PostgreSQL text to run as it is: made from a named statement (PgConn.insert_many's
+    rows), or a statement of PostgreSQL's own (CLAIM_QUEUE)."""
 
 
 def translate(sqlite_sql: str) -> str:
@@ -404,6 +407,13 @@ class PostgresStore(SQLStore):
     def _changes(self, c: PgConn) -> int:
         return c.changes
 
+    # -- the hot path ----------------------------------------------------------------------
+    async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
+        if n < 1:
+            return Claimed()
+        taken = await self._write(_Claim(queue, worker_id, n))
+        return taken.claimed()
+
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
         """Promote due jobs, and fold the count deltas into the totals (one daemon at a
@@ -479,6 +489,48 @@ _RETRIED: tuple[type[BaseException], ...] = (
     if psycopg is not None
     else ()
 )
+
+
+_CLAIM_QUEUE = Expanded(PQ.CLAIM_QUEUE)
+
+
+class _Claim:
+    """A claim as one statement (wizd_claim, schema 6: the queue's row, the promotion of its
+    due delayed jobs and the claim, run inside the server). Alone in its group it runs in
+    autocommit: one round trip where a transaction of those statements takes five. In a
+    group's transaction it saves two statements. A queue with limits is claimed by
+    wizd.store.ops.claim, in a transaction."""
+
+    __slots__ = ("limited", "n", "queue", "worker_id")
+
+    def __init__(self, queue: str, worker_id: str, n: int) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.n = n
+        self.limited = False  # wizd_claim said so: claim under the limits
+
+    def __call__(self, c: PgConn, now: float) -> ops.ClaimRows:
+        if not self.limited:
+            rows = self._claim(c, now)
+            if rows is not None:
+                return ops.claimed_rows(c, self.queue, rows)
+        return ops.claim(c, now, self.queue, self.worker_id, self.n)
+
+    def alone(self, c: PgConn, now: float) -> ops.ClaimRows:
+        rows = self._claim(c, now)
+        if rows is None:
+            return NEEDS_TRANSACTION  # type: ignore[no-any-return]
+        return ops.claimed_rows(c, self.queue, rows)
+
+    def _claim(self, c: PgConn, now: float) -> list[Any] | None:
+        """The claimed rows, or None when the queue has limits (and nothing was claimed)."""
+        args = {"queue": self.queue, "worker": self.worker_id, "now": now, "n": self.n}
+        rows = c.execute(_CLAIM_QUEUE, args).fetchall()
+        if rows and rows[0][0] is None:
+            self.limited = True
+            return None
+        c.changes += len(rows)  # a SELECT: PgConn does not count its rows as changes
+        return rows
 
 
 def _fold_counts(c: PgConn, now: float) -> None:

@@ -208,6 +208,14 @@ WHERE id IN (
 )
 RETURNING {JOB_COLUMNS}, {CLAIMED_DEPS}
 """
+# QUEUE_CLAIM_GET, PROMOTE_QUEUE and CLAIM of a queue without limits in one statement
+# (wizd_claim, schema 6): the columns of CLAIM's rows. A queue with limits gives one row
+# whose columns are all NULL: its claim then runs wizd.store.ops.claim.
+CLAIM_QUEUE = (
+    "SELECT "
+    + ", ".join(f"(c.job).{column.strip()}" for column in JOB_COLUMNS.split(","))
+    + ", c.deps FROM wizd_claim(%(queue)s, %(worker)s, %(now)s, %(n)s) AS c"
+)
 FENCE = "id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempt = %(attempt)s"
 RUN_STATE = f"SELECT attempt, max_attempts, backoff FROM jobs WHERE {FENCE}"
 FAIL_FINAL = f"""

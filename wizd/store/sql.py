@@ -47,6 +47,8 @@ from wizd.store.conn import reset_group_cache
 
 T = TypeVar("T")
 Op = Callable[[Any, float], T]
+# What an op's `alone(c, now)` returns when it cannot run as a single statement.
+NEEDS_TRANSACTION: Any = object()
 
 
 class SQLStore:
@@ -204,7 +206,17 @@ class SQLStore:
 
         The group runs without savepoints first (they cost two statements per op); only if
         an op refuses its input is the group rolled back and run again with each op in a
-        savepoint of its own, so that the refusal undoes that op alone."""
+        savepoint of its own, so that the refusal undoes that op alone.
+
+        An op alone in its group that can be one statement (it has `alone`: a claim on
+        PostgreSQL) runs as that statement, its own transaction, without BEGIN and COMMIT;
+        `alone` returns NEEDS_TRANSACTION when it cannot, and the op then runs as usual."""
+        if len(ops) == 1 and (alone := getattr(ops[0], "alone", None)) is not None:
+            before = self._changes(c)
+            reset_group_cache(c)
+            outcome = alone(c, self.clock())
+            if outcome is not NEEDS_TRANSACTION:
+                return [(True, outcome)], self._changes(c) != before
         if len(ops) > 1:
             try:
                 return self._attempt_group(c, ops, isolated=False)
