@@ -313,35 +313,57 @@ async def test_a_queue_without_limits_claims_with_the_statements_it_always_used(
     assert "CLAIM_KEYED" in statement_names(keyed)
 
 
+def trace_postgres(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every statement sent to PostgreSQL from now on, by its postgres_queries name
+    (others by their first word; a connection's set-up, a SET or a statement composed with
+    psycopg.sql, is left out), prefixed `loop:` when it was sent from the event loop (an
+    async connection) rather than the writer's thread."""
+    import psycopg
+
+    from wizd.store import postgres_queries as PQ
+
+    names = {text: name for name, text in vars(PQ).items() if isinstance(text, str)}
+    ran: list[str] = []
+
+    def name_of(query: Any) -> str | None:
+        if not isinstance(query, str):
+            return None
+        name = names.get(query) or query.split()[0]
+        return None if name == "SET" else name
+
+    sync_execute, async_execute = psycopg.Connection.execute, psycopg.AsyncConnection.execute
+
+    def traced(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if (name := name_of(query)) is not None:
+            ran.append(name)
+        return sync_execute(self, query, *args, **kwargs)
+
+    async def traced_async(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if (name := name_of(query)) is not None:
+            ran.append(f"loop: {name}")
+        return await async_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", traced)
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", traced_async)
+    return ran
+
+
 async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_fewer_round_trips(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL's claim returns each job's dependencies and its completion says which
     jobs have dependents, so neither looks them up in a statement of its own unless there
     are some; the dependencies still arrive and a completion still releases its dependent.
-    A claim alone is one statement without a transaction around it (wizd_claim); in a
-    group commit with a completion it is one statement of the group's transaction."""
-    from wizd.store import postgres as P
-    from wizd.store import postgres_queries as PQ
-    from wizd.store import sqlite_queries as Q
-
-    statements = [*vars(PQ).items(), *vars(Q).items()]  # SQLite's texts name PQ's twins
-    names = {text: name for name, text in statements if name.isupper() and isinstance(text, str)}
-    ran: list[str] = []
-    run = P.PgConn._run
-
-    def traced(self: P.PgConn, sqlite_sql: str, parameters: Any, prepare: bool | None) -> Any:
-        ran.append(names.get(sqlite_sql, sqlite_sql.split()[0]))
-        return run(self, sqlite_sql, parameters, prepare)
-
+    A claim alone is one statement (wizd_claim) in autocommit, sent from the event loop;
+    in a group commit with a completion it is one statement of the group's transaction."""
     async with in_own_task(wizd.connect(postgres_url)) as q:
         first = await q.enqueue("t", queue="flow")
         second = await q.enqueue("t", queue="flow", depends_on=[first.id])
-        monkeypatch.setattr(P.PgConn, "_run", traced)
+        ran = trace_postgres(monkeypatch)
 
         (claimed,) = await q.store.claim("flow", "w1", 5)
         assert (claimed.id, claimed.depends_on) == (first.id, ())
-        assert ran == ["CLAIM_QUEUE"]
+        assert ran == ["loop: CLAIM_QUEUE"]
         ran.clear()
         await finish(q.store, claimed)  # `second` depends on it: its dependents are read
         assert ran[:3] == ["BEGIN", "COMPLETE_MANY", "DEPENDENTS_OF_MANY"]
@@ -370,29 +392,18 @@ async def test_postgresql_claims_a_limited_queue_under_its_limits_after_one_prob
     """wizd_claim claims nothing for a queue with limits and says so; the claim then runs
     under the limits in a transaction (which locks the queue row), without asking the
     function again. A delayed job that came due is promoted on the way."""
-    from wizd.store import postgres as P
-    from wizd.store import postgres_queries as PQ
-
-    names = {text: name for name, text in vars(PQ).items() if isinstance(text, str)}
-    ran: list[str] = []
-    run = P.PgConn._run
-
-    def traced(self: P.PgConn, sqlite_sql: str, parameters: Any, prepare: bool | None) -> Any:
-        ran.append(names.get(P.translate(sqlite_sql), sqlite_sql.split()[0]))
-        return run(self, sqlite_sql, parameters, prepare)
-
     async with in_own_task(wizd.connect(postgres_url, clock=clock)) as q:
         await q.set_queue_limits("held", max_running=1)
         delayed = await q.enqueue("t", queue="held", delay=5)
         pending = await q.enqueue("t", queue="held")
         clock.advance(10)
-        monkeypatch.setattr(P.PgConn, "_run", traced)
+        ran = trace_postgres(monkeypatch)
 
         claimed = await q.store.claim("held", "w1", 5)
         assert [j.id for j in claimed] == [pending.id]  # due earlier than the delayed one
         assert claimed.throttled == "max_running"
-        assert ran[:2] == ["CLAIM_QUEUE", "BEGIN"]
-        assert ran.count("CLAIM_QUEUE") == 1
+        assert ran[:2] == ["loop: CLAIM_QUEUE", "BEGIN"]
+        assert [name for name in ran if name.endswith("CLAIM_QUEUE")] == ["loop: CLAIM_QUEUE"]
         assert "QUEUE_CLAIM_LOCK" in ran
         assert ran[-1] == "COMMIT"
         promoted = await q.get(delayed.id)

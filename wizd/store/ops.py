@@ -532,10 +532,23 @@ def claimed_rows(
     if not rows:
         return ClaimRows(None, *throttle)
     rowmap.moved(c, (queue for _ in rows), S.PENDING, S.RUNNING)
-    rows.sort(key=lambda r: (-r[5], r[10], r[0]))  # RETURNING order is not the claim order
-    # PostgreSQL's claim statements return each job's dependencies (CLAIMED_DEPS).
-    deps_in_rows = dialect(c) == "postgres"
-    return ClaimRows(rowmap.JobRows(c, rows, deps_in_rows=deps_in_rows), *throttle)
+    if dialect(c) == "postgres":  # its claim statements return each job's dependencies
+        return claimed_with_deps(rows, throttle)
+    rows.sort(key=_claim_order)  # RETURNING order is not the claim order
+    return ClaimRows(rowmap.JobRows.read(c, rows), *throttle)
+
+
+def claimed_with_deps(
+    rows: list[Any], throttle: limits.Throttle = limits.NOT_THROTTLED
+) -> ClaimRows:
+    """The ClaimRows of claimed rows that end with their job's dependencies (PostgreSQL's
+    CLAIMED_DEPS and wizd_claim)."""
+    rows.sort(key=_claim_order)  # RETURNING order is not the claim order
+    return ClaimRows(rowmap.JobRows.with_deps(rows), *throttle)
+
+
+def _claim_order(row: Sequence[Any]) -> tuple[int, float, int]:
+    return (-row[5], row[10], row[0])  # priority DESC, run_at, id
 
 
 def finish_many(c: Conn, now: float, items: list[Finish]) -> list[bool]:

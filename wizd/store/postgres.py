@@ -32,7 +32,7 @@ from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed
 from wizd.store.migrations import bundled
-from wizd.store.sql import NEEDS_TRANSACTION, SQLStore
+from wizd.store.sql import SQLStore
 
 try:
     import psycopg
@@ -262,6 +262,8 @@ class PostgresStore(SQLStore):
         self.config = config
         self._pool: ConnectionPool | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
+        self._claimer: psycopg.AsyncConnection[Any] | None = None  # claims alone (_run_ops)
+        self._claimer_used = 0.0  # monotonic time of its last statement
         self._listen_failures = 0
         self._listen_retry_at = 0.0
         self._listening = False
@@ -360,6 +362,7 @@ class PostgresStore(SQLStore):
             self._fail_pending()
             if self._listen is not None:
                 await self._listen.close()
+            await self._drop_claimer()
             if self._pool is not None:
                 await anyio.to_thread.run_sync(self._pool.close)
 
@@ -413,6 +416,63 @@ class PostgresStore(SQLStore):
             return Claimed()
         taken = await self._write(_Claim(queue, worker_id, n))
         return taken.claimed()
+
+    async def _run_ops(self, group: list[Any]) -> tuple[list[tuple[bool, Any]], bool]:
+        """A claim alone in its group (an idle daemon woken by a new job) runs wizd_claim
+        in autocommit on the claim connection, from the event loop: one round trip and no
+        thread hop, where a transaction on the writer's thread costs two hops and at least
+        three round trips. Anything else, and a queue with limits, runs on the writer."""
+        if len(group) == 1 and isinstance(group[0], _Claim) and not group[0].limited:
+            rows = await self._claim_alone(group[0])
+            if rows is not None:
+                return [(True, ops.claimed_with_deps(rows))], bool(rows)
+        return await super()._run_ops(group)
+
+    async def _claim_alone(self, claim: _Claim) -> list[Any] | None:
+        """wizd_claim's rows, or None when the queue has limits (nothing was claimed). A
+        deadlock is run again; a claim connection found dead after it sat idle is replaced
+        once, at once; any other failure fails the claim (the claimer backs off)."""
+        for attempt in range(RETRIES):
+            conn = await self._claim_connection()
+            idle = time.monotonic() - self._claimer_used > CHECK_IDLE
+            try:
+                cur = await conn.execute(PQ.CLAIM_QUEUE, claim.args(self.clock()))
+                rows = await cur.fetchall()
+            except _RETRIED as exc:
+                if attempt == RETRIES - 1:
+                    raise self._store_error(exc) from exc
+                await anyio.sleep(0.001 * 2**attempt)
+                continue
+            except psycopg.Error as exc:
+                await self._drop_claimer()
+                if isinstance(exc, psycopg.OperationalError) and idle and attempt == 0:
+                    continue
+                raise self._store_error(exc) from exc
+            self._claimer_used = time.monotonic()
+            return claim.taken(rows)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _claim_connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._claimer
+        if conn is not None and not conn.closed:
+            return conn
+        cfg = self.config
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
+            )
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(cfg.schema)))
+        except psycopg.Error as exc:
+            raise self._store_error(exc) from exc
+        self._claimer = conn
+        self._claimer_used = time.monotonic()
+        return conn
+
+    async def _drop_claimer(self) -> None:
+        if self._claimer is not None:
+            with anyio.CancelScope(shield=True):
+                await self._claimer.close()
+        self._claimer = None
 
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
@@ -496,10 +556,9 @@ _CLAIM_QUEUE = Expanded(PQ.CLAIM_QUEUE)
 
 class _Claim:
     """A claim as one statement (wizd_claim, schema 6: the queue's row, the promotion of its
-    due delayed jobs and the claim, run inside the server). Alone in its group it runs in
-    autocommit: one round trip where a transaction of those statements takes five. In a
-    group's transaction it saves two statements. A queue with limits is claimed by
-    wizd.store.ops.claim, in a transaction."""
+    due delayed jobs and the claim, run inside the server). Alone in its group it runs on
+    the claim connection (PostgresStore._run_ops); in a group's transaction it saves two
+    statements of it. A queue with limits is claimed by wizd.store.ops.claim."""
 
     __slots__ = ("limited", "n", "queue", "worker_id")
 
@@ -510,26 +569,22 @@ class _Claim:
         self.limited = False  # wizd_claim said so: claim under the limits
 
     def __call__(self, c: PgConn, now: float) -> ops.ClaimRows:
+        """The claim inside a group's transaction."""
         if not self.limited:
-            rows = self._claim(c, now)
+            rows = self.taken(c.execute(_CLAIM_QUEUE, self.args(now)).fetchall())
             if rows is not None:
-                return ops.claimed_rows(c, self.queue, rows)
+                c.changes += len(rows)  # a SELECT: PgConn does not count its rows
+                return ops.claimed_with_deps(rows)
         return ops.claim(c, now, self.queue, self.worker_id, self.n)
 
-    def alone(self, c: PgConn, now: float) -> ops.ClaimRows:
-        rows = self._claim(c, now)
-        if rows is None:
-            return NEEDS_TRANSACTION  # type: ignore[no-any-return]
-        return ops.claimed_rows(c, self.queue, rows)
+    def args(self, now: float) -> dict[str, Any]:
+        return {"queue": self.queue, "worker": self.worker_id, "now": now, "n": self.n}
 
-    def _claim(self, c: PgConn, now: float) -> list[Any] | None:
-        """The claimed rows, or None when the queue has limits (and nothing was claimed)."""
-        args = {"queue": self.queue, "worker": self.worker_id, "now": now, "n": self.n}
-        rows = c.execute(_CLAIM_QUEUE, args).fetchall()
+    def taken(self, rows: list[Any]) -> list[Any] | None:
+        """wizd_claim's rows, or None when the queue has limits (and nothing was claimed)."""
         if rows and rows[0][0] is None:
             self.limited = True
             return None
-        c.changes += len(rows)  # a SELECT: PgConn does not count its rows as changes
         return rows
 
 

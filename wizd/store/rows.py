@@ -136,18 +136,24 @@ class JobRows:
 
     __slots__ = ("deps", "rows")
 
-    def __init__(
-        self, c: Conn, rows: Sequence[Sequence[Any]], *, deps_in_rows: bool = False
-    ) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]], deps: dict[int, list[int]]) -> None:
         self.rows = rows
-        self.deps: dict[int, list[int]] = {}
-        if deps_in_rows:  # each row ends with its dependencies (PostgreSQL's claims)
-            self.deps = {r[0]: r[JOB_WIDTH] for r in rows if r[JOB_WIDTH]}
-            return
+        self.deps = deps
+
+    @classmethod
+    def read(cls, c: Conn, rows: Sequence[Sequence[Any]]) -> JobRows:
+        """The rows, with their dependencies looked up on `c`."""
+        deps: dict[int, list[int]] = {}
         ids = [(r[0],) for r in rows]
         for start in range(0, len(ids), 500):
             for job_id, dep in execute_rows(c, Q.DEPS_OF_MANY, ids[start : start + 500]):
-                self.deps.setdefault(job_id, []).append(dep)
+                deps.setdefault(job_id, []).append(dep)
+        return cls(rows, deps)
+
+    @classmethod
+    def with_deps(cls, rows: Sequence[Sequence[Any]]) -> JobRows:
+        """Rows that end with their job's dependencies (PostgreSQL's claims)."""
+        return cls(rows, {r[0]: r[JOB_WIDTH] for r in rows if r[JOB_WIDTH]})
 
     def build(self) -> list[Job]:
         at, deps = stamper(), self.deps
@@ -155,7 +161,7 @@ class JobRows:
 
 
 def jobs(c: Conn, rows: Sequence[Sequence[Any]]) -> list[Job]:
-    return JobRows(c, rows).build() if rows else []
+    return JobRows.read(c, rows).build() if rows else []
 
 
 def get(c: Conn, job_id: int) -> Job:

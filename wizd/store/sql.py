@@ -47,8 +47,6 @@ from wizd.store.conn import reset_group_cache
 
 T = TypeVar("T")
 Op = Callable[[Any, float], T]
-# What an op's `alone(c, now)` returns when it cannot run as a single statement.
-NEEDS_TRANSACTION: Any = object()
 
 
 class SQLStore:
@@ -185,9 +183,7 @@ class SQLStore:
         batch, self._pending = self._pending, []
         ops = [op for op, _ in batch]
         try:
-            outcomes, changed = await self._run_on_writer(
-                functools.partial(self._run_group, ops=ops)
-            )
+            outcomes, changed = await self._run_ops(ops)
         except Exception as exc:  # the whole group failed: every caller hears it
             for _, waiter in batch:
                 waiter.fail(exc)
@@ -200,23 +196,17 @@ class SQLStore:
             else:
                 waiter.fail(value)
 
+    async def _run_ops(self, ops: list[Op[Any]]) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run a group of ops on the writer: each op's outcome, and whether any row changed."""
+        return await self._run_on_writer(functools.partial(self._run_group, ops=ops))
+
     def _run_group(self, c: Any, ops: list[Op[Any]]) -> tuple[list[tuple[bool, Any]], bool]:
         """Run every op in one transaction; return each op's outcome and whether any row
         changed (a claim that found nothing must not wake the daemon's own watchers).
 
         The group runs without savepoints first (they cost two statements per op); only if
         an op refuses its input is the group rolled back and run again with each op in a
-        savepoint of its own, so that the refusal undoes that op alone.
-
-        An op alone in its group that can be one statement (it has `alone`: a claim on
-        PostgreSQL) runs as that statement, its own transaction, without BEGIN and COMMIT;
-        `alone` returns NEEDS_TRANSACTION when it cannot, and the op then runs as usual."""
-        if len(ops) == 1 and (alone := getattr(ops[0], "alone", None)) is not None:
-            before = self._changes(c)
-            reset_group_cache(c)
-            outcome = alone(c, self.clock())
-            if outcome is not NEEDS_TRANSACTION:
-                return [(True, outcome)], self._changes(c) != before
+        savepoint of its own, so that the refusal undoes that op alone."""
         if len(ops) > 1:
             try:
                 return self._attempt_group(c, ops, isolated=False)
