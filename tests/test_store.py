@@ -974,3 +974,53 @@ async def test_postgresql_wait_for_change_returns_once_listen_takes_effect(
         started = anyio.current_time()
         await q.store.wait_for_change(0.3)  # listening now, and nothing happens
         assert anyio.current_time() - started >= 0.29
+
+
+async def test_postgresql_vacuums_the_jobs_table_after_a_burst(
+    postgres_url: str, postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each claim and completion leaves a dead row version (and a dead claim-index entry
+    that every later claim walks): once the statistics count VACUUM_DEAD of them, the
+    upkeep of promote_due vacuums jobs, and not again within VACUUM_EVERY seconds."""
+    import psycopg
+
+    from wizd.store import postgres as P
+
+    monkeypatch.setattr(P, "VACUUM_DEAD", 100)
+    monkeypatch.setattr(P, "VACUUM_EVERY", 3600.0)
+    async with in_own_task(wizd.connect(postgres_url)) as q:
+        schema = q.store.config.schema  # type: ignore[attr-defined]
+        other = psycopg.connect(postgres_database, autocommit=True)
+        other.execute(f"SET search_path TO {schema}")  # as wizd's connections (its triggers)
+
+        def stats() -> tuple[int, int]:
+            row = other.execute(
+                "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname = 'jobs'",
+                (schema,),
+            ).fetchone()
+            assert row is not None
+            return row[0], row[1]
+
+        async def burst() -> None:
+            """120 dead row versions, counted in the statistics."""
+            await q.enqueue_many([{"name": "t"} for _ in range(120)])
+            other.execute("DELETE FROM jobs")
+            other.execute("SELECT pg_stat_force_next_flush()")  # at once, not within 10 s
+            # The flush happens as the connection goes idle: there is no event to await.
+            with anyio.fail_after(10):
+                while stats()[0] < 100:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+
+        try:
+            await q.store.promote_due()
+            assert stats()[1] == 0  # nothing dead yet: no vacuum
+            await burst()
+            await q.store.promote_due()
+            assert stats() == (0, 1)  # vacuumed: nothing dead
+
+            await burst()  # due again by its count, but within VACUUM_EVERY of the first
+            await q.store.promote_due()
+            assert stats()[1] == 1
+        finally:
+            other.close()

@@ -48,6 +48,8 @@ SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 MAX_PARAMS = 30_000  # parameters per statement (PostgreSQL allows 65,535)
 RETRIES = 8  # deadlocks with another daemon's transaction, run again
 CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged before use
+VACUUM_DEAD = 20_000  # dead row versions of jobs (10,000 jobs run) that make a vacuum due
+VACUUM_EVERY = 5.0  # seconds: the least time between two vacuums of jobs
 LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
 
 
@@ -476,10 +478,12 @@ class PostgresStore(SQLStore):
 
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
-        """Promote due jobs, and fold the count deltas into the totals (one daemon at a
-        time: the others skip the fold while one holds its lock)."""
+        """Promote due jobs, fold the count deltas into the totals (one daemon at a time:
+        the others skip the fold while one holds its lock), and vacuum the jobs table when
+        it is due (_vacuum_if_due)."""
         promoted = await super().promote_due()
         await self._write(_fold_counts)
+        await self._read(_vacuum_if_due)
         return promoted
 
     # -- change notifications --------------------------------------------------------------
@@ -586,6 +590,31 @@ class _Claim:
             self.limited = True
             return None
         return rows
+
+
+def _vacuum_if_due(c: PgConn) -> None:
+    """VACUUM jobs once a burst has left VACUUM_DEAD dead row versions, at most once every
+    VACUUM_EVERY seconds, one daemon at a time (the others skip while one holds the lock).
+
+    Every claim leaves a dead entry in the claim index (jobs_claim), ahead of the pending
+    jobs that came after it, and each claim walks them all until a vacuum removes them:
+    after a burn-down of 100,000 jobs a claim read 496 index pages where it reads 3, and
+    took 0.83 ms instead of 0.55. Autovacuum looks at each table about once a minute.
+    A vacuum does not block claims and completions; a user who does not own the table
+    gets PostgreSQL's warning and no vacuum."""
+    due = c.conn.execute(PQ.JOBS_VACUUM_DUE, {"dead": VACUUM_DEAD, "every": VACUUM_EVERY})
+    row = due.fetchone()
+    if row is None or not row[0]:
+        return
+    locked = c.conn.execute(PQ.VACUUM_LOCK).fetchone()
+    if locked is None or not locked[0]:
+        return
+    try:
+        c.conn.execute(PQ.VACUUM_PACE)
+        c.conn.execute(PQ.VACUUM_JOBS)
+    finally:
+        c.conn.execute(PQ.VACUUM_UNPACE)
+        c.conn.execute(PQ.VACUUM_UNLOCK)
 
 
 def _fold_counts(c: PgConn, now: float) -> None:

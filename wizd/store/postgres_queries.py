@@ -24,6 +24,22 @@ TABLE_NAMES = "SELECT tablename FROM pg_tables WHERE schemaname = %s"
 # One advisory lock key for "migrating this schema" (any 64-bit number, fixed).
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('wizd.migrate.' || %s))"
 COUNTS_FOLD_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('wizd.counts.' || current_schema()))"
+# Is a VACUUM of jobs due: as many dead row versions as %(dead)s (a claim and a completion
+# leave one each) and no vacuum, ours or autovacuum's, within the last %(every)s seconds?
+JOBS_VACUUM_DUE = """
+SELECT n_dead_tup >= %(dead)s
+   AND COALESCE(GREATEST(last_vacuum, last_autovacuum), '-infinity')
+       < now() - make_interval(secs => %(every)s)
+FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'jobs'
+"""
+# Held for the vacuum (a session lock: VACUUM runs outside any transaction).
+VACUUM_LOCK = "SELECT pg_try_advisory_lock(hashtext('wizd.vacuum.' || current_schema()))"
+VACUUM_UNLOCK = "SELECT pg_advisory_unlock(hashtext('wizd.vacuum.' || current_schema()))"
+VACUUM_JOBS = "VACUUM (SKIP_LOCKED) jobs"
+# Paced as autovacuum paces itself (its default cost delay), so that claims and completions
+# keep their share of the server while it runs.
+VACUUM_PACE = "SET vacuum_cost_delay = '2ms'"
+VACUUM_UNPACE = "RESET vacuum_cost_delay"
 # Fold the pending count deltas into the totals (only under COUNTS_FOLD_LOCK).
 COUNTS_FOLD = """
 WITH moved AS (DELETE FROM job_count_deltas RETURNING queue, status, n)

@@ -25,14 +25,19 @@ BEGIN
         RETURN;
     END IF;
     -- Rows another daemon is promoting or claiming right now are skipped, not waited for.
-    WITH promoted AS (
-        UPDATE jobs SET status = 'pending', updated_at = p_now
-        WHERE id IN (SELECT j.id FROM jobs j WHERE j.status = 'delayed' AND j.queue = p_queue
-                     AND j.run_at <= p_now FOR UPDATE SKIP LOCKED)
-        RETURNING id, attempt
-    )
-    INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
-    SELECT id, p_now, 'promoted', 'pending', attempt, NULL, NULL FROM promoted;
+    -- The look first (one probe of jobs_delayed) spares a claim with nothing due the
+    -- UPDATE and its statement triggers.
+    IF EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'delayed' AND j.queue = p_queue
+               AND j.run_at <= p_now) THEN
+        WITH promoted AS (
+            UPDATE jobs SET status = 'pending', updated_at = p_now
+            WHERE id IN (SELECT j.id FROM jobs j WHERE j.status = 'delayed'
+                         AND j.queue = p_queue AND j.run_at <= p_now FOR UPDATE SKIP LOCKED)
+            RETURNING id, attempt
+        )
+        INSERT INTO job_events (job_id, at, kind, status, attempt, worker_id, message)
+        SELECT id, p_now, 'promoted', 'pending', attempt, NULL, NULL FROM promoted;
+    END IF;
     IF q.name IS NOT NULL
        AND (q.max_running IS NOT NULL OR q.rate_count IS NOT NULL OR q.keyed <> 0) THEN
         RETURN NEXT;  -- job and deps NULL: the caller applies the limits
