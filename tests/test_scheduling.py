@@ -379,11 +379,60 @@ async def test_postgresql_claims_and_completes_a_job_without_dependencies_in_few
         assert claimed_third.id == third.id
         assert ran == ["BEGIN", "COMPLETE_MANY", "CLAIM_QUEUE", "COMMIT"]
 
-        # One plain job is one INSERT (ids are reserved in a statement of their own only
-        # for many jobs at once).
+        # One plain job alone is one INSERT in autocommit (ids are reserved in a statement
+        # of their own only for many jobs at once); the queue's defaults were read by the
+        # first enqueue.
         ran.clear()
         await q.enqueue("t", {"i": 1}, queue="flow")
-        assert ran == ["BEGIN", "QUEUE_GET", "INSERT_JOB", "COMMIT"]
+        assert ran == ["loop: INSERT_JOB_IF_DEFAULTS"]
+
+
+async def test_postgresql_enqueues_one_job_in_one_statement_with_its_queues_current_defaults(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain job that starts pending, enqueued alone, is one INSERT in autocommit, made
+    with its queue's defaults as the store last read them. When another process changed
+    them since, that insert writes nothing and the enqueue is made again in a transaction
+    with the new ones; a job that does not start pending always takes the transaction."""
+    async with (
+        in_own_task(wizd.connect(postgres_url)) as q,
+        in_own_task(wizd.connect(postgres_url)) as operator,
+    ):
+        first = await q.enqueue("t", queue="lane")  # reads the queue's defaults: none yet
+        ran = trace_postgres(monkeypatch)
+        second = await q.enqueue("t", {"n": 2}, queue="lane", tags=["x"])
+        assert ran == ["loop: INSERT_JOB_IF_DEFAULTS"]
+        assert (first.priority, second.priority, second.tags) == (3, 3, ("x",))
+
+        await operator.set_defaults("lane", priority=5, attempts=7)
+        ran.clear()
+        third = await q.enqueue("t", queue="lane")
+        assert (third.priority, third.max_attempts) == (5, 7)
+        assert ran == [
+            "loop: INSERT_JOB_IF_DEFAULTS",  # wrote nothing: the defaults changed
+            "BEGIN",
+            "QUEUE_GET",
+            "INSERT_JOB",
+            "COMMIT",
+        ]
+        ran.clear()
+        fourth = await q.enqueue("t", queue="lane")
+        assert ran == ["loop: QUEUE_GET", "loop: INSERT_JOB_IF_DEFAULTS"]
+        ran.clear()
+        delayed = await q.enqueue("t", queue="lane", delay=60)
+        assert ran[:2] == ["BEGIN", "QUEUE_GET"]
+
+        stored = await q.list(queue="lane", sort="id", order="asc")
+        assert [(j.id, j.priority, j.max_attempts) for j in stored] == [
+            (first.id, 3, 3),
+            (second.id, 3, 3),
+            (third.id, 5, 7),
+            (fourth.id, 5, 7),
+            (delayed.id, 5, 7),
+        ]
+        assert stored[1].payload == {"n": 2}
+        assert stored[1].tags == ("x",)
+        assert [j.status for j in stored] == [JobStatus.PENDING] * 4 + [JobStatus.DELAYED]
 
 
 async def test_postgresql_claims_a_limited_queue_under_its_limits_after_one_probe(

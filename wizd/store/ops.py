@@ -104,6 +104,21 @@ def is_plain(new: NewJob) -> bool:
     )
 
 
+def plain_pending_row(new: NewJob, opts: JobOptions, now: float) -> _Row | None:
+    """What Inserter.prepare makes of a plain job (is_plain) without a concurrency key that
+    starts pending, given its queue's defaults, without reading anything; None for any
+    other job (prepare decides it, in a transaction)."""
+    if not is_plain(new) or new.concurrency_key is not None:
+        return None
+    run_at = new.run_at if new.run_at is not None else now + new.delay
+    status, error = initial_status(new, {}, run_at, now)
+    if status is not S.PENDING or error is not None:
+        return None
+    ttl = new.ttl if new.ttl is not None else opts.ttl
+    expires_at = now + ttl if ttl is not None else None
+    return _make_row(new, opts, now, status, None, run_at, expires_at, None, ())
+
+
 # A bare job sets its queue, name and payload and nothing else (Queue._build_plain, the
 # usual item of a bulk enqueue): its row is its queue's defaults.
 _BARE = {
@@ -316,49 +331,9 @@ class Inserter:
         status, error = initial_status(new, dep_status, run_at, now, parent)
         if new.concurrency_key is not None:
             self.mark_keyed(new.queue)
-        row = _Row(
-            new=new,
-            status=status,
-            error=error,
-            priority=new.priority if new.priority is not None else opts.priority,
-            attempts=new.max_attempts if new.max_attempts is not None else opts.attempts,
-            backoff=new.backoff or opts.backoff,
-            timeout=new.timeout if new.timeout is not None else opts.timeout,
-            run_at=run_at,
-            expires_at=expires_at,
-            parent_id=parent_id,
-            deps=tuple(dep_status),
-            final=status in FINAL,
+        return _make_row(
+            new, opts, now, status, error, run_at, expires_at, parent_id, tuple(dep_status)
         )
-        row.values = (
-            new.queue,
-            new.name,
-            new.payload,
-            status,
-            row.priority,
-            row.attempts,
-            row.backoff.to_json(),
-            row.timeout,
-            run_at,
-            expires_at,
-            parent_id,
-            new.batch_id,
-            json.dumps(list(new.tags)) if new.tags else "[]",
-            new.context,
-            error,
-            new.on_dependency_failure,
-            new.on_child_failure,
-            now,
-            now,
-            now if row.final else None,
-            new.kind,
-            new.unique_key,
-            new.unique_key,  # unique_lock: the key is held from the start
-            None if new.unique_for is None else now + new.unique_for,
-            None if new.unique_key is None else states_text(new.unique_states),
-            new.concurrency_key,
-        )
-        return row
 
     def written(self) -> None:
         """After the last insert of the operation: the events of what it wrote."""
@@ -398,6 +373,63 @@ class Inserter:
             )
         deadline: float | None = row[11]
         return deadline
+
+
+def _make_row(
+    new: NewJob,
+    opts: JobOptions,
+    now: float,
+    status: JobStatus,
+    error: str | None,
+    run_at: float,
+    expires_at: float | None,
+    parent_id: int | None,
+    deps: tuple[int, ...],
+) -> _Row:
+    """A new job's row (Inserter.prepare, once it has decided everything but the row)."""
+    row = _Row(
+        new=new,
+        status=status,
+        error=error,
+        priority=new.priority if new.priority is not None else opts.priority,
+        attempts=new.max_attempts if new.max_attempts is not None else opts.attempts,
+        backoff=new.backoff or opts.backoff,
+        timeout=new.timeout if new.timeout is not None else opts.timeout,
+        run_at=run_at,
+        expires_at=expires_at,
+        parent_id=parent_id,
+        deps=deps,
+        final=status in FINAL,
+    )
+    row.values = (
+        new.queue,
+        new.name,
+        new.payload,
+        status,
+        row.priority,
+        row.attempts,
+        row.backoff.to_json(),
+        row.timeout,
+        run_at,
+        expires_at,
+        parent_id,
+        new.batch_id,
+        json.dumps(list(new.tags)) if new.tags else "[]",
+        new.context,
+        error,
+        new.on_dependency_failure,
+        new.on_child_failure,
+        now,
+        now,
+        now if row.final else None,
+        new.kind,
+        new.unique_key,
+        new.unique_key,  # unique_lock: the key is held from the start
+        None if new.unique_for is None else now + new.unique_for,
+        None if new.unique_key is None else states_text(new.unique_states),
+        new.concurrency_key,
+    )
+    return row
 
 
 def still_holds(until: float | None, states: str, status: str, now: float) -> bool:

@@ -14,6 +14,7 @@ callers still poll.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import weakref
@@ -26,13 +27,13 @@ import anyio
 import anyio.to_thread
 
 from wizd.errors import StoreError
-from wizd.model import MAX_CHILDREN, MAX_DEPTH
+from wizd.model import MAX_CHILDREN, MAX_DEPTH, JobOptions, NewJob, utc_at
 from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed
 from wizd.store.migrations import bundled
-from wizd.store.sql import SQLStore
+from wizd.store.sql import PlainEnqueue, SQLStore
 
 try:
     import psycopg
@@ -264,8 +265,11 @@ class PostgresStore(SQLStore):
         self.config = config
         self._pool: ConnectionPool | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
-        self._claimer: psycopg.AsyncConnection[Any] | None = None  # claims alone (_run_ops)
-        self._claimer_used = 0.0  # monotonic time of its last statement
+        self._loop: psycopg.AsyncConnection[Any] | None = None  # for _run_ops
+        self._loop_used = 0.0  # monotonic time of its last statement
+        # Each queue's defaults as last read: their text (None: the queue has no row), and
+        # the options made of it (_enqueue_alone).
+        self._queue_defaults: dict[str, tuple[str | None, JobOptions]] = {}
         self._listen_failures = 0
         self._listen_retry_at = 0.0
         self._listening = False
@@ -364,7 +368,7 @@ class PostgresStore(SQLStore):
             self._fail_pending()
             if self._listen is not None:
                 await self._listen.close()
-            await self._drop_claimer()
+            await self._drop_loop_connection()
             if self._pool is not None:
                 await anyio.to_thread.run_sync(self._pool.close)
 
@@ -420,23 +424,32 @@ class PostgresStore(SQLStore):
         return taken.claimed()
 
     async def _run_ops(self, group: list[Any]) -> tuple[list[tuple[bool, Any]], bool]:
-        """A claim alone in its group (an idle daemon woken by a new job) runs wizd_claim
-        in autocommit on the claim connection, from the event loop: one round trip and no
+        """A claim, or an enqueue of one plain job, alone in its group (an idle daemon woken
+        by a new job; a producer enqueueing one job at a time) is one statement in
+        autocommit on the loop connection, sent from the event loop: one round trip and no
         thread hop, where a transaction on the writer's thread costs two hops and at least
-        three round trips. Anything else, and a queue with limits, runs on the writer."""
-        if len(group) == 1 and isinstance(group[0], _Claim) and not group[0].limited:
-            rows = await self._claim_alone(group[0])
-            if rows is not None:
-                return [(True, ops.claimed_with_deps(rows))], bool(rows)
+        three round trips. Anything else runs on the writer, as does a claim of a queue with
+        limits and an enqueue that this way cannot make (_enqueue_alone)."""
+        if len(group) == 1:
+            op = group[0]
+            if isinstance(op, _Claim) and not op.limited:
+                rows = await self._claim_alone(op)
+                if rows is not None:
+                    return [(True, ops.claimed_with_deps(rows))], bool(rows)
+            elif isinstance(op, PlainEnqueue) and len(op.items) == 1:
+                created = await self._enqueue_alone(op.items[0])
+                if created is not None:
+                    return [(True, created)], True
         return await super()._run_ops(group)
 
     async def _claim_alone(self, claim: _Claim) -> list[Any] | None:
         """wizd_claim's rows, or None when the queue has limits (nothing was claimed). A
-        deadlock is run again; a claim connection found dead after it sat idle is replaced
-        once, at once; any other failure fails the claim (the claimer backs off)."""
+        deadlock is run again; a loop connection found dead after it sat idle is replaced
+        once, at once (a claim whose rows never arrived is reaped, never lost); any other
+        failure fails the claim (the claimer backs off)."""
         for attempt in range(RETRIES):
-            conn = await self._claim_connection()
-            idle = time.monotonic() - self._claimer_used > CHECK_IDLE
+            conn = await self._loop_connection()
+            idle = time.monotonic() - self._loop_used > CHECK_IDLE
             try:
                 cur = await conn.execute(PQ.CLAIM_QUEUE, claim.args(self.clock()))
                 rows = await cur.fetchall()
@@ -446,18 +459,57 @@ class PostgresStore(SQLStore):
                 await anyio.sleep(0.001 * 2**attempt)
                 continue
             except psycopg.Error as exc:
-                await self._drop_claimer()
+                await self._drop_loop_connection()
                 if isinstance(exc, psycopg.OperationalError) and idle and attempt == 0:
                     continue
                 raise self._store_error(exc) from exc
-            self._claimer_used = time.monotonic()
+            self._loop_used = time.monotonic()
             return claim.taken(rows)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _claim_connection(self) -> psycopg.AsyncConnection[Any]:
-        conn = self._claimer
+    async def _enqueue_alone(self, new: NewJob) -> ops.Created | None:
+        """INSERT_JOB_IF_DEFAULTS of a job that starts pending, prepared with its queue's
+        defaults as this store last read them; None, with nothing written, for any other
+        job or when the defaults have changed since. An insert is never sent twice (it may
+        have been written): a loop connection that sat idle is pinged first instead."""
+        conn = await self._loop_connection(ping=True)
+        try:
+            defaults = self._queue_defaults.get(new.queue)
+            if defaults is None:
+                found = await (await conn.execute(PQ.QUEUE_GET, (new.queue,))).fetchone()
+                text = None if found is None else found[2]
+                options = JobOptions.from_dict(json.loads(text)) if text else JobOptions()
+                if len(self._queue_defaults) >= 1024:
+                    self._queue_defaults.clear()
+                defaults = self._queue_defaults[new.queue] = (text, options)
+            now = self.clock()
+            row = ops.plain_pending_row(new, defaults[1], now)
+            if row is None:
+                return None
+            values = (*row.values, new.queue, defaults[0])
+            inserted = await (await conn.execute(PQ.INSERT_JOB_IF_DEFAULTS, values)).fetchone()
+        except psycopg.Error as exc:
+            await self._drop_loop_connection()
+            raise self._store_error(exc) from exc
+        self._loop_used = time.monotonic()
+        if inserted is None:  # changed since this store read them: read them again
+            del self._queue_defaults[new.queue]
+            return None
+        return ops.Created([inserted[0]], [row], now, utc_at(now))
+
+    async def _loop_connection(self, *, ping: bool = False) -> psycopg.AsyncConnection[Any]:
+        """The connection of _run_ops's statements (one at a time: one group runs at a
+        time), made on first use and after a failure; with `ping`, checked first if it sat
+        idle longer than CHECK_IDLE."""
+        conn = self._loop
         if conn is not None and not conn.closed:
-            return conn
+            if not ping or time.monotonic() - self._loop_used <= CHECK_IDLE:
+                return conn
+            try:
+                await conn.execute("SELECT 1")
+                return conn
+            except psycopg.Error:
+                await self._drop_loop_connection()
         cfg = self.config
         try:
             conn = await psycopg.AsyncConnection.connect(
@@ -466,15 +518,15 @@ class PostgresStore(SQLStore):
             await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(cfg.schema)))
         except psycopg.Error as exc:
             raise self._store_error(exc) from exc
-        self._claimer = conn
-        self._claimer_used = time.monotonic()
+        self._loop = conn
+        self._loop_used = time.monotonic()
         return conn
 
-    async def _drop_claimer(self) -> None:
-        if self._claimer is not None:
+    async def _drop_loop_connection(self) -> None:
+        if self._loop is not None:
             with anyio.CancelScope(shield=True):
-                await self._claimer.close()
-        self._claimer = None
+                await self._loop.close()
+        self._loop = None
 
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
@@ -561,7 +613,7 @@ _CLAIM_QUEUE = Expanded(PQ.CLAIM_QUEUE)
 class _Claim:
     """A claim as one statement (wizd_claim, schema 6: the queue's row, the promotion of its
     due delayed jobs and the claim, run inside the server). Alone in its group it runs on
-    the claim connection (PostgresStore._run_ops); in a group's transaction it saves two
+    the loop connection (PostgresStore._run_ops); in a group's transaction it saves two
     statements of it. A queue with limits is claimed by wizd.store.ops.claim."""
 
     __slots__ = ("limited", "n", "queue", "worker_id")

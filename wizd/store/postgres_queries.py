@@ -96,6 +96,18 @@ INSERT_JOB_WITH_ID_TYPES = (
     *("text", "text", "text", "float8", "text", "text"),  # kind … concurrency_key
 )
 
+# INSERT_JOB of a job prepared with its queue's defaults as last read (the last parameter:
+# their text, NULL for a queue without a row). Nothing is inserted (no row returned) if they
+# have changed since; the enqueue is then prepared again in a transaction. Each parameter is
+# cast to its column's type (INSERT_JOB_WITH_ID_TYPES, after the id): a SELECT list, unlike
+# VALUES, does not take the types of the columns it is inserted into.
+INSERT_JOB_IF_DEFAULTS = f"""
+INSERT INTO jobs ({_JOB_INSERT_COLUMNS})
+SELECT {", ".join(f"%s::{kind}" for kind in INSERT_JOB_WITH_ID_TYPES[1:])}
+WHERE (SELECT defaults FROM queues WHERE name = %s) IS NOT DISTINCT FROM %s::text
+RETURNING id
+"""
+
 INSERT_JOB_PLAIN_TYPES = (
     *("bigint", "text", "text", "text", "text", "int", "int", "text"),  # id … backoff
     *("float8", "float8", "float8", "float8"),  # timeout, run_at, created_at, updated_at

@@ -259,10 +259,10 @@ class SQLStore:
         i = 0
         while i < len(group):
             j = i
-            while j < len(group) and isinstance(group[j], _PlainEnqueue):
+            while j < len(group) and isinstance(group[j], PlainEnqueue):
                 j += 1
             if j - i > 1:
-                run = cast(list[_PlainEnqueue], group[i:j])
+                run = cast(list[PlainEnqueue], group[i:j])
                 items = [new for op in run for new in op.items]
                 created = ops.enqueue_plain(c, now, items, self.limits)
                 start = 0
@@ -279,7 +279,7 @@ class SQLStore:
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
         items = list(jobs)
         if all(ops.is_plain(new) for new in items):
-            created = await self._write(_PlainEnqueue(items, self.limits))
+            created = await self._write(PlainEnqueue(items, self.limits))
             return created.build()  # after the commit, on the caller's thread
         return await self._write(lambda c, now: ops.enqueue(c, now, items, self.limits))
 
@@ -498,7 +498,7 @@ def _as_store_error(exc: Exception) -> Exception:
     return StoreError(f"write refused by the database: {type(exc).__name__}: {exc}")
 
 
-class _PlainEnqueue:
+class PlainEnqueue:
     """An enqueue of jobs without links or unique keys: it may share one insert with its
     neighbours in a group (SQLStore._run_merged)."""
 
