@@ -510,12 +510,9 @@ class PostgresStore(SQLStore):
                 return conn
             except psycopg.Error:
                 await self._drop_loop_connection()
-        cfg = self.config
+        schema = sql.Identifier(self.config.schema)
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
-            )
-            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(cfg.schema)))
+            conn = await self._connect_async(sql.SQL("SET search_path TO {}").format(schema))
         except psycopg.Error as exc:
             raise self._store_error(exc) from exc
         self._loop = conn
@@ -523,10 +520,18 @@ class PostgresStore(SQLStore):
         return conn
 
     async def _drop_loop_connection(self) -> None:
-        if self._loop is not None:
-            with anyio.CancelScope(shield=True):
-                await self._loop.close()
+        await _close(self._loop)
         self._loop = None
+
+    async def _connect_async(self, first: sql.Composed) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own in autocommit (for the event loop), after its first
+        statement."""
+        cfg = self.config
+        conn = await psycopg.AsyncConnection.connect(
+            cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
+        )
+        await conn.execute(first)
+        return conn
 
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
@@ -576,12 +581,8 @@ class PostgresStore(SQLStore):
         if time.monotonic() < self._listen_retry_at:
             return None
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.config.conninfo,
-                autocommit=True,
-                connect_timeout=int(self.config.connect_timeout),
-            )
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+            conn = await self._connect_async(listen)
         except psycopg.Error:
             self._listen_failures += 1
             first, most = LISTEN_RETRY
@@ -594,10 +595,14 @@ class PostgresStore(SQLStore):
         return conn
 
     async def _drop_listener(self) -> None:
-        if self._listen is not None:
-            with anyio.CancelScope(shield=True):
-                await self._listen.close()
+        await _close(self._listen)
         self._listen = None
+
+
+async def _close(conn: psycopg.AsyncConnection[Any] | None) -> None:
+    if conn is not None:
+        with anyio.CancelScope(shield=True):
+            await conn.close()
 
 
 _RETRIED: tuple[type[BaseException], ...] = (
