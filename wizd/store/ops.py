@@ -104,19 +104,28 @@ def is_plain(new: NewJob) -> bool:
     )
 
 
-def plain_pending_row(new: NewJob, opts: JobOptions, now: float) -> _Row | None:
-    """What Inserter.prepare makes of a plain job (is_plain) without a concurrency key that
-    starts pending, given its queue's defaults, without reading anything; None for any
-    other job (prepare decides it, in a transaction)."""
+def starts_pending_alone(new: NewJob, now: float) -> bool:
+    """Is this a plain job (is_plain) without a concurrency key that starts pending, with
+    no event to store? Its row is then all there is to write (plain_pending_row)."""
     if not is_plain(new) or new.concurrency_key is not None:
-        return None
-    run_at = new.run_at if new.run_at is not None else now + new.delay
-    status, error = initial_status(new, {}, run_at, now)
-    if status is not S.PENDING or error is not None:
-        return None
+        return False
+    return initial_status(new, {}, _run_at(new, now), now) == (S.PENDING, None)
+
+
+def plain_pending_row(new: NewJob, opts: JobOptions, now: float) -> _Row:
+    """What Inserter.prepare makes of a job that starts_pending_alone, given its queue's
+    defaults, without reading anything."""
+    run_at, expires_at = _run_at(new, now), _expires_at(new, opts, now)
+    return _make_row(new, opts, now, S.PENDING, None, run_at, expires_at, None, ())
+
+
+def _run_at(new: NewJob, now: float) -> float:
+    return new.run_at if new.run_at is not None else now + new.delay
+
+
+def _expires_at(new: NewJob, opts: JobOptions, now: float) -> float | None:
     ttl = new.ttl if new.ttl is not None else opts.ttl
-    expires_at = now + ttl if ttl is not None else None
-    return _make_row(new, opts, now, status, None, run_at, expires_at, None, ())
+    return now + ttl if ttl is not None else None
 
 
 # A bare job sets its queue, name and payload and nothing else (Queue._build_plain, the
@@ -318,8 +327,7 @@ class Inserter:
             if found is None:
                 raise DependencyError(f"job {dep} does not exist")
             dep_status[dep] = S(found[0])
-        ttl = new.ttl if new.ttl is not None else opts.ttl
-        expires_at = now + ttl if ttl is not None else None
+        expires_at = _expires_at(new, opts, now)
         parent_id = parent.id if parent is not None else new.parent_id
         if parent_id is not None:
             # A parent written by this same call may start final (a failed dependency):
@@ -327,7 +335,7 @@ class Inserter:
             deadline = self.check_parent(parent_id, 1, allow_final=parent is not None)
             if deadline is not None:  # a child never outlives its parent's deadline
                 expires_at = deadline if expires_at is None else min(expires_at, deadline)
-        run_at = new.run_at if new.run_at is not None else now + new.delay
+        run_at = _run_at(new, now)
         status, error = initial_status(new, dep_status, run_at, now, parent)
         if new.concurrency_key is not None:
             self.mark_keyed(new.queue)

@@ -429,15 +429,20 @@ class PostgresStore(SQLStore):
         autocommit on the loop connection, sent from the event loop: one round trip and no
         thread hop, where a transaction on the writer's thread costs two hops and at least
         three round trips. Anything else runs on the writer, as does a claim of a queue with
-        limits and an enqueue that this way cannot make (_enqueue_alone)."""
+        limits, an enqueue of a job that is not starts_pending_alone, and one whose queue's
+        defaults have changed (_enqueue_alone)."""
         if len(group) == 1:
-            op = group[0]
+            op, now = group[0], self.clock()
             if isinstance(op, _Claim) and not op.limited:
                 rows = await self._claim_alone(op)
                 if rows is not None:
                     return [(True, ops.claimed_with_deps(rows))], bool(rows)
-            elif isinstance(op, PlainEnqueue) and len(op.items) == 1:
-                created = await self._enqueue_alone(op.items[0])
+            elif (
+                isinstance(op, PlainEnqueue)
+                and len(op.items) == 1
+                and ops.starts_pending_alone(op.items[0], now)
+            ):
+                created = await self._enqueue_alone(op.items[0], now)
                 if created is not None:
                     return [(True, created)], True
         return await super()._run_ops(group)
@@ -467,11 +472,11 @@ class PostgresStore(SQLStore):
             return claim.taken(rows)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _enqueue_alone(self, new: NewJob) -> ops.Created | None:
-        """INSERT_JOB_IF_DEFAULTS of a job that starts pending, prepared with its queue's
-        defaults as this store last read them; None, with nothing written, for any other
-        job or when the defaults have changed since. An insert is never sent twice (it may
-        have been written): a loop connection that sat idle is pinged first instead."""
+    async def _enqueue_alone(self, new: NewJob, now: float) -> ops.Created | None:
+        """INSERT_JOB_IF_DEFAULTS of a job that starts_pending_alone, prepared with its
+        queue's defaults as this store last read them; None, with nothing written, when
+        they have changed since. An insert is never sent twice (it may have been written):
+        a loop connection that sat idle is pinged first instead."""
         conn = await self._loop_connection(ping=True)
         try:
             defaults = self._queue_defaults.get(new.queue)
@@ -482,10 +487,7 @@ class PostgresStore(SQLStore):
                 if len(self._queue_defaults) >= 1024:
                     self._queue_defaults.clear()
                 defaults = self._queue_defaults[new.queue] = (text, options)
-            now = self.clock()
             row = ops.plain_pending_row(new, defaults[1], now)
-            if row is None:
-                return None
             values = (*row.values, new.queue, defaults[0])
             inserted = await (await conn.execute(PQ.INSERT_JOB_IF_DEFAULTS, values)).fetchone()
         except psycopg.Error as exc:
