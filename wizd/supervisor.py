@@ -421,6 +421,7 @@ class Supervisor:
         while True:
             await store.wait_for_change(self.settings.poll_interval)
             for worker in self.workers:
+                worker.take_handed()
                 worker.wake()
 
     async def _reaper(self) -> None:

@@ -187,6 +187,15 @@ class QueueWorker:
         """Something may have changed: look for work now instead of at the next poll."""
         self._wake.set()
 
+    def take_handed(self) -> None:
+        """Run the jobs that enqueues handed over to this worker (claimed for it already,
+        Store.handed_over) now, even while a claim is on its way. A worker that stopped
+        claiming leaves them to the store, which puts them back when it closes."""
+        if self._claiming:
+            runs = self._started(self.queue.store.handed_over(self.name, self.worker_id))
+            if runs:
+                self._dispatch(runs)
+
     def stop_claiming(self) -> None:
         self._claiming = False
         self._wake.set()
@@ -228,6 +237,7 @@ class QueueWorker:
                 tg.start_soon(self._writer)
                 try:
                     await self._claimer()
+                    await self._stop_claiming()
                 finally:
                     self._no_more_runs = True
                     self._dispatch([])
@@ -246,6 +256,7 @@ class QueueWorker:
     async def _claimer(self) -> None:
         while self._claiming:
             self._wake = anyio.Event()
+            self.take_handed()
             free = self.concurrency - self._active
             self._rate_wait = None
             if free > 0:
@@ -270,6 +281,13 @@ class QueueWorker:
                 while self._failures and self._claiming:
                     self._wake = anyio.Event()
                     await self._wake.wait()
+
+    async def _stop_claiming(self) -> None:
+        """Tell the store that this worker claims no more (no job is handed over to it)."""
+        try:
+            await self.queue.store.stop_claiming(self.name, self.worker_id)
+        except StoreError as exc:  # what it offered lapses with its daemon's session
+            self.log.warning("stop_claiming_failed", error=str(exc))
 
     def _dispatch(self, runs: list[Run]) -> None:
         self._backlog.extend(runs)
@@ -336,6 +354,10 @@ class QueueWorker:
             self.log.info("claim_recovered", after_failures=self._failures)
         self._failures = 0
         self._throttled(jobs)
+        return self._started(jobs)
+
+    def _started(self, jobs: list[Job]) -> list[Run]:
+        """Runs of jobs claimed for this worker: in `runs`, holding slots, reported."""
         if not jobs:
             return []
         now = time.time()

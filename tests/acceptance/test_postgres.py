@@ -5,6 +5,8 @@
 2. Every daemon connection is terminated (pg_terminate_backend) mid-run: the daemons log
    the failures, reconnect, keep their processes, and every job completes.
 3. An idle daemon wakes on NOTIFY, not on its poll interval.
+4. Jobs enqueued one at a time are handed over to idle daemons (claimed by their enqueue);
+   a daemon killed with SIGKILL is handed nothing once its session has ended.
 """
 
 from __future__ import annotations
@@ -189,3 +191,61 @@ def test_an_idle_daemon_wakes_on_notify_not_on_its_poll_interval(
         latencies.append(started.timestamp() - sent)
     # With a 30 s poll interval only the notification can explain a pickup within 10 s.
     assert max(latencies) < 10, latencies
+
+
+def handed_over(job: wizd.Job) -> bool:
+    """Claimed by its enqueue (INSERT_JOB_HANDED): its run started as it was created."""
+    return job.attempt == 1 and job.started_at == job.created_at
+
+
+def test_single_enqueues_are_handed_to_idle_daemons_and_never_to_a_killed_one(
+    pg_harness: Harness, pg_queue: wizd.SyncQueue, postgres_url: str
+) -> None:
+    runs = pg_harness.dir / "runs"
+    runs.mkdir()
+    a = pg_harness.start("A", poll_interval=30, concurrency=2).ready(timeout=30)
+    b = pg_harness.start("B", poll_interval=30, concurrency=2).ready(timeout=30)
+    workers = {d.wait_for("daemon_ready")["worker_id"]: d for d in (a, b)}
+
+    def run_one() -> wizd.Job:
+        job = pg_queue.enqueue("tick", {"dir": str(runs), "seconds": 0}, queue=AGENT)
+        # The daemon writes job_completed once the outcome (and its next offer) committed.
+        wait_until(
+            lambda: any(d.logged("job_completed", job_id=job.id) for d in workers.values()),
+            10,
+            f"job {job.id} to complete",
+        )
+        return job
+
+    first = [run_one() for _ in range(10)]
+    assert all(job.status == "running" and job.worker_id in workers for job in first)
+    assert all(handed_over(pg_queue.get(job.id)) for job in first)
+
+    a_worker = next(w for w, d in workers.items() if d is a)
+    a.signal(signal.SIGKILL)
+    a.wait_exit(10)
+    schema = postgres_url.split("schema=")[1].split("&")[0]
+
+    def a_offers_alive() -> int:
+        """A's offered slots whose listening session still holds its lock (the hand-over's
+        own test): none once the server has seen A's connections close."""
+        with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as c:
+            row = c.execute(
+                f"SELECT count(*) FROM {schema}.free_slots WHERE worker_id = %s AND NOT "
+                "pg_try_advisory_xact_lock_shared(hashtext('wizd.listener.' || %s), listener)",
+                (a_worker, schema),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    wait_until(lambda: a_offers_alive() == 0, 10, "A's session to end")
+    del workers[a_worker]
+    after = [run_one() for _ in range(10)]
+    for job in after:
+        stored = pg_queue.get(job.id)
+        assert (stored.status, stored.worker_id) == ("completed", job.worker_id)
+        assert job.worker_id in workers
+        assert handed_over(stored)
+    ran = runs_per_job(runs)
+    assert sorted(ran) == sorted(j.id for j in first + after)
+    assert set(ran.values()) == {1}

@@ -287,6 +287,18 @@ class Store(Protocol):
         """Return soon after anything may have been committed (by any process), or after
         `timeout` seconds. Lets idle daemons pick up work without busy polling."""
 
+    def handed_over(self, queue: str, worker_id: str) -> Claimed:
+        """Jobs of the queue that enqueues handed over to this worker since it last asked:
+        claimed for it already (running, attempt + 1), so they are its to run at once.
+        No I/O; each job is returned once. Only PostgreSQL hands jobs over (to a worker
+        whose claim left it idle, while its daemon waits in wait_for_change); elsewhere
+        this is always empty."""
+
+    async def stop_claiming(self, queue: str, worker_id: str) -> None:
+        """The worker claims no more jobs of the queue (its daemon is stopping): none is
+        handed over to it from now on, and those handed over that it did not take go back
+        to pending, their attempt not charged. Nothing to do where nothing is handed over."""
+
     async def promote_due(self) -> int:
         """Move every delayed job whose run_at has come to pending; return how many."""
 

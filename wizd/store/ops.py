@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -95,6 +95,13 @@ class _Row:
     deps: tuple[int, ...]
     final: bool
     values: tuple[Any, ...] = ()
+    worker_id: str | None = None  # handed over: inserted already claimed for this worker
+
+
+def handed_row(row: _Row, worker_id: str) -> _Row:
+    """The row of a job that an enqueue handed over to an idle worker (PostgreSQL,
+    INSERT_JOB_HANDED): written running, attempt 1, claimed by `worker_id` as it was made."""
+    return replace(row, status=S.RUNNING, worker_id=worker_id)
 
 
 def is_plain(new: NewJob) -> bool:
@@ -449,6 +456,7 @@ def still_holds(until: float | None, states: str, status: str, now: float) -> bo
 def job_of(row: _Row, job_id: int, now: float, created_at: datetime) -> Job:
     """The Job a new row holds as written; `created_at` is `now` as a UTC datetime."""
     new = row.new
+    claimed = None if row.worker_id is None else created_at  # handed over (handed_row)
     return build_job(  # Job's fields in order (see rows.job_from_row)
         (
             job_id,
@@ -457,7 +465,7 @@ def job_of(row: _Row, job_id: int, now: float, created_at: datetime) -> Job:
             json.loads(new.payload),
             row.status,
             row.priority,
-            0,  # attempt
+            0 if claimed is None else 1,  # attempt
             row.attempts,
             row.backoff,
             row.timeout,
@@ -471,11 +479,11 @@ def job_of(row: _Row, job_id: int, now: float, created_at: datetime) -> Job:
             row.error,
             None,  # progress
             None,  # progress_message
-            None,  # worker_id
-            None,  # heartbeat_at
+            row.worker_id,
+            claimed,  # heartbeat_at
             created_at,
             created_at,  # updated_at
-            None,  # started_at
+            claimed,  # started_at
             created_at if row.final else None,  # finished_at
             new.on_dependency_failure,
             new.on_child_failure,

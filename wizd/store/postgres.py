@@ -9,7 +9,10 @@ transaction that deadlocks with another daemon's is run again.
 
 Idle daemons wait on LISTEN: a trigger notifies `wizd_<schema>` whenever jobs of a queue
 become pending (payload: the queue). A lost notification costs at most a poll interval:
-callers still poll.
+callers still poll. A job enqueued alone into a queue where a daemon waits idle is handed
+over to that daemon instead (schema 7, INSERT_JOB_HANDED): inserted already claimed for
+it, and sent to its own channel `wizd_<schema>:<key>`, so that its next claim returns it
+without a round trip.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -31,7 +36,7 @@ from wizd.model import MAX_CHILDREN, MAX_DEPTH, JobOptions, NewJob, utc_at
 from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
-from wizd.store.base import Claimed
+from wizd.store.base import Claimed, Finish
 from wizd.store.migrations import bundled
 from wizd.store.sql import PlainEnqueue, SQLStore
 
@@ -52,6 +57,20 @@ CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged befor
 VACUUM_DEAD = 20_000  # dead row versions of jobs (10,000 jobs run) that make a vacuum due
 VACUUM_EVERY = 5.0  # seconds: the least time between two vacuums of jobs
 LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
+# Free slots a daemon offers to hand-overs between two of its claims (schema 7): enough for
+# jobs enqueued one after another while its last job's outcome is being written, and all
+# that a daemon whose host vanished can strand per queue until the reaper recovers them.
+HANDED_SLOTS = 4
+# A handed-over job's row travels in a notification, whose payload must stay under 8,000
+# bytes: a job whose row may not fit in HANDED_MAX is enqueued without a hand-over.
+HANDED_MAX = 7500
+# The listening session asks the server to notice within about 25 s that the daemon's host
+# has vanished (no FIN: a power loss, a partition), ending the session and so its lock,
+# after which no job is handed over to it.
+LISTENER_SETTINGS = (
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
+    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000"
+)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -275,6 +294,12 @@ class PostgresStore(SQLStore):
         self._listening = False
         self._notified = anyio.Event()
         self.channel = f"wizd_{config.schema}"
+        # The listening session's key (schema 7), while it is connected, and its channel.
+        self._listen_key: int | None = None
+        self._own_channel = ""
+        # Rows of jobs handed over to this store's workers, by (queue, worker): the next
+        # claim of that queue and worker returns them.
+        self._handed: dict[tuple[str, str], list[list[Any]]] = {}
 
     @property
     def path(self) -> str:
@@ -363,8 +388,9 @@ class PostgresStore(SQLStore):
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         with anyio.CancelScope(shield=True):
+            await self._requeue_handed()
+            self._closed = True
             self._fail_pending()
             if self._listen is not None:
                 await self._listen.close()
@@ -418,10 +444,33 @@ class PostgresStore(SQLStore):
 
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
+        """A claim, which also offers the worker's free slots to hand-overs or withdraws
+        them (wizd_claim, schema 7), under the listening session's key."""
         if n < 1:
             return Claimed()
-        taken = await self._write(_Claim(queue, worker_id, n))
+        taken = await self._write(_Claim(queue, worker_id, n, self._listen_key))
         return taken.claimed()
+
+    def handed_over(self, queue: str, worker_id: str) -> Claimed:
+        handed = self._handed.pop((queue, worker_id), None)
+        return Claimed() if handed is None else ops.claimed_with_deps(handed).claimed()
+
+    async def stop_claiming(self, queue: str, worker_id: str) -> None:
+        await self._write(partial(_withdraw_slots, queue=queue, worker_id=worker_id))
+        await self._requeue_handed([(queue, worker_id)])
+
+    async def _requeue_handed(self, keys: Iterable[tuple[str, str]] | None = None) -> None:
+        """Jobs handed over that no worker took (it stopped claiming first) go back to
+        pending, their attempt not charged, as the runs of a shutdown do: those of the
+        (queue, worker) keys given, or all."""
+        rows = [row for key in list(keys or self._handed) for row in self._handed.pop(key, ())]
+        finishes = [
+            Finish(row[0], row[20], row[6], "requeue", error="daemon shut down; not charged")
+            for row in rows
+        ]
+        if finishes and self._open:
+            with suppress(StoreError):  # the database is away: the reaper recovers them
+                await self.finish(finishes)
 
     async def _run_ops(self, group: list[Any]) -> tuple[list[tuple[bool, Any]], bool]:
         """A claim, or an enqueue of one plain job, alone in its group (an idle daemon woken
@@ -473,10 +522,11 @@ class PostgresStore(SQLStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _enqueue_alone(self, new: NewJob, now: float) -> ops.Created | None:
-        """INSERT_JOB_IF_DEFAULTS of a job that starts_pending_alone, prepared with its
-        queue's defaults as this store last read them; None, with nothing written, when
-        they have changed since. An insert is never sent twice (it may have been written):
-        a loop connection that sat idle is pinged first instead."""
+        """INSERT_JOB_HANDED (or INSERT_JOB_IF_DEFAULTS, for a row too long to travel in a
+        notification) of a job that starts_pending_alone, prepared with its queue's
+        defaults as this store last read them; None, with nothing written, when they have
+        changed since. An insert is never sent twice (it may have been written): a loop
+        connection that sat idle is pinged first instead."""
         conn = await self._loop_connection(ping=True)
         try:
             defaults = self._queue_defaults.get(new.queue)
@@ -489,7 +539,9 @@ class PostgresStore(SQLStore):
                 defaults = self._queue_defaults[new.queue] = (text, options)
             row = ops.plain_pending_row(new, defaults[1], now)
             values = (*row.values, new.queue, defaults[0])
-            inserted = await (await conn.execute(PQ.INSERT_JOB_IF_DEFAULTS, values)).fetchone()
+            fits = _fits_notification(row)
+            statement = PQ.INSERT_JOB_HANDED if fits else PQ.INSERT_JOB_IF_DEFAULTS
+            inserted = await (await conn.execute(statement, values)).fetchone()
         except psycopg.Error as exc:
             await self._drop_loop_connection()
             raise self._store_error(exc) from exc
@@ -497,6 +549,8 @@ class PostgresStore(SQLStore):
         if inserted is None:  # changed since this store read them: read them again
             del self._queue_defaults[new.queue]
             return None
+        if len(inserted) > 1 and inserted[1] is not None:  # claimed by the worker it names
+            row = ops.handed_row(row, inserted[1])
         return ops.Created([inserted[0]], [row], now, utc_at(now))
 
     async def _loop_connection(self, *, ping: bool = False) -> psycopg.AsyncConnection[Any]:
@@ -512,9 +566,8 @@ class PostgresStore(SQLStore):
                 return conn
             except psycopg.Error:
                 await self._drop_loop_connection()
-        schema = sql.Identifier(self.config.schema)
         try:
-            conn = await self._connect_async(sql.SQL("SET search_path TO {}").format(schema))
+            conn = await self._connect_async(self._search_path())
         except psycopg.Error as exc:
             raise self._store_error(exc) from exc
         self._loop = conn
@@ -572,19 +625,41 @@ class PostgresStore(SQLStore):
             # the caller looks now.
             return
         try:
-            async for _ in conn.notifies(timeout=timeout, stop_after=1):
-                return
+            # Every notification of the packet that brought the first is read (the rest of
+            # a packet would be lost with the generator): a hand-over must not be.
+            async for notify in conn.notifies(timeout=timeout, stop_after=1):
+                if notify.channel == self._own_channel:
+                    self._take_handed(notify.payload)
         except psycopg.Error:
             await self._drop_listener()
 
+    def _take_handed(self, payload: str) -> None:
+        """Keep a job handed over to one of this store's workers (INSERT_JOB_HANDED's JSON:
+        its JOB_COLUMNS and its dependencies) for that worker's next claim."""
+        row = json.loads(payload)
+        if row[9] is not None:
+            row[9] = float(row[9])  # timeout: JSON writes a whole float as an integer
+        self._handed.setdefault((row[1], row[20]), []).append(row)
+
     async def _listener(self) -> psycopg.AsyncConnection[Any] | None:
+        """The listening session (made on first use and after a failure): LISTEN on the
+        schema's channel and on its own, whose key it holds a session lock on."""
         if self._listen is not None and not self._listen.closed:
             return self._listen
         if time.monotonic() < self._listen_retry_at:
             return None
         try:
-            listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
-            conn = await self._connect_async(listen)
+            conn = await self._connect_async(self._search_path())
+            await conn.execute(LISTENER_SETTINGS)
+            found = await (await conn.execute(PQ.LISTENER_KEY)).fetchone()
+            assert found is not None
+            key = found[0]
+            own = f"{self.channel}:{key}"
+            await conn.execute(
+                sql.SQL("LISTEN {}; LISTEN {}").format(
+                    sql.Identifier(self.channel), sql.Identifier(own)
+                )
+            )
         except psycopg.Error:
             self._listen_failures += 1
             first, most = LISTEN_RETRY
@@ -594,11 +669,16 @@ class PostgresStore(SQLStore):
             return None
         self._listen_failures = 0
         self._listen = conn
+        self._listen_key, self._own_channel = key, own
         return conn
 
     async def _drop_listener(self) -> None:
+        self._listen_key, self._own_channel = None, ""
         await _close(self._listen)
         self._listen = None
+
+    def _search_path(self) -> sql.Composed:
+        return sql.SQL("SET search_path TO {}").format(sql.Identifier(self.config.schema))
 
 
 async def _close(conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -623,12 +703,13 @@ class _Claim:
     the loop connection (PostgresStore._run_ops); in a group's transaction it saves two
     statements of it. A queue with limits is claimed by wizd.store.ops.claim."""
 
-    __slots__ = ("limited", "n", "queue", "worker_id")
+    __slots__ = ("limited", "listener", "n", "queue", "worker_id")
 
-    def __init__(self, queue: str, worker_id: str, n: int) -> None:
+    def __init__(self, queue: str, worker_id: str, n: int, listener: int | None) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.n = n
+        self.listener = listener  # the listening session's key (schema 7), if connected
         self.limited = False  # wizd_claim said so: claim under the limits
 
     def __call__(self, c: PgConn, now: float) -> ops.ClaimRows:
@@ -641,7 +722,14 @@ class _Claim:
         return ops.claim(c, now, self.queue, self.worker_id, self.n)
 
     def args(self, now: float) -> dict[str, Any]:
-        return {"queue": self.queue, "worker": self.worker_id, "now": now, "n": self.n}
+        return {
+            "queue": self.queue,
+            "worker": self.worker_id,
+            "now": now,
+            "n": self.n,
+            "listener": self.listener,
+            "slots": HANDED_SLOTS,
+        }
 
     def taken(self, rows: list[Any]) -> list[Any] | None:
         """wizd_claim's rows, or None when the queue has limits (and nothing was claimed)."""
@@ -677,6 +765,24 @@ def _vacuum_if_due(c: PgConn) -> None:
 
 
 def _fold_counts(c: PgConn, now: float) -> None:
+    """Fold the count deltas, and forget idle workers whose listening sessions have ended
+    (one daemon at a time)."""
     locked = c.conn.execute(PQ.COUNTS_FOLD_LOCK).fetchone()
     if locked is not None and locked[0]:
         c.conn.execute(PQ.COUNTS_FOLD)
+        c.conn.execute(PQ.FREE_SLOTS_PRUNE)
+
+
+def _withdraw_slots(c: PgConn, now: float, queue: str, worker_id: str) -> None:
+    c.conn.execute(PQ.FREE_SLOTS_WITHDRAW, (queue, worker_id))
+
+
+def _fits_notification(row: ops._Row) -> bool:
+    """Does a new job's row fit in a hand-over's notification (INSERT_JOB_HANDED's JSON
+    array)? Surely, when its text is short (JSON writes a character in at most 4 bytes
+    there, as the text is JSON or a name); else as long as Python's JSON of it, which
+    escapes as PostgreSQL's does, leaves room for the columns the insert adds."""
+    values = row.values
+    if sum(len(v) for v in values if isinstance(v, str)) * 4 < HANDED_MAX - 1000:
+        return True
+    return len(json.dumps(values, ensure_ascii=False).encode()) < HANDED_MAX - 500

@@ -90,6 +90,12 @@ class SQLStore:
     async def wait_for_change(self, timeout: float) -> None:
         raise NotImplementedError
 
+    def handed_over(self, queue: str, worker_id: str) -> Claimed:
+        return Claimed()
+
+    async def stop_claiming(self, queue: str, worker_id: str) -> None:
+        pass
+
     # -- what a backend supplies -----------------------------------------------------------
     async def _run_on_writer(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(connection)` on the writing connection's thread."""
