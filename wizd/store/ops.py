@@ -99,8 +99,8 @@ class _Row:
 
 
 def handed_row(row: _Row, worker_id: str) -> _Row:
-    """The row of a job that an enqueue handed over to an idle worker (PostgreSQL,
-    INSERT_JOB_HANDED): written running, attempt 1, claimed by `worker_id` as it was made."""
+    """The row of a job that an enqueue handed over to an idle worker (PostgreSQL's
+    trigger wizd_hand_over): written running, attempt 1, claimed by `worker_id` as made."""
     return replace(row, status=S.RUNNING, worker_id=worker_id)
 
 

@@ -10,9 +10,9 @@ transaction that deadlocks with another daemon's is run again.
 Idle daemons wait on LISTEN: a trigger notifies `wizd_<schema>` whenever jobs of a queue
 become pending (payload: the queue). A lost notification costs at most a poll interval:
 callers still poll. A job enqueued alone into a queue where a daemon waits idle is handed
-over to that daemon instead (schema 7, INSERT_JOB_HANDED): inserted already claimed for
-it, and sent to its own channel `wizd_<schema>:<key>`, so that its next claim returns it
-without a round trip.
+over to that daemon instead (schema 7, the trigger wizd_hand_over): inserted already
+claimed for it, and sent to its own channel `wizd_<schema>:<key>` with its row, so that
+the daemon starts it without a round trip (handed_over).
 """
 
 from __future__ import annotations
@@ -61,9 +61,6 @@ LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: 
 # jobs enqueued one after another while its last job's outcome is being written, and all
 # that a daemon whose host vanished can strand per queue until the reaper recovers them.
 HANDED_SLOTS = 4
-# A handed-over job's row travels in a notification, whose payload must stay under 8,000
-# bytes: a job whose row may not fit in HANDED_MAX is enqueued without a hand-over.
-HANDED_MAX = 7500
 # The listening session asks the server to notice within about 25 s that the daemon's host
 # has vanished (no FIN: a power loss, a partition), ending the session and so its lock,
 # after which no job is handed over to it.
@@ -522,11 +519,11 @@ class PostgresStore(SQLStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _enqueue_alone(self, new: NewJob, now: float) -> ops.Created | None:
-        """INSERT_JOB_HANDED (or INSERT_JOB_IF_DEFAULTS, for a row too long to travel in a
-        notification) of a job that starts_pending_alone, prepared with its queue's
-        defaults as this store last read them; None, with nothing written, when they have
-        changed since. An insert is never sent twice (it may have been written): a loop
-        connection that sat idle is pinged first instead."""
+        """INSERT_JOB_IF_DEFAULTS of a job that starts_pending_alone, prepared with its
+        queue's defaults as this store last read them (and maybe handed over to an idle
+        daemon); None, with nothing written, when they have changed since. An insert is
+        never sent twice (it may have been written): a loop connection that sat idle is
+        pinged first instead."""
         conn = await self._loop_connection(ping=True)
         try:
             defaults = self._queue_defaults.get(new.queue)
@@ -538,10 +535,8 @@ class PostgresStore(SQLStore):
                     self._queue_defaults.clear()
                 defaults = self._queue_defaults[new.queue] = (text, options)
             row = ops.plain_pending_row(new, defaults[1], now)
-            values = (*row.values, new.queue, defaults[0])
-            fits = _fits_notification(row)
-            statement = PQ.INSERT_JOB_HANDED if fits else PQ.INSERT_JOB_IF_DEFAULTS
-            inserted = await (await conn.execute(statement, values)).fetchone()
+            values = (*row.values, new.queue, defaults[0], new.queue)
+            inserted = await (await conn.execute(PQ.INSERT_JOB_IF_DEFAULTS, values)).fetchone()
         except psycopg.Error as exc:
             await self._drop_loop_connection()
             raise self._store_error(exc) from exc
@@ -549,7 +544,7 @@ class PostgresStore(SQLStore):
         if inserted is None:  # changed since this store read them: read them again
             del self._queue_defaults[new.queue]
             return None
-        if len(inserted) > 1 and inserted[1] is not None:  # claimed by the worker it names
+        if inserted[1] is not None:  # handed over: claimed by the worker it names
             row = ops.handed_row(row, inserted[1])
         return ops.Created([inserted[0]], [row], now, utc_at(now))
 
@@ -634,9 +629,12 @@ class PostgresStore(SQLStore):
             await self._drop_listener()
 
     def _take_handed(self, payload: str) -> None:
-        """Keep a job handed over to one of this store's workers (INSERT_JOB_HANDED's JSON:
-        its JOB_COLUMNS and its dependencies) for that worker's next claim."""
-        row = json.loads(payload)
+        """Keep a job handed over to one of this store's workers (wizd_hand_over's JSON of
+        its row) until that worker asks (handed_over): as a claim's row, JOB_COLUMNS and
+        its dependencies (none: a job enqueued alone has no links)."""
+        job = json.loads(payload)
+        row = [job[column] for column in _JOB_COLUMN_NAMES]
+        row.append([])
         if row[9] is not None:
             row[9] = float(row[9])  # timeout: JSON writes a whole float as an integer
         self._handed.setdefault((row[1], row[20]), []).append(row)
@@ -695,6 +693,7 @@ _RETRIED: tuple[type[BaseException], ...] = (
 
 
 _CLAIM_QUEUE = Expanded(PQ.CLAIM_QUEUE)
+_JOB_COLUMN_NAMES = [column.strip() for column in Q.JOB_COLUMNS.split(",")]
 
 
 class _Claim:
@@ -775,14 +774,3 @@ def _fold_counts(c: PgConn, now: float) -> None:
 
 def _withdraw_slots(c: PgConn, now: float, queue: str, worker_id: str) -> None:
     c.conn.execute(PQ.FREE_SLOTS_WITHDRAW, (queue, worker_id))
-
-
-def _fits_notification(row: ops._Row) -> bool:
-    """Does a new job's row fit in a hand-over's notification (INSERT_JOB_HANDED's JSON
-    array)? Surely, when its text is short (JSON writes a character in at most 4 bytes
-    there, as the text is JSON or a name); else as long as Python's JSON of it, which
-    escapes as PostgreSQL's does, leaves room for the columns the insert adds."""
-    values = row.values
-    if sum(len(v) for v in values if isinstance(v, str)) * 4 < HANDED_MAX - 1000:
-        return True
-    return len(json.dumps(values, ensure_ascii=False).encode()) < HANDED_MAX - 500

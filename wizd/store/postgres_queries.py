@@ -100,75 +100,18 @@ INSERT_JOB_WITH_ID_TYPES = (
 # their text, NULL for a queue without a row). Nothing is inserted (no row returned) if they
 # have changed since; the enqueue is then prepared again in a transaction. Each parameter is
 # cast to its column's type (INSERT_JOB_WITH_ID_TYPES, after the id): a SELECT list, unlike
-# VALUES, does not take the types of the columns it is inserted into.
+# VALUES, does not take the types of the columns it is inserted into. Where a daemon
+# offers free slots for the queue (the queue again, last), it asks for a hand-over
+# (schema 7: wizd.hand_over, for its own transaction, run in autocommit), and the trigger
+# wizd_hand_over may insert the job claimed for that daemon; it returns the job's id and
+# that daemon's worker id (NULL: the job is pending).
 INSERT_JOB_IF_DEFAULTS = f"""
 INSERT INTO jobs ({_JOB_INSERT_COLUMNS})
 SELECT {", ".join(f"%s::{kind}" for kind in INSERT_JOB_WITH_ID_TYPES[1:])}
 WHERE (SELECT defaults FROM queues WHERE name = %s) IS NOT DISTINCT FROM %s::text
-RETURNING id
-"""
-
-# INSERT_JOB_IF_DEFAULTS that also hands the job over to an idle daemon (schema 7): it
-# takes a free_slots row of the queue whose listening session still holds its lock, if
-# the queue is unpaused, has no limits, no pending job and no delayed job due before it
-# (the job is then the next one any claim would take), and inserts the job already
-# claimed for that daemon; then it notifies the daemon's own channel with the job's row
-# (JOB_COLUMNS and its dependencies, none, as a JSON array). Parameters as
-# INSERT_JOB_IF_DEFAULTS's; returns the job's id and the worker it was handed to (NULL:
-# it is pending, and the insert's trigger has notified every daemon as usual). A row
-# longer than a notification may be must not come here.
-_HANDED_VALUES = ", ".join(
-    f"%s::{kind} AS {column.strip()}"
-    for column, kind in zip(
-        _JOB_INSERT_COLUMNS.split(","), INSERT_JOB_WITH_ID_TYPES[1:], strict=True
-    )
-)
-INSERT_JOB_HANDED = f"""
-WITH v AS (SELECT {_HANDED_VALUES}, %s::text AS queue_seen, %s::text AS defaults_seen),
-seen AS (
-    SELECT v.* FROM v
-    WHERE (SELECT defaults FROM queues WHERE name = v.queue_seen)
-          IS NOT DISTINCT FROM v.defaults_seen
-),
-taker AS (
-    DELETE FROM free_slots f
-    WHERE f.id = (
-        SELECT i.id FROM free_slots i, seen
-        WHERE i.queue = seen.queue
-          AND NOT pg_try_advisory_xact_lock_shared(
-              hashtext('wizd.listener.' || current_schema()), i.listener)
-        LIMIT 1 FOR UPDATE OF i SKIP LOCKED
-    )
-      AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = f.queue AND (q.paused <> 0
-                      OR q.max_running IS NOT NULL OR q.rate_count IS NOT NULL OR q.keyed <> 0))
-      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.queue = f.queue AND j.status = 'pending')
-      AND NOT EXISTS (SELECT 1 FROM jobs j, seen WHERE j.queue = f.queue
-                      AND j.status = 'delayed' AND j.run_at <= seen.run_at)
-    RETURNING f.worker_id, f.listener
-),
-job AS (
-    INSERT INTO jobs ({_JOB_INSERT_COLUMNS}, attempt, worker_id, heartbeat_at, started_at)
-    SELECT {
-    ", ".join(
-        "CASE WHEN t.worker_id IS NULL THEN s.status ELSE 'running' END"
-        if column.strip() == "status"
-        else f"s.{column.strip()}"
-        for column in _JOB_INSERT_COLUMNS.split(",")
-    )
-},
-        CASE WHEN t.worker_id IS NULL THEN 0 ELSE 1 END, t.worker_id,
-        CASE WHEN t.worker_id IS NULL THEN NULL ELSE s.created_at END,
-        CASE WHEN t.worker_id IS NULL THEN NULL ELSE s.created_at END
-    FROM seen s LEFT JOIN taker t ON TRUE
-    RETURNING *
-)
-SELECT job.id, t.worker_id,
-    CASE WHEN t.listener IS NOT NULL THEN pg_notify(
-        'wizd_' || current_schema() || ':' || t.listener,
-        json_build_array({", ".join(f"job.{c.strip()}" for c in JOB_COLUMNS.split(","))},
-                         '{{}}'::bigint[])::text)
-    END
-FROM job LEFT JOIN taker t ON TRUE
+  AND CASE WHEN EXISTS (SELECT 1 FROM free_slots WHERE queue = %s)
+      THEN set_config('wizd.hand_over', '1', true) = '1' ELSE TRUE END
+RETURNING id, worker_id
 """
 
 INSERT_JOB_PLAIN_TYPES = (
@@ -310,7 +253,7 @@ CLAIM_QUEUE = (
 )
 # -- hand-over (schema 7) ------------------------------------------------------------------
 # A listening session's key, and the session lock whose holding says it is alive (see
-# INSERT_JOB_HANDED); its channel is 'wizd_' || schema || ':' || key.
+# wizd_hand_over); its channel is 'wizd_' || schema || ':' || key.
 LISTENER_KEY = """
 SELECT k, pg_advisory_lock(hashtext('wizd.listener.' || current_schema()), k)
 FROM (SELECT nextval('listener_keys')::integer AS k) s

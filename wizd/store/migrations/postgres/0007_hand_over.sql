@@ -4,12 +4,13 @@
 -- a WAL flush, 0.5-0.9 ms of a pickup of about 1 ms here, and with several daemons every
 -- one of them wakes and claims, and all but one find nothing. Instead, a daemon whose claim
 -- left it with free slots and an empty queue offers a few of them in free_slots, one row
--- per slot, naming the key of its listening session. An enqueue of one plain job
--- (wizd.store.postgres, INSERT_JOB_HANDED) takes one such row, if there is one, and
--- inserts the job already claimed for that daemon (running, attempt 1), in its own
--- statement: the job is claimed when the enqueue commits. The statement then notifies
--- that daemon alone, on the channel of its key, with the job's row, so that the daemon
--- starts the job without a round trip.
+-- per slot, naming the key of its listening session. The insert of one plain job enqueued
+-- alone (wizd.store.postgres, INSERT_JOB_IF_DEFAULTS, which sets wizd.hand_over for its
+-- transaction) takes one such row, if there is one, in the trigger wizd_hand_over, and is
+-- made already claimed for that daemon (running, attempt 1): the job is claimed when the
+-- enqueue commits. The trigger notifies that daemon alone, on the channel of its key,
+-- with the job's row, so that the daemon starts the job without a round trip; the other
+-- idle daemons are not woken (the insert's own notification is for pending jobs only).
 --
 -- A row is one slot, taken (deleted) by the hand-over that fills it; only the daemon's
 -- next claim offers slots again, and it adds rows rather than changing them, so that an
@@ -34,7 +35,8 @@ CREATE INDEX free_slots_queue ON free_slots (queue, worker_id);
 -- ('wizd_' || schema || ':' || key).
 CREATE SEQUENCE listener_keys AS INTEGER CYCLE;
 
-DROP FUNCTION wizd_claim(TEXT, TEXT, DOUBLE PRECISION, INTEGER);
+-- wizd_claim of schema 6 (four arguments) stays, for a daemon of an older wizd left
+-- running through an upgrade: it claims as it did and is never handed a job.
 
 -- As in schema 6, and: a claim that took fewer than p_n jobs (free slots are left and
 -- the queue has no pending job left for them) offers up to p_slots of them to hand-overs,
@@ -111,3 +113,48 @@ BEGIN
             LIMIT have - offer FOR UPDATE SKIP LOCKED);
     END IF;
 END $$;
+
+-- Only the insert of a job enqueued alone asks for a hand-over (wizd.hand_over, local to
+-- its transaction), and only when the queue has free slots offered, so that a job whose
+-- dependencies or children are inserted after it is never handed over, and any other
+-- insert costs one setting lookup per row. The job goes
+-- to a live daemon's offered slot if it is the job any claim of its queue would take
+-- next: no other job pending, no delayed job due before it, the queue unpaused and
+-- without limits. A row whose JSON would not fit in a notification stays pending.
+CREATE FUNCTION wizd_hand_over() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    slot free_slots%ROWTYPE;
+    claimed jobs%ROWTYPE;
+    handed TEXT;
+BEGIN
+    SELECT * INTO slot FROM free_slots f
+    WHERE f.queue = NEW.queue
+      AND NOT pg_try_advisory_xact_lock_shared(
+          hashtext('wizd.listener.' || TG_TABLE_SCHEMA), f.listener)
+    LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND
+       OR EXISTS (SELECT 1 FROM queues q WHERE q.name = NEW.queue AND (q.paused <> 0
+                  OR q.max_running IS NOT NULL OR q.rate_count IS NOT NULL OR q.keyed <> 0))
+       OR EXISTS (SELECT 1 FROM jobs j WHERE j.queue = NEW.queue AND j.status = 'pending')
+       OR EXISTS (SELECT 1 FROM jobs j WHERE j.queue = NEW.queue AND j.status = 'delayed'
+                  AND j.run_at <= NEW.run_at) THEN
+        RETURN NEW;
+    END IF;
+    claimed := NEW;
+    claimed.status := 'running';
+    claimed.attempt := NEW.attempt + 1;
+    claimed.worker_id := slot.worker_id;
+    claimed.heartbeat_at := NEW.created_at;
+    claimed.started_at := NEW.created_at;
+    handed := row_to_json(claimed)::text;
+    IF octet_length(handed) >= 7900 THEN  -- a notification's payload is under 8000 bytes
+        RETURN NEW;
+    END IF;
+    DELETE FROM free_slots WHERE id = slot.id;
+    PERFORM pg_notify('wizd_' || TG_TABLE_SCHEMA || ':' || slot.listener, handed);
+    RETURN claimed;
+END $$;
+
+CREATE TRIGGER jobs_hand_over BEFORE INSERT ON jobs FOR EACH ROW
+    WHEN (NEW.status = 'pending' AND current_setting('wizd.hand_over', true) = '1')
+    EXECUTE FUNCTION wizd_hand_over();
