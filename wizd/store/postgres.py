@@ -17,6 +17,7 @@ the daemon starts it without a round trip (handed_over).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -176,7 +177,7 @@ _translated: dict[str, str] = {}
 
 class Expanded(str):
     """PostgreSQL text to run as it is: made from a named statement (PgConn.insert_many's
-    rows), or a statement of PostgreSQL's own (CLAIM_QUEUE)."""
+    rows)."""
 
 
 def translate(sqlite_sql: str) -> str:
@@ -281,7 +282,8 @@ class PostgresStore(SQLStore):
         self.config = config
         self._pool: ConnectionPool | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
-        self._loop: psycopg.AsyncConnection[Any] | None = None  # for _run_ops
+        self._loop: psycopg.AsyncConnection[Any] | None = None  # claims, single enqueues
+        self._loop_lock = asyncio.Lock()  # held while it is (re)made
         self._loop_used = 0.0  # monotonic time of its last statement
         # Each queue's defaults as last read: their text (None: the queue has no row), and
         # the options made of it (_enqueue_alone).
@@ -441,11 +443,21 @@ class PostgresStore(SQLStore):
 
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
-        """A claim, which also offers the worker's free slots to hand-overs or withdraws
-        them (wizd_claim, schema 7), under the listening session's key."""
+        """One statement in autocommit on the loop connection (wizd_claim: the queue's
+        row, the promotion of its due delayed jobs, the claim, and the worker's offer of
+        free slots to hand-overs, schema 7), sent from the event loop and never waiting for
+        a group commit: a daemon's claims run beside the commits of its outcomes, on
+        another connection. A queue with limits is claimed in a transaction of its own
+        under them (wizd.store.limits)."""
         if n < 1:
             return Claimed()
-        taken = await self._write(_Claim(queue, worker_id, n, self._listen_key))
+        if not self._open or self._closed:
+            raise StoreError("store is not open (use `async with wizd.connect(...)`)")
+        claim = _Claim(queue, worker_id, n, self._listen_key)
+        rows = await self._claim_alone(claim)
+        if rows is not None:
+            return ops.claimed_with_deps(rows).claimed()
+        taken = await self._write(claim)
         return taken.claimed()
 
     def handed_over(self, queue: str, worker_id: str) -> Claimed:
@@ -470,20 +482,15 @@ class PostgresStore(SQLStore):
                 await self.finish(finishes)
 
     async def _run_ops(self, group: list[Any]) -> tuple[list[tuple[bool, Any]], bool]:
-        """A claim, or an enqueue of one plain job, alone in its group (an idle daemon woken
-        by a new job; a producer enqueueing one job at a time) is one statement in
-        autocommit on the loop connection, sent from the event loop: one round trip and no
-        thread hop, where a transaction on the writer's thread costs two hops and at least
-        three round trips. Anything else runs on the writer, as does a claim of a queue with
-        limits, an enqueue of a job that is not starts_pending_alone, and one whose queue's
+        """An enqueue of one plain job alone in its group (a producer enqueueing one job at
+        a time) is one statement in autocommit on the loop connection, sent from the event
+        loop: one round trip and no thread hop, where a transaction on the writer's thread
+        costs two hops and at least three round trips. Anything else runs on the writer, as
+        does an enqueue of a job that is not starts_pending_alone, and one whose queue's
         defaults have changed (_enqueue_alone)."""
         if len(group) == 1:
             op, now = group[0], self.clock()
-            if isinstance(op, _Claim) and not op.limited:
-                rows = await self._claim_alone(op)
-                if rows is not None:
-                    return [(True, ops.claimed_with_deps(rows))], bool(rows)
-            elif (
+            if (
                 isinstance(op, PlainEnqueue)
                 and len(op.items) == 1
                 and ops.starts_pending_alone(op.items[0], now)
@@ -497,7 +504,8 @@ class PostgresStore(SQLStore):
         """wizd_claim's rows, or None when the queue has limits (nothing was claimed). A
         deadlock is run again; a loop connection found dead after it sat idle is replaced
         once, at once (a claim whose rows never arrived is reaped, never lost); any other
-        failure fails the claim (the claimer backs off)."""
+        failure fails the claim (the claimer backs off). Concurrent claims (of a daemon's
+        queues) and single enqueues take turns on the connection (psycopg's lock)."""
         for attempt in range(RETRIES):
             conn = await self._loop_connection()
             idle = time.monotonic() - self._loop_used > CHECK_IDLE
@@ -549,25 +557,32 @@ class PostgresStore(SQLStore):
         return ops.Created([inserted[0]], [row], now, utc_at(now))
 
     async def _loop_connection(self, *, ping: bool = False) -> psycopg.AsyncConnection[Any]:
-        """The connection of _run_ops's statements (one at a time: one group runs at a
-        time), made on first use and after a failure; with `ping`, checked first if it sat
-        idle longer than CHECK_IDLE."""
+        """The connection of the statements sent from the event loop (claims, single
+        enqueues; psycopg's lock makes them take turns), made on first use and after a
+        failure, by one caller while the others wait; with `ping`, checked first if it
+        sat idle longer than CHECK_IDLE."""
         conn = self._loop
-        if conn is not None and not conn.closed:
-            if not ping or time.monotonic() - self._loop_used <= CHECK_IDLE:
-                return conn
+        fresh = not ping or time.monotonic() - self._loop_used <= CHECK_IDLE
+        if conn is not None and not conn.closed and fresh:
+            return conn
+        async with self._loop_lock:
+            conn = self._loop
+            if conn is not None and not conn.closed:
+                if not ping or time.monotonic() - self._loop_used <= CHECK_IDLE:
+                    return conn
+                try:
+                    await conn.execute("SELECT 1")
+                    self._loop_used = time.monotonic()
+                    return conn
+                except psycopg.Error:
+                    await self._drop_loop_connection()
             try:
-                await conn.execute("SELECT 1")
-                return conn
-            except psycopg.Error:
-                await self._drop_loop_connection()
-        try:
-            conn = await self._connect_async(self._search_path())
-        except psycopg.Error as exc:
-            raise self._store_error(exc) from exc
-        self._loop = conn
-        self._loop_used = time.monotonic()
-        return conn
+                conn = await self._connect_async(self._search_path())
+            except psycopg.Error as exc:
+                raise self._store_error(exc) from exc
+            self._loop = conn
+            self._loop_used = time.monotonic()
+            return conn
 
     async def _drop_loop_connection(self) -> None:
         await _close(self._loop)
@@ -692,32 +707,25 @@ _RETRIED: tuple[type[BaseException], ...] = (
 )
 
 
-_CLAIM_QUEUE = Expanded(PQ.CLAIM_QUEUE)
 _JOB_COLUMN_NAMES = [column.strip() for column in Q.JOB_COLUMNS.split(",")]
 
 
 class _Claim:
-    """A claim as one statement (wizd_claim, schema 6: the queue's row, the promotion of its
-    due delayed jobs and the claim, run inside the server). Alone in its group it runs on
-    the loop connection (PostgresStore._run_ops); in a group's transaction it saves two
-    statements of it. A queue with limits is claimed by wizd.store.ops.claim."""
+    """A claim as one statement (wizd_claim: the queue's row, the promotion of its due
+    delayed jobs, the claim and the offer of free slots, run inside the server), sent by
+    PostgresStore.claim. A queue with limits is claimed by wizd.store.ops.claim, in a
+    group's transaction (the op)."""
 
-    __slots__ = ("limited", "listener", "n", "queue", "worker_id")
+    __slots__ = ("listener", "n", "queue", "worker_id")
 
     def __init__(self, queue: str, worker_id: str, n: int, listener: int | None) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.n = n
         self.listener = listener  # the listening session's key (schema 7), if connected
-        self.limited = False  # wizd_claim said so: claim under the limits
 
     def __call__(self, c: PgConn, now: float) -> ops.ClaimRows:
-        """The claim inside a group's transaction."""
-        if not self.limited:
-            rows = self.taken(c.execute(_CLAIM_QUEUE, self.args(now)).fetchall())
-            if rows is not None:
-                c.changes += len(rows)  # a SELECT: PgConn does not count its rows
-                return ops.claimed_with_deps(rows)
+        """The claim of a queue with limits, inside a group's transaction."""
         return ops.claim(c, now, self.queue, self.worker_id, self.n)
 
     def args(self, now: float) -> dict[str, Any]:
@@ -732,10 +740,7 @@ class _Claim:
 
     def taken(self, rows: list[Any]) -> list[Any] | None:
         """wizd_claim's rows, or None when the queue has limits (and nothing was claimed)."""
-        if rows and rows[0][0] is None:
-            self.limited = True
-            return None
-        return rows
+        return None if rows and rows[0][0] is None else rows
 
 
 def _vacuum_if_due(c: PgConn) -> None:
