@@ -296,8 +296,8 @@ class PostgresStore(SQLStore):
         # The listening session's key (schema 7), while it is connected, and its channel.
         self._listen_key: int | None = None
         self._own_channel = ""
-        # Rows of jobs handed over to this store's workers, by (queue, worker): the next
-        # claim of that queue and worker returns them.
+        # Rows of jobs handed over to this store's workers, by (queue, worker), until that
+        # worker asks for them (handed_over).
         self._handed: dict[tuple[str, str], list[list[Any]]] = {}
 
     @property
@@ -508,7 +508,7 @@ class PostgresStore(SQLStore):
         queues) and single enqueues take turns on the connection (psycopg's lock)."""
         for attempt in range(RETRIES):
             conn = await self._loop_connection()
-            idle = time.monotonic() - self._loop_used > CHECK_IDLE
+            idle = self._loop_idle()
             try:
                 cur = await conn.execute(PQ.CLAIM_QUEUE, claim.args(self.clock()))
                 rows = await cur.fetchall()
@@ -562,13 +562,12 @@ class PostgresStore(SQLStore):
         failure, by one caller while the others wait; with `ping`, checked first if it
         sat idle longer than CHECK_IDLE."""
         conn = self._loop
-        fresh = not ping or time.monotonic() - self._loop_used <= CHECK_IDLE
-        if conn is not None and not conn.closed and fresh:
+        if conn is not None and not conn.closed and not (ping and self._loop_idle()):
             return conn
         async with self._loop_lock:
             conn = self._loop
             if conn is not None and not conn.closed:
-                if not ping or time.monotonic() - self._loop_used <= CHECK_IDLE:
+                if not (ping and self._loop_idle()):
                     return conn
                 try:
                     await conn.execute("SELECT 1")
@@ -583,6 +582,9 @@ class PostgresStore(SQLStore):
             self._loop = conn
             self._loop_used = time.monotonic()
             return conn
+
+    def _loop_idle(self) -> bool:
+        return time.monotonic() - self._loop_used > CHECK_IDLE
 
     async def _drop_loop_connection(self) -> None:
         await _close(self._loop)
@@ -769,8 +771,8 @@ def _vacuum_if_due(c: PgConn) -> None:
 
 
 def _fold_counts(c: PgConn, now: float) -> None:
-    """Fold the count deltas, and forget idle workers whose listening sessions have ended
-    (one daemon at a time)."""
+    """Fold the count deltas, and forget the free slots offered by listening sessions that
+    have ended (one daemon at a time)."""
     locked = c.conn.execute(PQ.COUNTS_FOLD_LOCK).fetchone()
     if locked is not None and locked[0]:
         c.conn.execute(PQ.COUNTS_FOLD)
