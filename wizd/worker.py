@@ -124,8 +124,9 @@ class QueueWorker:
     A run's slot is free as soon as its processor returns: its outcome goes to the outbox,
     which one writer task writes in batches (one store call each), while the run stays in
     `runs` (heartbeated, stoppable) until its outcome is in the store. The claimer and the
-    writer wake in the same tick, so the store's group commit writes a batch of outcomes
-    and claims the jobs for their slots in one transaction.
+    writer wake in the same tick, so the store writes a batch of outcomes and claims the
+    jobs for their slots at once (SQLite: in one group commit; PostgreSQL: on two
+    connections side by side).
     """
 
     def __init__(
@@ -459,8 +460,8 @@ class QueueWorker:
         """Write the outbox, a batch at a time, until the runners are gone and it is empty."""
         while True:
             if self._outbox:
-                # The claimer, woken by the same ends, claims for their slots in this tick:
-                # the store's group commit takes both calls into one transaction.
+                # The claimer, woken by the same ends, claims for their slots in this tick
+                # (on SQLite the store's group commit takes both calls into one transaction).
                 await self._write()
             elif not self._runners:
                 return
