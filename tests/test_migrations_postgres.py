@@ -72,6 +72,23 @@ def test_wizd_tables_live_in_their_own_schema(
     assert public == (0,)
 
 
+def test_libpq_parameters_of_the_url_reach_the_server_beside_wizds_own(
+    postgres_url: str, pg: tuple[psycopg.Connection[tuple[object, ...]], str]
+) -> None:
+    """wizd takes schema and pool_size off the URL and passes the rest to libpq, encoded
+    as libpq decodes it: a value with a space (options=-c name=value) arrives whole."""
+    c, schema = pg
+    url = f"{postgres_url}&pool_size=2&options=-c%20application_name%3Dwizd-url-probe"
+    with wizd.connect_sync(url) as q:
+        q.enqueue("t")
+        names = c.execute(
+            "SELECT DISTINCT application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+        ).fetchall()
+        assert ("wizd-url-probe",) in names
+        assert q.store.config.schema == schema  # type: ignore[attr-defined]
+        assert q.store.config.pool_size == 2  # type: ignore[attr-defined]
+
+
 def test_a_newer_schema_version_is_refused(
     postgres_url: str, pg: tuple[psycopg.Connection[tuple[object, ...]], str]
 ) -> None:

@@ -27,7 +27,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -121,7 +121,8 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             ours["pool_size"] = int(value)
         else:
             theirs.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+    # Percent-encoded as libpq decodes them: it reads a "+" as a plus, not as a space.
+    return urlunsplit(parts._replace(query=urlencode(theirs, quote_via=quote))), ours
 
 
 # -- statements --------------------------------------------------------------------------
