@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -69,53 +69,6 @@ class Run:
     stop_reason: str | None = None
     ctx: JobContext | None = None
     ended: bool = False  # its processor returned: only its outcome's write is left
-
-
-T = TypeVar("T")
-
-
-class _Scoped(Generic[T]):
-    """`await _Scoped(coro, scope)` is `with scope: return await coro` (None when the scope
-    caught its own cancellation), but enters the scope only if the coroutine suspends.
-
-    Cancellation reaches a task only where it awaits, so a run whose processor returns
-    without awaiting (most short jobs) cannot be cancelled anyway: its first step runs
-    before the scope is entered, and the scope's enter and exit (about a quarter of the
-    event loop's Python per no-op job, by cProfile) are spared. A run that awaits is under
-    the scope from its first suspension on: a stop, a deadline or a cancellation already
-    requested is delivered there, as it would have been inside the `with`."""
-
-    __slots__ = ("coro", "scope")
-
-    def __init__(self, coro: Coroutine[Any, Any, T], scope: anyio.CancelScope) -> None:
-        self.coro = coro
-        self.scope = scope
-
-    def __await__(self) -> Generator[Any, Any, T | None]:
-        coro, scope = self.coro, self.scope
-        try:
-            pending = coro.send(None)
-        except StopIteration as done:
-            return cast(T, done.value)
-        scope.__enter__()
-        try:
-            while True:
-                try:
-                    sent = yield pending
-                except GeneratorExit:
-                    coro.close()
-                    raise
-                except BaseException as exc:  # cancellation included: into the coroutine
-                    pending = coro.throw(exc)
-                else:
-                    pending = coro.send(sent)
-        except StopIteration as done:
-            scope.__exit__(None, None, None)
-            return cast(T, done.value)
-        except BaseException as exc:
-            if scope.__exit__(type(exc), exc, exc.__traceback__):
-                return None  # the scope's own cancellation, caught as `with` catches it
-            raise
 
 
 class QueueWorker:
@@ -393,7 +346,8 @@ class QueueWorker:
     async def _run(self, run: Run) -> None:
         finish: Finish | None = None
         try:
-            finish = await _Scoped(self._execute(run.job, run), run.scope)
+            with run.scope:
+                finish = await self._execute(run.job, run)
         finally:
             if finish is None and run.stop_reason is None and run.scope.cancelled_caught:
                 # Nobody stopped it: the job's own deadline (set by _execute) cancelled it.
