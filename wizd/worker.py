@@ -9,6 +9,8 @@ store.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
 from collections import deque
@@ -20,8 +22,8 @@ import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
-from wizd.errors import LostJob, RetryLater, StoreError
-from wizd.model import Job
+from wizd.errors import InvalidJob, LostJob, RetryLater, StoreError
+from wizd.model import Job, encode_json
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
 
@@ -390,15 +392,28 @@ class QueueWorker:
                 result = await processor(ctx)
             else:
                 result = await anyio.to_thread.run_sync(processor, ctx, abandon_on_cancel=True)
+            if inspect.isawaitable(result):  # a plain wrapper returned its coroutine: run it
+                result = await result
         except RetryLater as later:
             return self._finish(job, "later", delay=later.seconds, error=later.reason or None)
         except LostJob:
             run.stop_reason = "lost"
             return None
-        except Exception as exc:  # a processor's failure is the job's, not the daemon's
+        except (Exception, SystemExit) as exc:  # a processor's failure (even sys.exit())
+            return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
+        except anyio.get_cancelled_exc_class() as exc:
+            if _cancelling():
+                raise  # ours: the run's scope (stop, deadline) or the daemon's
+            # A cancellation that no scope of ours asked for: a library gave up inside the
+            # processor. It is the job's failure; letting it out would end the runner.
             return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
         if isinstance(result, WaitForChildren):
             return self._finish(job, "wait_children", result=result.note)
+        if result is not None and type(result) not in _SCALARS:
+            try:  # the writer's batch must not carry a result the store cannot encode
+                encode_json(result, "result")
+            except InvalidJob as exc:
+                return self._finish(job, "failed", error=str(exc), retry=False)
         return self._finish(job, "completed", result=result)
 
     def _finish(self, job: Job, outcome: Any, **kw: Any) -> Finish:
@@ -501,6 +516,18 @@ class QueueWorker:
             self._ended.set()
             self._ended = None
 
+
+def _cancelling() -> bool:
+    """True when the current task is being cancelled: a cancel scope around it (the run's,
+    the worker's, the daemon's) was cancelled or is past its deadline, or the task itself
+    was cancelled from outside anyio."""
+    if anyio.current_effective_deadline() <= anyio.current_time():
+        return True
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+_SCALARS = frozenset({str, int, float, bool})
 
 _PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waiting_children"}
 

@@ -1,0 +1,141 @@
+"""Hot-path A/B: CPU per job of the daemon's own code, two trees of wizd in one run.
+
+    python -m bench.hotpath [--jobs N] [--rounds R] [NAME=TREE ...]
+
+Each round runs, for every tree in turn (interleaved, so that the machine's drift falls on
+all alike), a fresh subprocess whose `wizd` is imported from TREE (its folder holding the
+`wizd` package; the default is this checkout). The subprocess enqueues N no-op jobs on a new
+SQLite file, then runs the real Supervisor in-process at concurrency 10 until every job has
+completed, and reports the CPU time (user + system) and wall time from the daemon's ready to
+the last completion. Printed: per tree the median CPU per job (µs) and jobs/s, and each
+tree's ratio to the first. Nothing is asserted: machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import json, sys, time
+import anyio
+import wizd
+from wizd.agent import Agent
+from wizd.cli.daemon import serve
+from wizd.settings import Settings
+
+jobs, db = int(sys.argv[1]), sys.argv[2]
+agent = Agent("bench")
+
+
+@agent.processor("noop")
+async def noop(ctx):
+    return None
+
+
+class Count:
+    def __init__(self, stop):
+        self.stop, self.done, self.t0 = stop, 0, None
+
+    def job_started(self, job, wait):
+        if self.t0 is None:
+            self.t0 = (time.process_time(), time.perf_counter())
+
+    def job_finished(self, job, outcome, seconds):
+        self.done += 1
+        if self.done == jobs:
+            self.t1 = (time.process_time(), time.perf_counter())
+            self.stop.set()
+
+    def slots(self, *a):
+        pass
+
+    def recovered(self, *a):
+        pass
+
+    def throttled(self, *a):
+        pass
+
+
+async def main():
+    async with wizd.connect(db) as q:
+        for start in range(0, jobs, 1000):
+            n = min(1000, jobs - start)
+            await q.enqueue_many([{"name": "noop", "queue": "bench"} for _ in range(n)])
+    settings = Settings(
+        agent=["bench"], database=db, concurrency=10, metrics_port=0, log_level="warning",
+        _env_file=None,
+    )
+    stop = anyio.Event()
+    hooks = Count(stop)
+    await serve(settings, {"bench": agent}, hooks=hooks, stop=stop)
+    cpu = hooks.t1[0] - hooks.t0[0]
+    wall = hooks.t1[1] - hooks.t0[1]
+    print(json.dumps({"cpu": cpu, "wall": wall, "jobs": jobs, "wizd": wizd.__file__}))
+
+
+anyio.run(main)
+"""
+
+
+def run_once(tree: Path, jobs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="wizd-hotpath-") as folder:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WIZD_")}
+        env["PYTHONPATH"] = str(tree)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(jobs), str(Path(folder) / "bench.db")],
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if out.returncode != 0:
+        raise SystemExit(f"{tree}: the run failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["wizd"].startswith(str(tree)):
+        raise SystemExit(f"{tree}: imported wizd from {result['wizd']}, not from the tree")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("trees", nargs="*", metavar="NAME=TREE")
+    args = parser.parse_args(argv)
+    trees: dict[str, Path] = {}
+    for spec in args.trees or [f"this={ROOT}"]:
+        name, sep, path = spec.partition("=")
+        if not sep or not (Path(path) / "wizd" / "__init__.py").is_file():
+            parser.error(f"{spec!r}: give NAME=TREE, TREE a folder holding the wizd package")
+        trees[name] = Path(path).resolve()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for round_ in range(1, args.rounds + 1):
+        for name, tree in trees.items():
+            result = run_once(tree, args.jobs)
+            runs[name].append(result)
+            us = result["cpu"] / args.jobs * 1e6
+            print(f"round {round_} {name:>10}: {us:6.1f} us CPU/job, "
+                  f"{args.jobs / result['wall']:8.0f} jobs/s", flush=True)  # fmt: skip
+    first = next(iter(trees))
+    base = statistics.median(r["cpu"] for r in runs[first])
+    print(f"\n{args.jobs} no-op jobs, concurrency 10, SQLite, {args.rounds} interleaved rounds")
+    for name in trees:
+        cpu = statistics.median(r["cpu"] for r in runs[name])
+        rate = statistics.median(args.jobs / r["wall"] for r in runs[name])
+        print(f"{name:>10}: median {cpu / args.jobs * 1e6:6.1f} us CPU/job, {rate:8.0f} jobs/s, "
+              f"CPU x{cpu / base:.3f} of {first}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The processor zoo: every way a user may write a processor runs, through a real daemon.
+
+One daemon serves apps/zoo_agents.py at concurrency 1 and at 50, on SQLite and on
+PostgreSQL. Each processor's first await is a construct of its own (anyio and asyncio
+cancel scopes and timeouts, task groups, threads, the context's calls), or it never awaits,
+or it is synchronous, an object, a bound method, a partial, a sync wrapper returning a
+coroutine; some raise, one times out, one is cancelled while inside its own scope. Every job
+must end as its processor says, each run once, and SIGTERM must then stop the daemon with
+exit code 0 and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wizd
+from tests.acceptance.conftest import Harness, open_harness, wait_until
+
+pytestmark = pytest.mark.slow
+
+AGENT = "zoo"
+TIMEOUT = 0.3  # the job timeout of `times_out`
+
+# name -> the result a completed job must have (a callable gets the job).
+COMPLETES: dict[str, Any] = {
+    "fail_after": "fail_after",
+    "move_on_after": "moved on: True",
+    "task_group": [0, 1, 2],
+    "asyncio_timeout": "asyncio_timeout",
+    "asyncio_wait_for": "asyncio_wait_for",
+    "asyncio_gather": [1, 2],
+    "asyncio_task_group": 7,
+    "to_thread": "to_thread",
+    "shielded": "shielded",
+    "ctx_log": "ctx_log",
+    "ctx_progress": "ctx_progress",
+    "ctx_spawn": None,  # the child's id: checked below
+    "ctx_children": 0,
+    "sync": lambda job: f"sync {job.id}",
+    "async_callable": "async_callable",
+    "bound_method": "bound_method",
+    "partial": "partial",
+    "sync_wrapper": "sync_wrapper",
+    "never_awaits": "never_awaits",
+}
+# name -> the start of the failed job's error (a callable gets the job).
+FAILS: dict[str, Any] = {
+    "raises": lambda job: f"ValueError: boom {job.id}",
+    "sync_raises": "KeyError: 'sync boom'",
+    "unserializable": "result: ",
+    "exits": "SystemExit: 3",
+    "raises_cancelled": "CancelledError: a library gave up",
+    "times_out": f"timed out after {TIMEOUT:g}s",
+}
+CANCELLED = "cancelled_inside"
+KINDS = [*COMPLETES, *FAILS, CANCELLED]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def zoo_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_harness(tmp_path, database) as h:
+        yield h
+
+
+def expected(table: dict[str, Any], job: wizd.Job) -> Any:
+    want = table[job.name]
+    return want(job) if callable(want) else want
+
+
+@pytest.mark.parametrize("concurrency", [1, 50])
+def test_every_processor_style_ends_as_it_should(zoo_harness: Harness, concurrency: int) -> None:
+    h = zoo_harness
+    per_kind = 1 if concurrency == 1 else 4
+    marks = h.dir / "marks"
+    marks.mkdir()
+    with wizd.connect_sync(str(h.db)) as q:
+        ids: dict[int, str] = {}
+        for _ in range(per_kind):
+            for kind in KINDS:
+                job = q.enqueue(
+                    kind,
+                    {"dir": str(marks)},
+                    queue=AGENT,
+                    attempts=1,
+                    timeout=TIMEOUT if kind == "times_out" else 60,
+                )
+                ids[job.id] = kind
+        daemon = h.start(
+            agent=AGENT, app="zoo_agents:zoo", concurrency=concurrency, log_level="info"
+        ).ready()
+
+        to_cancel = {i for i, kind in ids.items() if kind == CANCELLED}
+
+        def all_final() -> bool:
+            # A `cancelled_inside` run is cancelled once it is inside its own scope.
+            for job_id in [i for i in to_cancel if (marks / f"{i}.in").exists()]:
+                q.cancel(job_id)
+                to_cancel.discard(job_id)
+            counts = q.counts(AGENT)
+            return sum(counts[s] for s in ("completed", "failed", "cancelled")) == len(ids) + sum(
+                1 for kind in ids.values() if kind == "ctx_spawn"
+            )
+
+        try:
+            wait_until(all_final, 60, "every zoo job final")
+        except BaseException:
+            print(q.counts(AGENT), "\n", daemon.tail(80))
+            raise
+        jobs = {i: q.get(i) for i in ids}
+        problems = [
+            problem for job in jobs.values() if (problem := check_job(q, job, jobs)) is not None
+        ]
+        assert not problems, "\n".join(problems) + f"\ndaemon log:\n{daemon.tail(60)}"
+
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(30) == 0, daemon.tail()
+    not_json = [line for line in daemon.lines if not line.startswith("{")]
+    assert not not_json, "the daemon printed non-log lines:\n" + "\n".join(not_json[:40])
+    crashed = [e for e in daemon.events if e.get("level") in ("error", "critical")]
+    assert not crashed, json.dumps(crashed[:5], indent=1)
+
+
+def check_job(q: wizd.SyncQueue, job: wizd.Job, jobs: dict[int, wizd.Job]) -> str | None:
+    """What is wrong with how `job` ended, or None."""
+    seen = f"{job.name} #{job.id}: {job.status} attempt {job.attempt} result {job.result!r} "
+    seen += f"error {job.error!r}"
+    if job.attempt != 1:
+        return f"{seen}: ran more than once"
+    if job.name in COMPLETES:
+        if job.status != "completed":
+            return f"{seen}: should have completed"
+        if job.name == "ctx_spawn":
+            child = q.get(job.result)
+            if child.parent_id != job.id or child.status != "completed":
+                return f"{seen}: its child {child.id} is {child.status}"
+            return None
+        if job.result != expected(COMPLETES, job):
+            return f"{seen}: result should be {expected(COMPLETES, job)!r}"
+        return extra_checks.get(job.name, lambda *_: None)(q, job)
+    if job.name in FAILS:
+        if job.status != "failed" or not (job.error or "").startswith(expected(FAILS, job)):
+            return f"{seen}: should have failed with {expected(FAILS, job)!r}"
+        return None
+    if job.status != "cancelled":
+        return f"{seen}: should have been cancelled"
+    return None
+
+
+def _logged(q: wizd.SyncQueue, job: wizd.Job) -> str | None:
+    lines = [e.message for e in q.events(job.id) if e.kind == "log"]
+    return None if lines == [f"hello from {job.id}"] else f"ctx_log #{job.id}: log lines {lines}"
+
+
+def _progressed(q: wizd.SyncQueue, job: wizd.Job) -> str | None:
+    lines = [e.message for e in q.events(job.id) if e.kind == "progress"]
+    return None if lines == ["50% half way"] else f"ctx_progress #{job.id}: progress {lines}"
+
+
+extra_checks: dict[str, Callable[[wizd.SyncQueue, wizd.Job], str | None]] = {
+    "ctx_log": _logged,
+    "ctx_progress": _progressed,
+}
