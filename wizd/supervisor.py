@@ -51,16 +51,9 @@ def load_agents(settings: Settings) -> dict[str, Agent]:
         for name, proc in cfg.processors.items():
             if name in agent.processors:
                 raise ConfigError(f"agents.{queue}.processors.{name}: defined twice")
-            agent.add(
-                name,
-                CommandProcessor(
-                    proc.command,
-                    env=proc.env,
-                    cwd=proc.cwd,
-                    output_limit=proc.output_limit,
-                    kill_grace=proc.kill_grace,
-                ),
-            )
+            processor = CommandProcessor(**proc.model_dump())
+            processor.check(f"agents.{queue}.processors.{name}")
+            agent.add(name, processor)
     return agents
 
 
