@@ -37,7 +37,8 @@ WORKER_REGISTRY_KEEP = 7 * 86400.0
 
 
 def load_agents(settings: Settings) -> dict[str, Agent]:
-    """Agents from `--app module:attr` (Python processors) and the config's command processors."""
+    """Agents from `--app module:attr` (Python processors) and the config's command processors;
+    those of the queues to serve are checked (ConfigError naming one that cannot run)."""
     agents: dict[str, Agent] = {}
     for spec in settings.app:
         for agent in _import_agents(spec):
@@ -52,7 +53,8 @@ def load_agents(settings: Settings) -> dict[str, Agent]:
             if name in agent.processors:
                 raise ConfigError(f"agents.{queue}.processors.{name}: defined twice")
             processor = CommandProcessor(**proc.model_dump())
-            processor.check(f"agents.{queue}.processors.{name}")
+            if not settings.agent or queue in settings.agent:  # one config may serve many hosts
+                processor.check(f"agents.{queue}.processors.{name}")
             agent.add(name, processor)
     return agents
 

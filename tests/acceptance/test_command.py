@@ -165,6 +165,22 @@ def test_a_command_that_cannot_run_stops_start_up_with_one_line(
     assert (job.status, job.attempt) == ("pending", 0)
 
 
+def test_only_the_served_agents_commands_are_checked(
+    harness: Harness, queue: wizd.SyncQueue
+) -> None:
+    config = write_config(harness, tool={})
+    with config.open("a", encoding="utf-8") as f:
+        f.write('[agents.elsewhere.processors.tool]\ncommand = ["no-such-wizd-agent"]\n')
+
+    everything = harness.run(*harness.base_args(app=None, agent=None, config=config))
+    harness.start(app=None, config=config).ready()  # --agent researcher
+    (job_id,) = enqueue(queue, "tool", mode="echo")
+
+    assert everything.returncode != 0
+    assert everything.stderr.startswith("wizd: agents.elsewhere.processors.tool: program")
+    assert wait_final(queue, [job_id], 15)[0].status == "completed"
+
+
 # -- item 17: what a command writes is bounded ---------------------------------------------
 def test_a_huge_stderr_line_is_cut_and_never_held_whole(
     harness: Harness, queue: wizd.SyncQueue
