@@ -14,6 +14,7 @@ import pytest
 
 import wizd
 from wizd.processors.env import BASE_NAMES
+from wizd.processors.guard import MARKER
 
 from .conftest import AGENT, APPS, Harness, daemon_env, process_gone, wait_until
 from .test_daemon import enqueue, wait_final
@@ -58,22 +59,42 @@ def test_a_sigkilled_daemon_takes_its_command_with_it_and_recovery_runs_the_job_
     harness: Harness, queue: wizd.SyncQueue
 ) -> None:
     config = write_config(harness, tool={})
-    lock, record, release = (str(harness.dir / n) for n in ("lock", "pid", "release"))
+    lock, record, release = (str(harness.dir / n) for n in ("lock", "pids", "release"))
     crashed = harness.start("crashed", app=None, config=config).ready()
     (job_id,) = enqueue(queue, "tool", mode="single", lock=lock, record=record, release=release)
-    first = int(wait_until(lambda: _read(record + ".1"), 15, "the first run to record its pid"))
+    first = json.loads(wait_until(lambda: _read(record + ".1"), 15, "the first run's pids"))
+    assert guards(crashed.pid), "the daemon should have started its guard"
 
     crashed.signal(signal.SIGKILL)
     crashed.wait_exit(10)
 
-    wait_until(lambda: process_gone(first), 5, f"the first run (pid {first}) to die")
-    harness.start("restarted", app=None, config=config).ready()
-    second = int(wait_until(lambda: _read(record + ".2"), 15, "the re-run to record its pid"))
-    assert second != first
+    wait_until(lambda: process_gone(first["pid"]), 5, f"the first run ({first}) to die")
+    wait_until(lambda: process_gone(first["grandchild"]), 5, f"its child ({first}) to die")
+    wait_until(lambda: not guards(crashed.pid), 5, "the crashed daemon's guard to exit")
+    restarted = harness.start("restarted", app=None, config=config).ready()
+    second = json.loads(wait_until(lambda: _read(record + ".2"), 15, "the re-run's pids"))
+    assert second["pid"] != first["pid"]
     Path(release).touch()
     (job,) = wait_final(queue, [job_id], 15)
-    assert (job.status, job.attempt, job.result) == ("completed", 2, {"pid": second})
+    assert (job.status, job.attempt, job.result) == ("completed", 2, {"pid": second["pid"]})
     assert not os.path.exists(lock + ".overlap"), "the re-run found the first run still running"
+    restarted.signal(signal.SIGTERM)
+    assert restarted.wait_exit(15) == 0
+    wait_until(lambda: not guards(restarted.pid), 5, "the guard to exit after a clean stop")
+
+
+def guards(daemon_pid: int) -> list[int]:
+    """Live guard processes of the daemon `daemon_pid` (by their argv)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+            continue
+        ours = argv[-3:-1] == [MARKER.encode(), str(daemon_pid).encode()]
+        if ours and not process_gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def _read(path: str) -> str | None:

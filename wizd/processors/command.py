@@ -3,9 +3,10 @@
 The payload JSON goes to stdin; stdout is the result (JSON if it parses, else text), at
 most `output_limit` bytes; each stderr line becomes a job log line, cut to
 `stderr_line_limit` bytes, at most `stderr_lines_limit` lines and `stderr_bytes_limit` bytes
-per run (output.py). Never a shell. The program gets a minimal environment (env.py) and dies
-with the daemon (launch.py). It gets its own process group, so a cancel or timeout (SIGTERM,
-then SIGKILL after a grace period) reaches grandchildren.
+per run (output.py). Never a shell. The program gets a minimal environment (env.py). It gets
+its own process group, so a cancel or timeout (SIGTERM, then SIGKILL after a grace period)
+reaches grandchildren; if the daemon dies, the program dies by its parent-death signal
+(launch.py) and its group by the daemon's guard process (guard.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import anyio.abc
 from wizd.agent import JobContext
 from wizd.errors import ConfigError, WizdError
 from wizd.processors.env import base_environment, job_environment
+from wizd.processors.guard import ProcessGuard
 from wizd.processors.launch import ProgramError, check_cwd, find_program, launch_argv
 from wizd.processors.output import LineSplitter, LogBudget
 
@@ -39,7 +41,9 @@ class CommandProcessor:
     """Runs `command` for each job. Instances are async callables taking a JobContext.
 
     `environ` is the daemon's environment (default os.environ, read once, here): only its
-    basic variables and those named in `inherit_env` reach the program, plus `env`."""
+    basic variables and those named in `inherit_env` reach the program, plus `env`. The
+    `guard` (shared by a daemon's processors) kills the program's process group if the
+    daemon dies (guard.py)."""
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class CommandProcessor:
         stderr_lines_limit: int = 1000,
         stderr_bytes_limit: int = 1024 * 1024,
         kill_grace: float = 5.0,
+        guard: ProcessGuard | None = None,
     ) -> None:
         if not command:
             raise WizdError("command: must name a program")
@@ -68,6 +73,7 @@ class CommandProcessor:
         self.stderr_lines_limit = stderr_lines_limit
         self.stderr_bytes_limit = stderr_bytes_limit
         self.kill_grace = kill_grace
+        self.guard = guard or ProcessGuard()
 
     def program(self) -> str:
         """The absolute path of the program to run, or ProgramError naming what is wrong
@@ -103,6 +109,7 @@ class CommandProcessor:
             )
         except OSError as exc:
             raise CommandFailed(f"cannot start {self.command[0]!r}: {exc}") from None
+        self.guard.watch(process.pid)
         stdout = bytearray()
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         budget = LogBudget(self.stderr_lines_limit, self.stderr_bytes_limit)
@@ -159,6 +166,7 @@ class CommandProcessor:
         finally:
             # The group may outlive its leader (a grandchild holding on); it goes too.
             _killpg(process.pid, signal.SIGKILL)
+            self.guard.forget(process.pid)
         dropped = budget.summary()
         if dropped:
             await ctx.log(dropped)

@@ -10,11 +10,10 @@ signal, checks that the daemon is still its parent (it may have died before), re
 signal dispositions Python changed, and replaces itself by the program (same pid, so the
 program leads the process group the daemon signals). That costs about 10 ms per run.
 
-The signal goes to the program itself. Its own children (a shell script's commands) do not
-inherit it: a daemon killed by SIGKILL leaves them running, unless they write to the closed
-stdout/stderr pipes (SIGPIPE) or the program passes the signal on. A script should `exec`
-its last command, so that the agent it starts is the program. A cancel, a timeout or a
-graceful stop still signals the whole process group.
+The signal goes to the program itself; its own children (a shell script's commands) do not
+inherit it. The daemon's guard process (guard.py) kills them, the whole process group; the
+signal still matters when the guard dies with the daemon (a kill of both, the OOM killer)
+or the daemon dies before it has told the guard of a new group.
 
 The kernel sends the signal when the *thread* that forked the program ends: anyio's
 open_process forks in the event loop's thread, which lives as long as the daemon.

@@ -6,8 +6,8 @@ Reads the payload JSON on stdin and acts on payload["mode"]:
 - "spawn": starts a grandchild `sleep 300` in its own process group, writes the pids
   to payload["record"], then sleeps (ignoring SIGTERM when payload["ignore_term"]).
 - "single": takes an exclusive lock on payload["lock"] (or writes payload["lock"] +
-  ".overlap" and exits 1 if another run holds it), writes its pid to payload["record"] +
-  ".ATTEMPT", then sleeps until payload["release"] exists.
+  ".overlap" and exits 1 if another run holds it), starts a grandchild `sleep 300`, writes
+  both pids to payload["record"] + ".ATTEMPT", then sleeps until payload["release"] exists.
 - "nested": writes payload["depth"] nested JSON arrays to stdout.
 - "stderr": writes one line of payload["long"] bytes, then payload["lines"] lines of
   payload["width"] bytes, to stderr (in big writes), then `{"ok": true}` to stdout.
@@ -54,9 +54,10 @@ def main() -> None:
         except BlockingIOError:
             open(payload["lock"] + ".overlap", "w").close()
             sys.exit(1)
+        grandchild = subprocess.Popen(["sleep", "300"])  # in our process group
         record = f"{payload['record']}.{os.environ['WIZD_ATTEMPT']}"
         with open(record + ".tmp", "w", encoding="utf-8") as f:
-            f.write(str(os.getpid()))
+            json.dump({"pid": os.getpid(), "grandchild": grandchild.pid}, f)
         os.replace(record + ".tmp", record)
         while not os.path.exists(payload["release"]):
             time.sleep(0.05)
