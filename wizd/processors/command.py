@@ -109,12 +109,12 @@ class CommandProcessor:
             )
         except OSError as exc:
             raise CommandFailed(f"cannot start {self.command[0]!r}: {exc}") from None
-        self.guard.watch(process.pid)
         stdout = bytearray()
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         budget = LogBudget(self.stderr_lines_limit, self.stderr_bytes_limit)
         overflow = False
         try:
+            self.guard.watch(process.pid)
             async with anyio.create_task_group() as tg:
 
                 async def feed() -> None:
