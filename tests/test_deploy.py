@@ -104,7 +104,7 @@ def test_example_config_shows_the_defaults() -> None:
             assert value == default, f"{key}: documented {value!r}, default {default!r}"
     for key, value in documented(text)["agents.researcher.processors.research"].items():
         field = CommandProcessorConfig.model_fields[key]
-        if key not in {"command", "env", "cwd"}:
+        if key not in {"command", "env", "inherit_env", "cwd"}:
             assert value == field.default, f"{key}: documented {value!r}, default {field.default!r}"
 
 

@@ -6,6 +6,7 @@ An unknown key or a bad value stops start-up with one line per problem naming th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from pydantic_settings import (
 from wizd.errors import ConfigError
 from wizd.model import NAME_RE
 
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_CONFIG_FILES = (Path("/etc/wizd/wizd.toml"), Path("wizd.toml"))
 
 
@@ -31,10 +33,32 @@ class CommandProcessorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: list[str] = Field(min_length=1, description="argv; never run through a shell")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="variables set for it")
+    inherit_env: list[str] = Field(default_factory=list, description="variables passed on")
     cwd: str | None = None
     output_limit: int = Field(default=1024 * 1024, gt=0, description="bytes of stdout kept")
+    stderr_line_limit: int = Field(default=8192, gt=0, description="bytes of a stderr line")
+    stderr_lines_limit: int = Field(default=1000, ge=0, description="stderr lines per run")
+    stderr_bytes_limit: int = Field(default=1024 * 1024, ge=0, description="stderr per run")
     kill_grace: float = Field(default=5.0, ge=0, description="seconds from SIGTERM to SIGKILL")
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ENV_NAME_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if "\0" in text:
+                raise ValueError(f"{name}: a value may not contain NUL")
+        return value
 
 
 class AgentConfig(BaseModel):

@@ -24,7 +24,7 @@ from wizd.agent import Agent
 from wizd.errors import ConfigError, JobNotFound, StoreError
 from wizd.metrics import Metrics, MetricsServer, Snapshot
 from wizd.model import WorkerInfo, parse_status, zero_counts
-from wizd.processors import CommandProcessor
+from wizd.processors import CommandProcessor, ProcessGuard
 from wizd.queue import KILL_FORCE_REASON, Queue, connect
 from wizd.settings import Settings
 from wizd.systemd import Notifier
@@ -37,8 +37,10 @@ WORKER_REGISTRY_KEEP = 7 * 86400.0
 
 
 def load_agents(settings: Settings) -> dict[str, Agent]:
-    """Agents from `--app module:attr` (Python processors) and the config's command processors."""
+    """Agents from `--app module:attr` (Python processors) and the config's command processors;
+    those of the queues to serve are checked (ConfigError naming one that cannot run)."""
     agents: dict[str, Agent] = {}
+    guard = ProcessGuard()  # one guard process for all the daemon's command runs
     for spec in settings.app:
         for agent in _import_agents(spec):
             if agent.name in agents:
@@ -51,16 +53,10 @@ def load_agents(settings: Settings) -> dict[str, Agent]:
         for name, proc in cfg.processors.items():
             if name in agent.processors:
                 raise ConfigError(f"agents.{queue}.processors.{name}: defined twice")
-            agent.add(
-                name,
-                CommandProcessor(
-                    proc.command,
-                    env=proc.env,
-                    cwd=proc.cwd,
-                    output_limit=proc.output_limit,
-                    kill_grace=proc.kill_grace,
-                ),
-            )
+            processor = CommandProcessor(**proc.model_dump(), guard=guard)
+            if not settings.agent or queue in settings.agent:  # one config may serve many hosts
+                processor.check(f"agents.{queue}.processors.{name}")
+            agent.add(name, processor)
     return agents
 
 

@@ -1,5 +1,6 @@
 """Built-in processors."""
 
 from wizd.processors.command import CommandFailed, CommandProcessor
+from wizd.processors.guard import ProcessGuard
 
-__all__ = ["CommandFailed", "CommandProcessor"]
+__all__ = ["CommandFailed", "CommandProcessor", "ProcessGuard"]
