@@ -281,6 +281,15 @@ class Supervisor:
         requeued = sum(w.stop_runs("shutdown") for w in self.workers)
         if requeued:
             self.log.info("jobs_requeued_on_shutdown", count=requeued)
+        held = sorted(job_id for w in self.workers for job_id in w.in_threads)
+        if held:
+            # wizd.threads: a thread cannot be interrupted; its job stays ours until it returns.
+            self.log.warning(
+                "waiting_for_threads",
+                job_ids=held,
+                why="synchronous processors were asked to stop (ctx.should_stop()); "
+                "the daemon exits when they return",
+            )
 
     def stop_now(self) -> None:
         """End the grace period at once: running jobs are requeued without an attempt."""

@@ -24,6 +24,7 @@ from wizd.errors import LostJob, RetryLater, StoreError
 from wizd.model import Job
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
+from wizd.threads import Returned, ThreadPool
 
 RETRY_FIRST, RETRY_MOST = 0.5, 30.0  # backoff after store failures: first and longest wait
 FINISH_RETRY_FOR = 120.0  # a run's outcome is written again for this long before giving up
@@ -69,6 +70,7 @@ class Run:
     stop_reason: str | None = None
     ctx: JobContext | None = None
     ended: bool = False  # its processor returned: only its outcome's write is left
+    returned: Returned | None = None  # a synchronous run's thread is back, with this
 
 
 class QueueWorker:
@@ -126,6 +128,8 @@ class QueueWorker:
         # The running backend's own CancelScope class, found once by serve(): calling
         # anyio.CancelScope() looks the backend up each time, a few µs per claimed job.
         self._scope: type[anyio.CancelScope] = anyio.CancelScope
+        self.threads = ThreadPool(concurrency)  # synchronous runs: never abandoned
+        self.in_threads: dict[int, Run] = {}  # synchronous runs whose thread has not returned
 
     @property
     def busy(self) -> int:
@@ -163,14 +167,20 @@ class QueueWorker:
                 continue
             if job_ids is None or job_id in job_ids:
                 run.stop_reason = run.stop_reason or reason
-                if force and run.ctx is not None:
-                    run.ctx.force_kill = True
+                if run.ctx is not None:
+                    run.ctx.force_kill = run.ctx.force_kill or force
+                    run.ctx.request_stop()
                 run.scope.cancel()
                 stopped += 1
         return stopped
 
     def owned_runs(self, claimed_before: float) -> Iterator[Run]:
-        return (r for r in self.runs.values() if r.started < claimed_before)
+        """Runs claimed before then that nothing has yet found lost."""
+        return (
+            r
+            for r in self.runs.values()
+            if r.started < claimed_before and r.stop_reason != "lost" and not r.ended
+        )
 
     async def drained(self) -> None:
         """Return once no job of this queue is running or waiting to be written."""
@@ -349,7 +359,9 @@ class QueueWorker:
             with run.scope:
                 finish = await self._execute(run.job, run)
         finally:
-            if finish is None and run.stop_reason is None and run.scope.cancelled_caught:
+            if run.returned is not None and run.scope.cancel_called:
+                finish = self._thread_stopped(run, run.returned)
+            elif finish is None and run.stop_reason is None and run.scope.cancelled_caught:
                 # Nobody stopped it: the job's own deadline (set by _execute) cancelled it.
                 timeout = run.job.timeout or 0.0
                 finish = self._finish(run.job, "failed", error=f"timed out after {timeout:g}s")
@@ -385,21 +397,62 @@ class QueueWorker:
             # tells its expiry from a stop, which always gives a reason. A TimeoutError the
             # processor raises itself is its failure like any other exception.
             run.scope.deadline = anyio.current_time() + job.timeout
+        if not self.agent.is_async(job.name):
+            return self._settle(run, await self._in_thread(processor, ctx, run))
         try:
-            if self.agent.is_async(job.name):
-                result = await processor(ctx)
-            else:
-                result = await anyio.to_thread.run_sync(processor, ctx, abandon_on_cancel=True)
-        except RetryLater as later:
-            return self._finish(job, "later", delay=later.seconds, error=later.reason or None)
-        except LostJob:
+            result = await processor(ctx)
+        except Exception as exc:  # a processor's failure is the job's, not the daemon's
+            return self._settle(run, Returned(error=exc))
+        return self._settle(run, Returned(result))
+
+    async def _in_thread(self, processor: Any, ctx: JobContext, run: Run) -> Returned:
+        """Run a synchronous processor in a thread; its run lasts till the thread returns."""
+
+        def returned(outcome: Returned) -> None:
+            run.returned = outcome
+            del self.in_threads[run.job.id]
+
+        def asked_to_stop() -> None:
+            why = run.stop_reason or "timed out"
+            self.log.warning("thread_asked_to_stop", why=why, **_job_fields(run.job))
+
+        self.in_threads[run.job.id] = run
+        try:
+            return await self.threads.call(
+                processor, ctx, returned=returned, asked_to_stop=asked_to_stop
+            )
+        finally:
+            self.in_threads.pop(run.job.id, None)  # the thread never started
+
+    def _settle(self, run: Run, returned: Returned) -> Finish | None:
+        """The outcome of a run whose processor returned `value` or raised `error`."""
+        job, exc = run.job, returned.error
+        if exc is None:
+            result = returned.value
+            if isinstance(result, WaitForChildren):
+                return self._finish(job, "wait_children", result=result.note)
+            return self._finish(job, "completed", result=result)
+        if isinstance(exc, RetryLater):
+            return self._finish(job, "later", delay=exc.seconds, error=exc.reason or None)
+        if isinstance(exc, LostJob):
             run.stop_reason = "lost"
             return None
-        except Exception as exc:  # a processor's failure is the job's, not the daemon's
-            return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
-        if isinstance(result, WaitForChildren):
-            return self._finish(job, "wait_children", result=result.note)
-        return self._finish(job, "completed", result=result)
+        return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _thread_stopped(self, run: Run, returned: Returned) -> Finish | None:
+        """The outcome of a synchronous run that was asked to stop, written only now that
+        its thread has returned: past its timeout it failed; on shutdown, a thread that
+        finished its work keeps its result, one that gave up is requeued; a killed or lost
+        run's outcome is already in the store."""
+        seconds = round(time.monotonic() - run.started, 3)
+        self.log.info("thread_returned", seconds=seconds, **_job_fields(run.job))
+        if run.stop_reason is None:  # its own deadline
+            timeout = run.job.timeout or 0.0
+            error = f"timed out after {timeout:g}s (its thread returned after {seconds:g}s)"
+            return self._finish(run.job, "failed", error=error)
+        if run.stop_reason == "shutdown" and returned.error is None:
+            return self._settle(run, returned)
+        return self._stopped(run)
 
     def _finish(self, job: Job, outcome: Any, **kw: Any) -> Finish:
         return Finish(job.id, self.worker_id, job.attempt, outcome, **kw)
