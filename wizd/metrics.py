@@ -143,9 +143,11 @@ class Metrics:
         if outcome == "failed" and job.attempt < job.max_attempts:
             self._child(self.retries, job.queue, job.name).inc()
 
-    def slots(self, queue: str, busy: int, total: int) -> None:
-        self._child(self.slots_gauge, queue, "busy").set(busy)
-        self._child(self.slots_gauge, queue, "idle").set(max(total - busy, 0))
+    def watch_slots(self, queue: str, busy: Callable[[], int], total: int) -> None:
+        """Slots of a queue, read at scrape time from `busy()` (the worker's taken slots:
+        exactly what runs, a synchronous run's thread included, never a stale count)."""
+        self.slots_gauge.labels(queue, "busy").set_function(busy)
+        self.slots_gauge.labels(queue, "idle").set_function(lambda: max(total - busy(), 0))
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
         self.recovered_total.labels(queue, reason).inc(n)

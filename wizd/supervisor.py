@@ -93,6 +93,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _taken(worker: QueueWorker) -> Callable[[], int]:
+    return lambda: worker.active
+
+
 class Supervisor:
     """One daemon process serving one or more agent queues."""
 
@@ -172,8 +176,9 @@ class Supervisor:
                 for name in self.serve
             ]
             if self.metrics is not None:
-                for name in self.serve:
-                    self.metrics.serve_queue(name)
+                for worker in self.workers:
+                    self.metrics.serve_queue(worker.name)
+                    self.metrics.watch_slots(worker.name, _taken(worker), worker.concurrency)
             try:
                 async with BlockingPortal() as portal:
                     server = self._metrics_server(portal)  # bound before we say ready
@@ -246,6 +251,7 @@ class Supervisor:
             with side:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._heartbeats)
+                    tg.start_soon(self._report_busy)
                     tg.start_soon(self._watch_changes)
                     tg.start_soon(self._check_owned)
                     tg.start_soon(self._reaper)
@@ -392,6 +398,21 @@ class Supervisor:
                 self.metrics.heartbeat()
 
         await self._every("heartbeat", interval, beat)
+
+    async def _report_busy(self) -> None:
+        """Write the daemon's busy slots (`wizd agents`) within a poll interval of a change,
+        not only at the next heartbeat (one small write, only when the count changed)."""
+        store = self.queue.store
+        written = 0  # register_worker's
+
+        async def report() -> None:
+            nonlocal written
+            busy = sum(w.active for w in self.workers)
+            if busy != written:
+                await store.heartbeat(self.worker_id, busy, [])
+                written = busy
+
+        await self._every("report_busy", self.settings.poll_interval, report)
 
     async def _check_owned(self) -> None:
         """Notice cancelled or reaped runs within a poll interval, not a heartbeat interval."""

@@ -40,7 +40,6 @@ class Hooks(Protocol):
 
     def job_started(self, job: Job, wait_seconds: float) -> None: ...
     def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None: ...
-    def slots(self, queue: str, busy: int, total: int) -> None: ...
     def recovered(self, queue: str, reason: str, n: int) -> None: ...
     def throttled(self, queue: str, limit: str, seconds: float) -> None: ...
 
@@ -50,9 +49,6 @@ class NoHooks:
         pass
 
     def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None:
-        pass
-
-    def slots(self, queue: str, busy: int, total: int) -> None:
         pass
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
@@ -191,7 +187,6 @@ class QueueWorker:
 
     async def serve(self) -> None:
         """Claim and run jobs until stop_claiming(); then wait for the running ones to end."""
-        self.hooks.slots(self.name, 0, self.concurrency)
         self._scope = type(anyio.CancelScope())
         try:
             async with anyio.create_task_group() as tg:
@@ -337,7 +332,6 @@ class QueueWorker:
             if self._log_debug:
                 self.log.debug("job_claimed", **_job_fields(job))
         self._active += len(runs)
-        self.hooks.slots(self.name, self._active, self.concurrency)
         return runs
 
     def _throttled(self, claimed: Claimed) -> None:
@@ -489,7 +483,6 @@ class QueueWorker:
         results: list[bool | None] = [None] * len(batch) if owned is None else list(owned)
         for (run, finish), ours in zip(batch, results, strict=True):
             self._written(run, finish, ours)
-        self.hooks.slots(self.name, self._active, self.concurrency)
         if self._ended is not None:
             self._ended.set()
             self._ended = None
