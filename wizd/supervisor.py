@@ -7,6 +7,7 @@ propagates: the daemon exits non-zero and systemd restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
@@ -437,7 +438,10 @@ class Supervisor:
                 except JobNotFound:
                     job = None
                 force = job is not None and job.error == KILL_FORCE_REASON
+                attempt = worker.runs[job_id].job.attempt
                 worker.stop_runs("lost", {job_id}, force=force)
+                if job is not None:  # what was done, in the job's log (wizd kill shows it)
+                    await self._job_log(job_id, worker.how_stopped(job_id), attempt)
                 self.log.info(
                     "run_stopped",
                     job_id=job_id,
@@ -445,6 +449,10 @@ class Supervisor:
                     now=job.status if job else "deleted",
                     force=force,
                 )
+
+    async def _job_log(self, job_id: int, message: str, attempt: int) -> None:
+        with contextlib.suppress(JobNotFound):  # deleted meanwhile
+            await self.queue.store.log(job_id, message, worker_id=self.worker_id, attempt=attempt)
 
     async def _watch_changes(self) -> None:
         store = self.queue.store

@@ -22,10 +22,12 @@ import anyio.abc
 from wizd.agent import Agent, JobContext, WaitForChildren
 from wizd.errors import LostJob, RetryLater, StoreError
 from wizd.model import Job
+from wizd.processors import CommandProcessor
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
 from wizd.threads import Returned, ThreadPool
 
+STOP_NOTE = "wizd: "  # starts the job log line saying how its daemon stopped a run
 RETRY_FIRST, RETRY_MOST = 0.5, 30.0  # backoff after store failures: first and longest wait
 FINISH_RETRY_FOR = 120.0  # a run's outcome is written again for this long before giving up
 
@@ -169,6 +171,29 @@ class QueueWorker:
                 run.scope.cancel()
                 stopped += 1
         return stopped
+
+    def how_stopped(self, job_id: int) -> str:
+        """What stopping this run did, in words for the job's log (`wizd kill` shows it)."""
+        run = self.runs.get(job_id)
+        if run is None or run.ended:
+            return STOP_NOTE + "run stopped: its processor had already returned"
+        processor = self.agent.processors.get(run.job.name)
+        force = run.ctx is not None and run.ctx.force_kill
+        if job_id in self.in_threads:
+            return (
+                STOP_NOTE
+                + "run asked to stop: a synchronous processor's thread cannot be killed"
+                + (" (not even with --force)" if force else "")
+                + "; it sees ctx.should_stop(), and its slot stays held until the thread returns"
+            )
+        if isinstance(processor, CommandProcessor):
+            if force:
+                return STOP_NOTE + "run stopped: its command's process group got SIGKILL"
+            return (
+                f"{STOP_NOTE}run stopped: its command's process group got SIGTERM, and "
+                f"gets SIGKILL if still running {processor.kill_grace:g}s later"
+            )
+        return STOP_NOTE + "run stopped: its processor was cancelled"
 
     def owned_runs(self, claimed_before: float) -> Iterator[Run]:
         """Runs claimed before then that nothing has yet found lost."""
