@@ -231,7 +231,6 @@ class MetricsServer:
         self.portal = portal
         self._snapshot = snapshot
         self._healthy = healthy
-        metrics.add_store_collector(self._read_snapshot)
         metrics_app = make_wsgi_app(metrics.registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -254,6 +253,7 @@ class MetricsServer:
             return [b"not found: try /metrics or /healthz\n"]
 
         self.server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+        metrics.add_store_collector(self._read_snapshot)  # once bound (a taken port raises)
         self.port = self.server.server_port
         self.thread = threading.Thread(
             target=self.server.serve_forever, daemon=True, name="metrics"
@@ -280,9 +280,10 @@ class MetricsServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+            self.server.shutdown()
+            self.thread.join(timeout=5)
         self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 class _ScrapeFailed(Exception):

@@ -24,6 +24,7 @@ from wizd import __version__
 from wizd.agent import Agent
 from wizd.errors import ConfigError, JobNotFound, StoreError
 from wizd.metrics import Metrics, MetricsServer, Snapshot
+from wizd.metrics_port import listen
 from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor
 from wizd.queue import KILL_FORCE_REASON, Queue, connect
@@ -116,7 +117,8 @@ class Supervisor:
         self.worker_id = f"{self.hostname}-{os.getpid()}-{secrets.token_hex(3)}"
         self.log = log.bind(worker_id=self.worker_id)
         self.notifier = notifier or Notifier()
-        self.metrics = Metrics(self.worker_id, __version__) if settings.metrics_port else None
+        metrics_off = settings.metrics_port == 0
+        self.metrics = None if metrics_off else Metrics(self.worker_id, __version__)
         self.hooks: Hooks = hooks or self.metrics or NoHooks()
         self.on_ready = on_ready
         self.serve = self._queues_to_serve(agents)
@@ -148,51 +150,58 @@ class Supervisor:
         requeue what still runs. Returns when everything is written back."""
         s = self.settings
         queue = connect(s.database, payload_limit=s.payload_limit, **s.store_options())
-        async with queue:
+        async with queue, BlockingPortal() as portal:
             self.queue = queue
             store = queue.store
-            await store.register_worker(
-                WorkerInfo(
-                    id=self.worker_id,
-                    hostname=self.hostname,
-                    pid=os.getpid(),
-                    queues=tuple(self.serve),
-                    concurrency=sum(s.concurrency_for(n) for n in self.serve),
-                    version=__version__,
-                    started_at=datetime.now(UTC),
-                    heartbeat_at=datetime.now(UTC),
-                )
-            )
-            await self.recover()
-            self.workers = [
-                QueueWorker(
-                    queue=queue,
-                    agent=self.agents[name],
-                    worker_id=self.worker_id,
-                    concurrency=s.concurrency_for(name),
-                    poll_interval=s.poll_interval,
-                    log=self.log,
-                    hooks=self.hooks,
-                )
-                for name in self.serve
-            ]
-            if self.metrics is not None:
-                for worker in self.workers:
-                    self.metrics.serve_queue(worker.name)
-                    self.metrics.watch_slots(worker.name, _taken(worker), worker.concurrency)
+            server = self._metrics_server(portal)  # bound (not yet serving): its port is known
             try:
-                async with BlockingPortal() as portal:
-                    server = self._metrics_server(portal)  # bound before we say ready
-                    try:
-                        self._announce_ready()
-                        await self._serve(stop)
-                    finally:
-                        if server is not None:
-                            server.stop()
+                await self._start(server)
+                await self._serve(stop)
             finally:
+                if server is not None:
+                    server.stop()
                 with anyio.CancelScope(shield=True):
                     await store.worker_stopped(self.worker_id)
                     self.log.info("daemon_stopped")
+
+    async def _start(self, server: MetricsServer | None) -> None:
+        """Register, recover, make the workers, serve metrics, say ready."""
+        s, queue = self.settings, self.queue
+        await queue.store.register_worker(
+            WorkerInfo(
+                id=self.worker_id,
+                hostname=self.hostname,
+                pid=os.getpid(),
+                queues=tuple(self.serve),
+                concurrency=sum(s.concurrency_for(n) for n in self.serve),
+                version=__version__,
+                started_at=datetime.now(UTC),
+                heartbeat_at=datetime.now(UTC),
+                metrics=None if server is None else f"{s.metrics_host}:{server.port}",
+            )
+        )
+        await self.recover()
+        self.workers = [
+            QueueWorker(
+                queue=queue,
+                agent=self.agents[name],
+                worker_id=self.worker_id,
+                concurrency=s.concurrency_for(name),
+                poll_interval=s.poll_interval,
+                log=self.log,
+                hooks=self.hooks,
+            )
+            for name in self.serve
+        ]
+        if self.metrics is not None:
+            for worker in self.workers:
+                self.metrics.serve_queue(worker.name)
+                self.metrics.watch_slots(worker.name, _taken(worker), worker.concurrency)
+        if server is not None:
+            server.start()
+            url = f"http://{s.metrics_host}:{server.port}/metrics"
+            self.log.info("metrics_listening", url=url)
+        self._announce_ready()
 
     def _announce_ready(self) -> None:
         self.notifier.ready(f"serving {', '.join(self.serve)} on {self.queue.store.backend}")
@@ -207,17 +216,21 @@ class Supervisor:
     def _metrics_server(self, portal: BlockingPortal) -> MetricsServer | None:
         if self.metrics is None:
             return None
-        s = self.settings
-        try:
-            server = MetricsServer(
-                self.metrics, portal, self._snapshot, self._healthy, s.metrics_host, s.metrics_port
+        s, metrics = self.settings, self.metrics
+
+        def bind(port: int) -> MetricsServer:
+            return MetricsServer(
+                metrics, portal, self._snapshot, self._healthy, s.metrics_host, port
             )
-        except OSError as exc:
-            raise ConfigError(
-                f"metrics_port: cannot listen on {s.metrics_host}:{s.metrics_port}: {exc}"
-            ) from None
-        server.start()
-        self.log.info("metrics_listening", url=f"http://{s.metrics_host}:{server.port}/metrics")
+
+        server, taken = listen(bind, s.metrics_host, s.metrics_port, s.metrics_base_port)
+        if taken:
+            self.log.warning(
+                "metrics_port_taken",
+                taken=taken,
+                port=server.port,
+                why="metrics_port is not set: the next free port is used (wizd agents shows it)",
+            )
         return server
 
     async def _snapshot(self) -> Snapshot:
