@@ -444,17 +444,19 @@ class Supervisor:
     async def _drop_lost(self, owned: set[int], asked_at: float) -> None:
         """Stop the runs this daemon no longer owns (cancelled, killed or reaped)."""
         for worker in self.workers:
-            lost = {r.job.id for r in worker.owned_runs(asked_at) if r.job.id not in owned}
-            for job_id in lost:
+            lost = [r for r in worker.owned_runs(asked_at) if r.job.id not in owned]
+            for run in lost:
+                job_id = run.job.id
                 try:
                     job = await self.queue.store.get(job_id)
                 except JobNotFound:
                     job = None
+                if worker.runs.get(job_id) is not run or run.ended:
+                    continue  # it ended meanwhile (its outcome's write is fenced)
                 force = job is not None and job.error == KILL_FORCE_REASON
-                attempt = worker.runs[job_id].job.attempt
                 worker.stop_runs("lost", {job_id}, force=force)
                 if job is not None:  # what was done, in the job's log (wizd kill shows it)
-                    await self._job_log(job_id, worker.how_stopped(job_id), attempt)
+                    await self._job_log(job_id, worker.how_stopped(job_id), run.job.attempt)
                 self.log.info(
                     "run_stopped",
                     job_id=job_id,

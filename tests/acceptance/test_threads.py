@@ -195,3 +195,29 @@ def test_a_daemon_runs_as_many_threads_as_its_concurrency(
     finally:
         release.touch()
     assert [j.status.value for j in final(queue, ids)] == ["completed"] * n
+
+
+def test_a_third_signal_ends_the_daemon_and_its_threads_as_sigkill_would(
+    harness: Harness, queue: wizd.SyncQueue, folders: tuple[Path, Path]
+) -> None:
+    """The thread cannot be abandoned while the process lives on (its job would run on
+    unheartbeated): the process ends, and the job is recovered as after a SIGKILL."""
+    runs_dir, release = folders
+    payload = {"dir": str(runs_dir), "release": str(release)}
+    a = harness.start("A", app=APP, concurrency=1, shutdown_grace=30).ready()
+    job_id = queue.enqueue("stubborn", payload, queue=AGENT).id
+    wait_until(lambda: queue.get(job_id).status.value == "running", 10, "the job running")
+    for count in (1, 2):
+        a.signal(signal.SIGTERM)
+        a.wait_for("signal_received", count=count)
+    a.wait_for("waiting_for_threads", job_ids=[job_id])
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit(10) == 3
+    a.wait_for("signal_received", job_ids=[job_id])
+
+    release.touch()
+    harness.start("B", app=APP, concurrency=1).ready()
+    (job,) = final(queue, [job_id])
+    assert (job.status.value, job.attempt) == ("completed", 2)  # the first run was recovered
+    records = runs(runs_dir)
+    assert [(r.attempt, r.end is None) for r in records] == [(1, True), (2, False)]
