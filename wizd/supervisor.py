@@ -298,10 +298,10 @@ class Supervisor:
             self._grace = grace
             for worker in self.workers:
                 await worker.drained()
-        requeued = sum(w.stop_runs("shutdown") for w in self.workers)
+        held = sorted(job_id for w in self.workers for job_id in w.in_threads)
+        requeued = sum(w.stop_runs("shutdown") for w in self.workers) - len(held)
         if requeued:
             self.log.info("jobs_requeued_on_shutdown", count=requeued)
-        held = sorted(job_id for w in self.workers for job_id in w.in_threads)
         if held:
             # wizd.threads: a thread cannot be interrupted; its job stays ours until it returns.
             self.log.warning(
