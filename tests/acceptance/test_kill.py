@@ -49,6 +49,21 @@ def test_kill_of_a_running_async_job_says_it_was_cancelled(
     assert said == f"job {job_id} ⊘ cancelled; its daemon: run stopped: its processor was cancelled"
 
 
+def test_kill_of_a_job_whose_daemon_is_gone_says_nothing_stopped_it_yet(
+    harness: Harness, queue: wizd.SyncQueue
+) -> None:
+    daemon = harness.start().ready()
+    job_id = queue.enqueue("hold", {"release": str(harness.dir / "never")}, queue=AGENT).id
+    wait_until(lambda: queue.get(job_id).status.value == "running", 10, "the job running")
+    daemon.kill()  # SIGKILL: nobody will stop the run
+    worker_id = queue.get(job_id).worker_id
+    said = kill(harness, job_id)
+    assert said == (
+        f"job {job_id} ⊘ cancelled; its daemon ({worker_id}) has not stopped the run yet "
+        f"(within 5s): it does when it notices; `wizd logs {job_id}` will say how"
+    )
+
+
 def test_kill_force_of_a_sync_job_says_its_thread_runs_on_holding_its_slot(
     harness: Harness, queue: wizd.SyncQueue
 ) -> None:

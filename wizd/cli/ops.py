@@ -271,7 +271,7 @@ def kill(id: str, force: bool, as_json: bool) -> None:
         before = await q.get(id)
         job = await q.kill(id, force=force)
         ran = before.status is JobStatus.RUNNING or job.attempt != before.attempt
-        return before, job, (await _stop_note(q, job) if ran else None)
+        return before, job, (await _stop_note(q, job) if ran and not as_json else None)
 
     before, job, note = with_queue(work)
     if as_json:
@@ -289,7 +289,7 @@ def kill(id: str, force: bool, as_json: bool) -> None:
         show(
             f"job {job.id} {symbol(job.status)}; its daemon ({job.worker_id}) has not stopped "
             f"the run yet (within {KILL_NOTE_WAIT:g}s): it does when it notices; "
-            "`wizd logs ID` will say how"
+            f"`wizd logs {job.id}` will say how"
         )
 
 
