@@ -429,7 +429,7 @@ class QueueWorker:
 
         def returned(outcome: Returned) -> None:
             run.returned = outcome
-            del self.in_threads[run.job.id]
+            self._left_thread(run)
 
         def asked_to_stop() -> None:
             why = run.stop_reason or "timed out"
@@ -441,7 +441,12 @@ class QueueWorker:
                 processor, ctx, returned=returned, asked_to_stop=asked_to_stop
             )
         finally:
-            self.in_threads.pop(run.job.id, None)  # the thread never started
+            self._left_thread(run)  # (also when it was stopped before its thread started)
+
+    def _left_thread(self, run: Run) -> None:
+        # A job killed, retried and claimed again while this thread ran has a new entry.
+        if self.in_threads.get(run.job.id) is run:
+            del self.in_threads[run.job.id]
 
     def _settle(self, run: Run, returned: Returned) -> Finish | None:
         """The outcome of a run whose processor returned `value` or raised `error`."""

@@ -6,6 +6,7 @@ returns)."""
 from __future__ import annotations
 
 import json
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -96,3 +97,30 @@ def test_kill_force_of_a_sync_job_says_its_thread_runs_on_holding_its_slot(
     records = runs(Path(runs_dir))
     assert [r.job for r in records] == [killed, waiting]
     assert_never_twice_at_once(records, concurrency_one=True)
+
+
+def test_a_killed_sync_job_retried_while_its_thread_runs_leaves_the_daemon_serving(
+    harness: Harness, queue: wizd.SyncQueue
+) -> None:
+    """Kill, then retry, gives the job a new run beside the old thread (an operator's
+    choice); the daemon keeps track of both and goes on serving."""
+    runs_dir, release = harness.dir / "runs", harness.dir / "release"
+    runs_dir.mkdir()
+    payload = {"dir": str(runs_dir), "release": str(release)}
+    daemon = harness.start(app=THREADS, concurrency=2).ready()
+    job_id = queue.enqueue("stubborn", payload, queue=AGENT).id
+    wait_until(lambda: queue.get(job_id).status.value == "running", 10, "the job running")
+    kill(harness, job_id)
+    daemon.wait_for("thread_asked_to_stop", job_id=job_id)
+    queue.retry(job_id)
+    wait_until(lambda: len(runs(runs_dir)) == 2, 10, "the retried job running again")
+
+    release.touch()
+    (job,) = final(queue, [job_id])
+    assert job.status.value == "completed"
+    daemon.wait_for("thread_returned", job_id=job_id)
+    assert daemon.proc.poll() is None
+    after = queue.enqueue("stubborn", payload, queue=AGENT).id
+    assert final(queue, [after])[0].status.value == "completed"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(20) == 0
