@@ -1,11 +1,12 @@
-"""Synchronous processors through real daemons (wizd.threads): a thread that cannot be
-interrupted keeps its slot and its job until it returns, so no job ever runs twice at once,
-and a daemon shutting down waits for it. Runs are detected by the files the processors of
-apps/accept_threads.py write (start time, then end time)."""
+"""Synchronous processors through real daemons (wizd.threads), on SQLite and PostgreSQL: a
+thread that cannot be interrupted keeps its slot and its job until it returns, so no job
+ever runs twice at once, and a daemon shutting down waits for it. Runs are detected by the
+files the processors of apps/accept_threads.py write (start time, then end time)."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 import wizd
 
-from .conftest import AGENT, Daemon, Harness, wait_until
+from .conftest import AGENT, Daemon, Harness, open_harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +86,14 @@ def final(q: wizd.SyncQueue, ids: list[int], timeout: float = 30) -> list[wizd.J
         return jobs if all(j.status.value in FINAL for j in jobs) else None
 
     return wait_until(all_final, timeout, f"jobs {ids} final")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """Daemons on a SQLite file, or on a PostgreSQL schema of their own."""
+    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_harness(tmp_path, database) as h:
+        yield h
 
 
 @pytest.fixture
