@@ -183,7 +183,7 @@ def test_docker_keeps_the_database_on_a_volume() -> None:
 def test_docker_entrypoint_and_port() -> None:
     assert [json.loads(args) for args in docker_args("ENTRYPOINT")] == [["wizd"]]
     assert docker_args("CMD"), "a default CMD"
-    port = str(Settings.model_fields["metrics_port"].default)
+    port = str(Settings.model_fields["metrics_base_port"].default)
     assert port in {p.split("/")[0] for args in docker_args("EXPOSE") for p in args.split()}
     assert docker_env()["WIZD_METRICS_HOST"] == "0.0.0.0"
     installs = [args for args in docker_args("RUN") if "pip install" in args]

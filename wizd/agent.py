@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -31,6 +32,36 @@ class JobContext:
         # Set by the daemon before it cancels a run that an operator force-killed:
         # processors holding external resources (subprocesses) should not wait politely.
         self.force_kill = False
+        self._stop_requested = False
+        self._stop_event: threading.Event | None = None  # a synchronous run's, see below
+
+    def should_stop(self) -> bool:
+        """True once the run should end: its timeout passed, its job was killed or
+        cancelled, or the daemon is shutting down. An async processor is cancelled then and
+        need not ask; a synchronous one cannot be interrupted, so it should check this (or
+        wait with wait_for_stop) and return or raise. Its slot and its job stay held, and
+        the daemon does not exit, until its thread returns."""
+        return self._stop_requested
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """In a synchronous processor: sleep up to `timeout` seconds (None: for ever), waking
+        early when the run should stop; returns should_stop(). Use it instead of time.sleep."""
+        if self._stop_event is None:
+            raise RuntimeError("wait_for_stop() is for synchronous processors (in a thread)")
+        self._stop_event.wait(timeout)
+        return self._stop_requested
+
+    def prepare_for_thread(self) -> None:
+        """Called by the daemon before it runs a synchronous processor with this context."""
+        self._stop_event = threading.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+
+    def request_stop(self) -> None:
+        """Called by the daemon (in the event loop's thread) when the run should end."""
+        self._stop_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
 
     @property
     def payload(self) -> dict[str, Any]:

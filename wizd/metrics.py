@@ -143,9 +143,11 @@ class Metrics:
         if outcome == "failed" and job.attempt < job.max_attempts:
             self._child(self.retries, job.queue, job.name).inc()
 
-    def slots(self, queue: str, busy: int, total: int) -> None:
-        self._child(self.slots_gauge, queue, "busy").set(busy)
-        self._child(self.slots_gauge, queue, "idle").set(max(total - busy, 0))
+    def watch_slots(self, queue: str, busy: Callable[[], int], total: int) -> None:
+        """Slots of a queue, read at scrape time from `busy()` (the worker's taken slots:
+        exactly what runs, a synchronous run's thread included, never a stale count)."""
+        self.slots_gauge.labels(queue, "busy").set_function(busy)
+        self.slots_gauge.labels(queue, "idle").set_function(lambda: max(total - busy(), 0))
 
     def recovered(self, queue: str, reason: str, n: int) -> None:
         self.recovered_total.labels(queue, reason).inc(n)
@@ -229,7 +231,6 @@ class MetricsServer:
         self.portal = portal
         self._snapshot = snapshot
         self._healthy = healthy
-        metrics.add_store_collector(self._read_snapshot)
         metrics_app = make_wsgi_app(metrics.registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -252,6 +253,7 @@ class MetricsServer:
             return [b"not found: try /metrics or /healthz\n"]
 
         self.server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+        metrics.add_store_collector(self._read_snapshot)  # once bound (a taken port raises)
         self.port = self.server.server_port
         self.thread = threading.Thread(
             target=self.server.serve_forever, daemon=True, name="metrics"
@@ -278,9 +280,10 @@ class MetricsServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+            self.server.shutdown()
+            self.thread.join(timeout=5)
         self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 class _ScrapeFailed(Exception):

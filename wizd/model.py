@@ -517,6 +517,7 @@ class WorkerInfo:
     heartbeat_at: datetime
     stopped_at: datetime | None = None
     busy: int = 0
+    metrics: str | None = None  # host:port of its metrics endpoint; None: metrics off
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -530,6 +531,7 @@ class WorkerInfo:
             "heartbeat_at": self.heartbeat_at.isoformat(),
             "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
             "busy": self.busy,
+            "metrics": self.metrics,
         }
 
 

@@ -100,7 +100,15 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
     payload_limit: int = Field(default=1024 * 1024, gt=0)
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="0 turns metrics off; unset: metrics_base_port or the next free one",
+    )
+    metrics_base_port: int = Field(
+        default=9464, ge=1, le=65535, description="the first port tried when metrics_port is unset"
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     daemonize: bool = False

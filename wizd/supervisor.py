@@ -7,6 +7,7 @@ propagates: the daemon exits non-zero and systemd restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
@@ -22,13 +23,15 @@ from anyio.from_thread import BlockingPortal
 from wizd import __version__
 from wizd.agent import Agent
 from wizd.errors import ConfigError, JobNotFound, StoreError
+from wizd.hooks import Hooks, NoHooks
 from wizd.metrics import Metrics, MetricsServer, Snapshot
+from wizd.metrics_port import listen
 from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor, ProcessGuard
 from wizd.queue import KILL_FORCE_REASON, Queue, connect
 from wizd.settings import Settings
 from wizd.systemd import Notifier
-from wizd.worker import Hooks, NoHooks, QueueWorker, backoff
+from wizd.worker import QueueWorker, backoff
 
 RETENTION_INTERVAL = 3600.0
 LAG_PROBE = 0.5  # seconds between event-loop lag probes
@@ -89,6 +92,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _taken(worker: QueueWorker) -> Callable[[], int]:
+    return lambda: worker.active
+
+
 class Supervisor:
     """One daemon process serving one or more agent queues."""
 
@@ -107,7 +114,8 @@ class Supervisor:
         self.worker_id = f"{self.hostname}-{os.getpid()}-{secrets.token_hex(3)}"
         self.log = log.bind(worker_id=self.worker_id)
         self.notifier = notifier or Notifier()
-        self.metrics = Metrics(self.worker_id, __version__) if settings.metrics_port else None
+        metrics_off = settings.metrics_port == 0
+        self.metrics = None if metrics_off else Metrics(self.worker_id, __version__)
         self.hooks: Hooks = hooks or self.metrics or NoHooks()
         self.on_ready = on_ready
         self.serve = self._queues_to_serve(agents)
@@ -139,50 +147,58 @@ class Supervisor:
         requeue what still runs. Returns when everything is written back."""
         s = self.settings
         queue = connect(s.database, payload_limit=s.payload_limit, **s.store_options())
-        async with queue:
+        async with queue, BlockingPortal() as portal:
             self.queue = queue
             store = queue.store
-            await store.register_worker(
-                WorkerInfo(
-                    id=self.worker_id,
-                    hostname=self.hostname,
-                    pid=os.getpid(),
-                    queues=tuple(self.serve),
-                    concurrency=sum(s.concurrency_for(n) for n in self.serve),
-                    version=__version__,
-                    started_at=datetime.now(UTC),
-                    heartbeat_at=datetime.now(UTC),
-                )
-            )
-            await self.recover()
-            self.workers = [
-                QueueWorker(
-                    queue=queue,
-                    agent=self.agents[name],
-                    worker_id=self.worker_id,
-                    concurrency=s.concurrency_for(name),
-                    poll_interval=s.poll_interval,
-                    log=self.log,
-                    hooks=self.hooks,
-                )
-                for name in self.serve
-            ]
-            if self.metrics is not None:
-                for name in self.serve:
-                    self.metrics.serve_queue(name)
+            server = self._metrics_server(portal)  # bound (not yet serving): its port is known
             try:
-                async with BlockingPortal() as portal:
-                    server = self._metrics_server(portal)  # bound before we say ready
-                    try:
-                        self._announce_ready()
-                        await self._serve(stop)
-                    finally:
-                        if server is not None:
-                            server.stop()
+                await self._start(server)
+                await self._serve(stop)
             finally:
+                if server is not None:
+                    server.stop()
                 with anyio.CancelScope(shield=True):
                     await store.worker_stopped(self.worker_id)
                     self.log.info("daemon_stopped")
+
+    async def _start(self, server: MetricsServer | None) -> None:
+        """Register, recover, make the workers, serve metrics, say ready."""
+        s, queue = self.settings, self.queue
+        await queue.store.register_worker(
+            WorkerInfo(
+                id=self.worker_id,
+                hostname=self.hostname,
+                pid=os.getpid(),
+                queues=tuple(self.serve),
+                concurrency=sum(s.concurrency_for(n) for n in self.serve),
+                version=__version__,
+                started_at=datetime.now(UTC),
+                heartbeat_at=datetime.now(UTC),
+                metrics=None if server is None else f"{s.metrics_host}:{server.port}",
+            )
+        )
+        await self.recover()
+        self.workers = [
+            QueueWorker(
+                queue=queue,
+                agent=self.agents[name],
+                worker_id=self.worker_id,
+                concurrency=s.concurrency_for(name),
+                poll_interval=s.poll_interval,
+                log=self.log,
+                hooks=self.hooks,
+            )
+            for name in self.serve
+        ]
+        if self.metrics is not None:
+            for worker in self.workers:
+                self.metrics.serve_queue(worker.name)
+                self.metrics.watch_slots(worker.name, _taken(worker), worker.concurrency)
+        if server is not None:
+            server.start()
+            url = f"http://{s.metrics_host}:{server.port}/metrics"
+            self.log.info("metrics_listening", url=url)
+        self._announce_ready()
 
     def _announce_ready(self) -> None:
         self.notifier.ready(f"serving {', '.join(self.serve)} on {self.queue.store.backend}")
@@ -197,17 +213,21 @@ class Supervisor:
     def _metrics_server(self, portal: BlockingPortal) -> MetricsServer | None:
         if self.metrics is None:
             return None
-        s = self.settings
-        try:
-            server = MetricsServer(
-                self.metrics, portal, self._snapshot, self._healthy, s.metrics_host, s.metrics_port
+        s, metrics = self.settings, self.metrics
+
+        def bind(port: int) -> MetricsServer:
+            return MetricsServer(
+                metrics, portal, self._snapshot, self._healthy, s.metrics_host, port
             )
-        except OSError as exc:
-            raise ConfigError(
-                f"metrics_port: cannot listen on {s.metrics_host}:{s.metrics_port}: {exc}"
-            ) from None
-        server.start()
-        self.log.info("metrics_listening", url=f"http://{s.metrics_host}:{server.port}/metrics")
+
+        server, taken = listen(bind, s.metrics_host, s.metrics_port, s.metrics_base_port)
+        if taken:
+            self.log.warning(
+                "metrics_port_taken",
+                taken=taken,
+                port=server.port,
+                why="metrics_port is not set: the next free port is used (wizd agents shows it)",
+            )
         return server
 
     async def _snapshot(self) -> Snapshot:
@@ -242,6 +262,7 @@ class Supervisor:
             with side:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._heartbeats)
+                    tg.start_soon(self._report_busy)
                     tg.start_soon(self._watch_changes)
                     tg.start_soon(self._check_owned)
                     tg.start_soon(self._reaper)
@@ -274,9 +295,18 @@ class Supervisor:
             self._grace = grace
             for worker in self.workers:
                 await worker.drained()
-        requeued = sum(w.stop_runs("shutdown") for w in self.workers)
+        held = sorted(job_id for w in self.workers for job_id in w.in_threads)
+        requeued = sum(w.stop_runs("shutdown") for w in self.workers) - len(held)
         if requeued:
             self.log.info("jobs_requeued_on_shutdown", count=requeued)
+        if held:
+            # wizd.threads: a thread cannot be interrupted; its job stays ours until it returns.
+            self.log.warning(
+                "waiting_for_threads",
+                job_ids=held,
+                why="synchronous processors were asked to stop (ctx.should_stop()); "
+                "the daemon exits when they return",
+            )
 
     def stop_now(self) -> None:
         """End the grace period at once: running jobs are requeued without an attempt."""
@@ -380,6 +410,21 @@ class Supervisor:
 
         await self._every("heartbeat", interval, beat)
 
+    async def _report_busy(self) -> None:
+        """Write the daemon's busy slots (`wizd agents`) within a poll interval of a change,
+        not only at the next heartbeat (one small write, only when the count changed)."""
+        store = self.queue.store
+        written = 0  # register_worker's
+
+        async def report() -> None:
+            nonlocal written
+            busy = sum(w.active for w in self.workers)
+            if busy != written:
+                await store.heartbeat(self.worker_id, busy, [])
+                written = busy
+
+        await self._every("report_busy", self.settings.poll_interval, report)
+
     async def _check_owned(self) -> None:
         """Notice cancelled or reaped runs within a poll interval, not a heartbeat interval."""
         store = self.queue.store
@@ -396,14 +441,19 @@ class Supervisor:
     async def _drop_lost(self, owned: set[int], asked_at: float) -> None:
         """Stop the runs this daemon no longer owns (cancelled, killed or reaped)."""
         for worker in self.workers:
-            lost = {r.job.id for r in worker.owned_runs(asked_at) if r.job.id not in owned}
-            for job_id in lost:
+            lost = [r for r in worker.owned_runs(asked_at) if r.job.id not in owned]
+            for run in lost:
+                job_id = run.job.id
                 try:
                     job = await self.queue.store.get(job_id)
                 except JobNotFound:
                     job = None
+                if worker.runs.get(job_id) is not run or run.ended:
+                    continue  # it ended meanwhile (its outcome's write is fenced)
                 force = job is not None and job.error == KILL_FORCE_REASON
                 worker.stop_runs("lost", {job_id}, force=force)
+                if job is not None:  # what was done, in the job's log (wizd kill shows it)
+                    await self._job_log(job_id, worker.how_stopped(job_id), run.job.attempt)
                 self.log.info(
                     "run_stopped",
                     job_id=job_id,
@@ -411,6 +461,10 @@ class Supervisor:
                     now=job.status if job else "deleted",
                     force=force,
                 )
+
+    async def _job_log(self, job_id: int, message: str, attempt: int) -> None:
+        with contextlib.suppress(JobNotFound):  # deleted meanwhile
+            await self.queue.store.log(job_id, message, worker_id=self.worker_id, attempt=attempt)
 
     async def _watch_changes(self) -> None:
         store = self.queue.store

@@ -16,17 +16,21 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
 from wizd.errors import InvalidJob, LostJob, RetryLater, StoreError
+from wizd.hooks import Hooks, NoHooks
 from wizd.model import Job, encode_json
+from wizd.processors import CommandProcessor
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
+from wizd.threads import Returned, ThreadPool
 
+STOP_NOTE = "wizd: "  # starts the job log line saying how its daemon stopped a run
 RETRY_FIRST, RETRY_MOST = 0.5, 30.0  # backoff after store failures: first and longest wait
 FINISH_RETRY_FOR = 120.0  # a run's outcome is written again for this long before giving up
 
@@ -34,33 +38,6 @@ FINISH_RETRY_FOR = 120.0  # a run's outcome is written again for this long befor
 def backoff(failures: int) -> float:
     """Seconds to wait after the n-th consecutive failure: 0.5, 1, 2, … up to 30."""
     return float(min(RETRY_FIRST * 2.0 ** (failures - 1), RETRY_MOST))
-
-
-class Hooks(Protocol):
-    """What the worker reports as it goes (metrics implement this)."""
-
-    def job_started(self, job: Job, wait_seconds: float) -> None: ...
-    def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None: ...
-    def slots(self, queue: str, busy: int, total: int) -> None: ...
-    def recovered(self, queue: str, reason: str, n: int) -> None: ...
-    def throttled(self, queue: str, limit: str, seconds: float) -> None: ...
-
-
-class NoHooks:
-    def job_started(self, job: Job, wait_seconds: float) -> None:
-        pass
-
-    def job_finished(self, job: Job, outcome: str, run_seconds: float) -> None:
-        pass
-
-    def slots(self, queue: str, busy: int, total: int) -> None:
-        pass
-
-    def recovered(self, queue: str, reason: str, n: int) -> None:
-        pass
-
-    def throttled(self, queue: str, limit: str, seconds: float) -> None:
-        pass
 
 
 @dataclass(slots=True)
@@ -71,6 +48,7 @@ class Run:
     stop_reason: str | None = None
     ctx: JobContext | None = None
     ended: bool = False  # its processor returned: only its outcome's write is left
+    returned: Returned | None = None  # a synchronous run's thread is back, with this
 
 
 class QueueWorker:
@@ -128,6 +106,8 @@ class QueueWorker:
         # The running backend's own CancelScope class, found once by serve(): calling
         # anyio.CancelScope() looks the backend up each time, a few µs per claimed job.
         self._scope: type[anyio.CancelScope] = anyio.CancelScope
+        self.threads = ThreadPool(concurrency)  # synchronous runs: never abandoned
+        self.in_threads: dict[int, Run] = {}  # synchronous runs whose thread has not returned
 
     @property
     def busy(self) -> int:
@@ -165,14 +145,43 @@ class QueueWorker:
                 continue
             if job_ids is None or job_id in job_ids:
                 run.stop_reason = run.stop_reason or reason
-                if force and run.ctx is not None:
-                    run.ctx.force_kill = True
+                if run.ctx is not None:
+                    run.ctx.force_kill = run.ctx.force_kill or force
+                    run.ctx.request_stop()
                 run.scope.cancel()
                 stopped += 1
         return stopped
 
+    def how_stopped(self, job_id: int) -> str:
+        """What stopping this run did, in words for the job's log (`wizd kill` shows it)."""
+        run = self.runs.get(job_id)
+        if run is None or run.ended:
+            return STOP_NOTE + "run stopped: its processor had already returned"
+        processor = self.agent.processors.get(run.job.name)
+        force = run.ctx is not None and run.ctx.force_kill
+        if job_id in self.in_threads:
+            return (
+                STOP_NOTE
+                + "run asked to stop: a synchronous processor's thread cannot be killed"
+                + (" (not even with --force)" if force else "")
+                + "; it sees ctx.should_stop(), and its slot stays held until the thread returns"
+            )
+        if isinstance(processor, CommandProcessor):
+            if force:
+                return STOP_NOTE + "run stopped: its command's process group got SIGKILL"
+            return (
+                f"{STOP_NOTE}run stopped: its command's process group got SIGTERM, and "
+                f"gets SIGKILL if still running {processor.kill_grace:g}s later"
+            )
+        return STOP_NOTE + "run stopped: its processor was cancelled"
+
     def owned_runs(self, claimed_before: float) -> Iterator[Run]:
-        return (r for r in self.runs.values() if r.started < claimed_before)
+        """Runs claimed before then that nothing has yet found lost."""
+        return (
+            r
+            for r in self.runs.values()
+            if r.started < claimed_before and r.stop_reason != "lost" and not r.ended
+        )
 
     async def drained(self) -> None:
         """Return once no job of this queue is running or waiting to be written."""
@@ -183,7 +192,6 @@ class QueueWorker:
 
     async def serve(self) -> None:
         """Claim and run jobs until stop_claiming(); then wait for the running ones to end."""
-        self.hooks.slots(self.name, 0, self.concurrency)
         self._scope = type(anyio.CancelScope())
         try:
             async with anyio.create_task_group() as tg:
@@ -329,7 +337,6 @@ class QueueWorker:
             if self._log_debug:
                 self.log.debug("job_claimed", **_job_fields(job))
         self._active += len(runs)
-        self.hooks.slots(self.name, self._active, self.concurrency)
         return runs
 
     def _throttled(self, claimed: Claimed) -> None:
@@ -351,7 +358,9 @@ class QueueWorker:
             with run.scope:
                 finish = await self._execute(run.job, run)
         finally:
-            if finish is None and run.stop_reason is None and run.scope.cancelled_caught:
+            if run.returned is not None and run.scope.cancel_called:
+                finish = self._thread_stopped(run, run.returned)
+            elif finish is None and run.stop_reason is None and run.scope.cancelled_caught:
                 # Nobody stopped it: the job's own deadline (set by _execute) cancelled it.
                 timeout = run.job.timeout or 0.0
                 finish = self._finish(run.job, "failed", error=f"timed out after {timeout:g}s")
@@ -387,34 +396,82 @@ class QueueWorker:
             # tells its expiry from a stop, which always gives a reason. A TimeoutError the
             # processor raises itself is its failure like any other exception.
             run.scope.deadline = anyio.current_time() + job.timeout
+        awaitable = None
+        if not self.agent.is_async(job.name):
+            returned = await self._in_thread(processor, ctx, run)
+            if not inspect.isawaitable(returned.value):
+                return self._settle(run, returned)
+            awaitable = returned.value  # a plain wrapper returned its coroutine: run it here
         try:
-            if self.agent.is_async(job.name):
-                result = await processor(ctx)
-            else:
-                result = await anyio.to_thread.run_sync(processor, ctx, abandon_on_cancel=True)
-            if inspect.isawaitable(result):  # a plain wrapper returned its coroutine: run it
-                result = await result
-        except RetryLater as later:
-            return self._finish(job, "later", delay=later.seconds, error=later.reason or None)
-        except LostJob:
-            run.stop_reason = "lost"
-            return None
+            result = await (processor(ctx) if awaitable is None else awaitable)
         except (Exception, SystemExit) as exc:  # a processor's failure (even sys.exit())
-            return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
+            return self._settle(run, Returned(error=exc))
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelling():
                 raise  # ours: the run's scope (stop, deadline) or the daemon's
             # A cancellation that no scope of ours asked for: a library gave up inside the
             # processor. It is the job's failure; letting it out would end the runner.
-            return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
-        if isinstance(result, WaitForChildren):
-            return self._finish(job, "wait_children", result=result.note)
-        if result is not None and type(result) not in _SCALARS:
-            try:  # the writer's batch must not carry a result the store cannot encode
-                encode_json(result, "result")
-            except InvalidJob as exc:
-                return self._finish(job, "failed", error=str(exc), retry=False)
-        return self._finish(job, "completed", result=result)
+            return self._settle(run, Returned(error=exc))
+        return self._settle(run, Returned(result))
+
+    async def _in_thread(self, processor: Any, ctx: JobContext, run: Run) -> Returned:
+        """Run a synchronous processor in a thread; its run lasts till the thread returns."""
+
+        def returned(outcome: Returned) -> None:
+            run.returned = outcome
+            self._left_thread(run)
+
+        def asked_to_stop() -> None:
+            why = run.stop_reason or "timed out"
+            self.log.warning("thread_asked_to_stop", why=why, **_job_fields(run.job))
+
+        self.in_threads[run.job.id] = run
+        try:
+            return await self.threads.call(
+                processor, ctx, returned=returned, asked_to_stop=asked_to_stop
+            )
+        finally:
+            self._left_thread(run)  # (also when it was stopped before its thread started)
+
+    def _left_thread(self, run: Run) -> None:
+        # A job killed, retried and claimed again while this thread ran has a new entry.
+        if self.in_threads.get(run.job.id) is run:
+            del self.in_threads[run.job.id]
+
+    def _settle(self, run: Run, returned: Returned) -> Finish | None:
+        """The outcome of a run whose processor returned `value` or raised `error`."""
+        job, exc = run.job, returned.error
+        if exc is None:
+            result = returned.value
+            if isinstance(result, WaitForChildren):
+                return self._finish(job, "wait_children", result=result.note)
+            if result is not None and type(result) not in _SCALARS:
+                try:  # the writer's batch must not carry a result the store cannot encode
+                    encode_json(result, "result")
+                except InvalidJob as bad:
+                    return self._finish(job, "failed", error=str(bad), retry=False)
+            return self._finish(job, "completed", result=result)
+        if isinstance(exc, RetryLater):
+            return self._finish(job, "later", delay=exc.seconds, error=exc.reason or None)
+        if isinstance(exc, LostJob):
+            run.stop_reason = "lost"
+            return None
+        return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _thread_stopped(self, run: Run, returned: Returned) -> Finish | None:
+        """The outcome of a synchronous run that was asked to stop, written only now that
+        its thread has returned: past its timeout it failed; on shutdown, a thread that
+        finished its work keeps its result, one that gave up is requeued; a killed or lost
+        run's outcome is already in the store."""
+        seconds = round(time.monotonic() - run.started, 3)
+        self.log.info("thread_returned", seconds=seconds, **_job_fields(run.job))
+        if run.stop_reason is None:  # its own deadline
+            timeout = run.job.timeout or 0.0
+            error = f"timed out after {timeout:g}s (its thread returned after {seconds:g}s)"
+            return self._finish(run.job, "failed", error=error)
+        if run.stop_reason == "shutdown" and returned.error is None:
+            return self._settle(run, returned)
+        return self._stopped(run)
 
     def _finish(self, job: Job, outcome: Any, **kw: Any) -> Finish:
         return Finish(job.id, self.worker_id, job.attempt, outcome, **kw)
@@ -451,7 +508,6 @@ class QueueWorker:
         results: list[bool | None] = [None] * len(batch) if owned is None else list(owned)
         for (run, finish), ours in zip(batch, results, strict=True):
             self._written(run, finish, ours)
-        self.hooks.slots(self.name, self._active, self.concurrency)
         if self._ended is not None:
             self._ended.set()
             self._ended = None

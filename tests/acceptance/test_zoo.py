@@ -57,9 +57,11 @@ FAILS: dict[str, Any] = {
     "exits": "SystemExit: 3",
     "raises_cancelled": "CancelledError: a library gave up",
     "times_out": f"timed out after {TIMEOUT:g}s",
+    "sync_exits": "SystemExit: bye",
+    "sync_times_out": f"timed out after {TIMEOUT:g}s (its thread returned after ",
 }
-CANCELLED = "cancelled_inside"
-KINDS = [*COMPLETES, *FAILS, CANCELLED]
+CANCELLED = ("cancelled_inside", "sync_cancelled")  # each cancelled once it is running
+KINDS = [*COMPLETES, *FAILS, *CANCELLED]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -89,17 +91,17 @@ def test_every_processor_style_ends_as_it_should(zoo_harness: Harness, concurren
                     {"dir": str(marks)},
                     queue=AGENT,
                     attempts=1,
-                    timeout=TIMEOUT if kind == "times_out" else 60,
+                    timeout=TIMEOUT if kind.endswith("times_out") else 60,
                 )
                 ids[job.id] = kind
         daemon = h.start(
             agent=AGENT, app="zoo_agents:zoo", concurrency=concurrency, log_level="info"
         ).ready()
 
-        to_cancel = {i for i, kind in ids.items() if kind == CANCELLED}
+        to_cancel = {i for i, kind in ids.items() if kind in CANCELLED}
 
         def all_final() -> bool:
-            # A `cancelled_inside` run is cancelled once it is inside its own scope.
+            # A CANCELLED run is cancelled once it is inside its own scope (or its thread).
             for job_id in [i for i in to_cancel if (marks / f"{i}.in").exists()]:
                 q.cancel(job_id)
                 to_cancel.discard(job_id)

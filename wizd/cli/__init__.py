@@ -43,7 +43,9 @@ Settings come from these flags, then WIZD_* environment variables, then the TOML
 @click.option("--hung-timeout", type=float, help="Seconds of silence before a job is hung [300].")
 @click.option("--shutdown-grace", type=float, help="Seconds running jobs get on SIGTERM [30].")
 @click.option("--metrics-host", help="Metrics listen address [127.0.0.1].")
-@click.option("--metrics-port", type=int, help="Metrics port, 0 = off [9464].")
+@click.option(
+    "--metrics-port", type=int, help="Metrics port, 0 = off [9464, or the next free one]."
+)
 @click.option(
     "--log-format", type=click.Choice(["auto", "json", "console"]), help="Log format [auto]."
 )

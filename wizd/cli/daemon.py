@@ -12,11 +12,13 @@ import anyio
 
 from wizd.agent import Agent
 from wizd.errors import ConfigError
+from wizd.hooks import Hooks
 from wizd.logging import configure_logging, get_logger
 from wizd.settings import Settings
 from wizd.supervisor import Supervisor, load_agents, pid_alive
 from wizd.systemd import Notifier
-from wizd.worker import Hooks
+
+EXIT_ABANDONED = 3  # a third signal ended the process with threads of synchronous runs running
 
 
 def absolute_database(url: str) -> str:
@@ -40,7 +42,8 @@ async def serve(
 ) -> None:
     """Run a Supervisor until SIGTERM/SIGINT or `stop` (graceful). A second signal skips the
     rest of the grace period (running jobs are requeued at once, not charged); a third
-    abandons everything (jobs left running are recovered at the next start)."""
+    abandons everything (jobs left running are recovered at the next start); with threads
+    of synchronous processors still running, it ends the process at once, as SIGKILL would."""
     log = get_logger()
     supervisor = Supervisor(
         settings, agents, log=log, notifier=Notifier(), hooks=hooks, on_ready=on_ready
@@ -62,6 +65,19 @@ async def serve(
                         stop.set()
                         supervisor.stop_now()
                     else:
+                        held = sorted(j for w in supervisor.workers for j in w.in_threads)
+                        if held:
+                            # A thread cannot be abandoned while the process lives on (its
+                            # job would go unheartbeated while it runs): end the process, as
+                            # SIGKILL would; the jobs are recovered as after one.
+                            log.warning(
+                                "signal_received",
+                                signal=name,
+                                action="exit now, ending the threads of synchronous runs",
+                                job_ids=held,
+                            )
+                            sys.stderr.flush()
+                            os._exit(EXIT_ABANDONED)
                         log.warning("signal_received", signal=name, action="abandon and exit")
                         tg.cancel_scope.cancel()
 

@@ -40,6 +40,7 @@ from wizd.errors import JobNotFound
 from wizd.model import Event, Job, JobFilter, JobStatus
 from wizd.queue import Queue
 from wizd.settings import Settings
+from wizd.worker import STOP_NOTE
 
 FOLLOW_INTERVAL = 0.3  # seconds between polls of `logs -f`
 MAX_LIST = 10_000
@@ -256,21 +257,60 @@ def cancel(ids: tuple[str, ...], as_json: bool) -> None:
     show_changed(with_queue(work), as_json, "cancelled")
 
 
-@click.command(help="Cancel a job and stop its run now (SIGTERM, then SIGKILL).")
+@click.command(
+    help="Cancel a job and stop its run now: a command gets SIGTERM, then SIGKILL; a Python "
+    "processor is cancelled; a synchronous one is asked to stop (a thread cannot be killed). "
+    "Says what its daemon did."
+)
 @store
 @json_option
 @click.argument("id")
-@click.option("--force", is_flag=True, help="SIGKILL at once, no grace.")
+@click.option("--force", is_flag=True, help="A command gets SIGKILL at once, no grace.")
 def kill(id: str, force: bool, as_json: bool) -> None:
-    async def work(q: Queue, s: Settings) -> Job:
-        return await q.kill(id, force=force)
+    async def work(q: Queue, s: Settings) -> tuple[Job, Job, str | None]:
+        before = await q.get(id)
+        job = await q.kill(id, force=force)
+        ran = before.status is JobStatus.RUNNING or job.attempt != before.attempt
+        return before, job, (await _stop_note(q, job) if ran and not as_json else None)
 
-    job = with_queue(work)
+    before, job, note = with_queue(work)
     if as_json:
         print_json(job.to_dict())
-        return
-    how = "SIGKILL" if force else "SIGTERM, then SIGKILL after its grace"
-    show(f"job {job.id} {symbol(job.status)}; a running process is stopped by its daemon ({how})")
+    elif before.status is not JobStatus.RUNNING and job.attempt == before.attempt:
+        when = "before it ran"
+        if before.status is JobStatus.WAITING_CHILDREN:
+            when = "while waiting for its children"
+        elif before.attempt:
+            when = "before its next run"
+        show(f"job {job.id} {symbol(job.status)} {when} (it was {before.status.value})")
+    elif note is not None:
+        show(f"job {job.id} {symbol(job.status)}; its daemon: {note}")
+    else:
+        show(
+            f"job {job.id} {symbol(job.status)}; its daemon ({job.worker_id}) has not stopped "
+            f"the run yet (within {KILL_NOTE_WAIT:g}s): it does when it notices; "
+            f"`wizd logs {job.id}` will say how"
+        )
+
+
+KILL_NOTE_WAIT = 5.0  # seconds `kill` waits for the daemon's note of what it did
+
+
+async def _stop_note(q: Queue, job: Job) -> str | None:
+    """The note the job's daemon logs when it stops the run (worker.how_stopped)."""
+    with anyio.move_on_after(KILL_NOTE_WAIT):
+        while True:
+            for event in await q.events(job):
+                if (
+                    event.kind == "log"
+                    and event.worker_id == job.worker_id
+                    and event.attempt == job.attempt
+                    and event.message is not None
+                    and event.message.startswith(STOP_NOTE)
+                ):
+                    return event.message.removeprefix(STOP_NOTE)
+            await anyio.sleep(0.05)
+    return None
 
 
 @click.command(help="Requeue failed/cancelled jobs, or all failed jobs of an agent.")

@@ -196,7 +196,9 @@ STATES = {"live": "[green]live[/]", "stopped": "[dim]stopped[/]", "dead": "[red]
 
 def workers_table(rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
     now = time.time()
-    grid = table("worker", "host", "pid", "queues", "concurrency", "busy", "heartbeat", "state")
+    grid = table(
+        "worker", "host", "pid", "queues", "concurrency", "busy", "metrics", "heartbeat", "state"
+    )
     for worker, state in rows:
         grid.add_row(
             escape(worker.id),
@@ -205,6 +207,7 @@ def workers_table(rows: Sequence[tuple[WorkerInfo, str]]) -> Table:
             escape(", ".join(worker.queues)),
             str(worker.concurrency),
             str(worker.busy),
+            escape(worker.metrics or "-"),
             ago(worker.heartbeat_at, now),
             STATES[state],
         )

@@ -139,6 +139,7 @@ def register_worker(c: Conn, now: float, info: WorkerInfo) -> None:
             info.version,
             now,
             now,
+            info.metrics,
         ),
     )
 

@@ -435,13 +435,17 @@ RETURNING {JOB_COLUMNS}, {CLAIMED_DEPS}
 
 # -- the agent registry --------------------------------------------------------------------
 WORKER_REGISTER = """
-INSERT INTO workers (id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+INSERT INTO workers (
+    id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, metrics
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,
+    metrics = excluded.metrics
 """
 WORKER_STOPPED = "UPDATE workers SET stopped_at = %s, busy = 0 WHERE id = %s"
 WORKERS_ALL = """
-SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy
+SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy,
+    metrics
 FROM workers ORDER BY started_at DESC
 """
 WORKERS_WITH_RUNNING = """

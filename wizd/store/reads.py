@@ -165,6 +165,7 @@ def workers(c: Conn) -> list[WorkerInfo]:
             heartbeat_at=cast(Any, utc(r[7])),
             stopped_at=utc(r[8]),
             busy=r[9],
+            metrics=r[10],
         )
         for r in c.execute(Q.WORKERS_ALL)
     ]

@@ -393,13 +393,17 @@ ORDER BY j.id
 
 # -- the agent registry --------------------------------------------------------------------
 WORKER_REGISTER = """
-INSERT INTO workers (id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+INSERT INTO workers (
+    id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, metrics
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,
+    metrics = excluded.metrics
 """
 WORKER_STOPPED = "UPDATE workers SET stopped_at = ?, busy = 0 WHERE id = ?"
 WORKERS_ALL = """
-SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy
+SELECT id, hostname, pid, queues, concurrency, version, started_at, heartbeat_at, stopped_at, busy,
+    metrics
 FROM workers ORDER BY started_at DESC
 """
 WORKERS_WITH_RUNNING = """

@@ -210,3 +210,22 @@ async def cancelled_inside(ctx: JobContext) -> None:
     with anyio.fail_after(120):
         Path(ctx.payload["dir"], f"{ctx.id}.in").touch()  # noqa: ASYNC240 - before any await
         await anyio.sleep(120)
+
+
+@zoo.processor("sync_exits")
+def sync_exits(ctx: JobContext) -> None:
+    sys.exit("bye")
+
+
+@zoo.processor("sync_times_out")
+def sync_times_out(ctx: JobContext) -> str:
+    """Honours its timeout by waiting for the daemon's stop request, not with time.sleep."""
+    ctx.wait_for_stop(60)
+    return "stopped"
+
+
+@zoo.processor("sync_cancelled")
+def sync_cancelled(ctx: JobContext) -> str:
+    Path(ctx.payload["dir"], f"{ctx.id}.in").touch()
+    ctx.wait_for_stop(120)
+    return "stopped"
