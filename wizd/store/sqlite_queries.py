@@ -14,6 +14,8 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA temp_store=MEMORY",
 )
+# A read-only connection's: the journal mode is the file's, which it may not change.
+READER_PRAGMAS = PRAGMAS[1:]
 
 SCHEMA_VERSION_CREATE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
