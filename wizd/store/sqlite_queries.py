@@ -444,9 +444,10 @@ DEPENDENTS = f"""
 SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?)
 ORDER BY id
 """
-COMPLETE_CONSOLIDATED = """
-UPDATE jobs SET status = 'completed', result = :result, updated_at = :now, finished_at = :now,
-    progress = 1.0
+# A distributed parent ends completed, or failed (with `error`) if a sub-task did not complete.
+END_CONSOLIDATED = """
+UPDATE jobs SET status = :status, result = :result, error = :error, updated_at = :now,
+    finished_at = :now, progress = 1.0
 WHERE id = :id AND status = 'waiting_children'
 """
 
