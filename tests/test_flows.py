@@ -1037,6 +1037,34 @@ async def test_distributed_job_ends_completed_only_when_every_sub_task_completed
         await assert_counts_match(q)
 
 
+async def test_retrying_a_failed_distributed_job_runs_its_failed_sub_tasks_again(
+    flows_open: Opener,
+) -> None:
+    """No processor runs a distributed parent: `retry` (as `wizd retry --failed`) makes it
+    wait for its sub-tasks again and runs again those that failed; the others keep their
+    results, and the new consolidation decides its status."""
+    async with flows_open() as q:
+        parent = await q.create_distributed(prompt="p", subtasks=QUERIES, dispatch=True)
+        s1, s2, s3 = await q.children(parent)
+        await complete(q, s1, result="one")
+        await fail(q, s2, error="flaky")
+        await q.cancel(s3)
+        assert (await q.get(parent)).status is S.FAILED
+
+        [again] = await q.retry(parent)
+        assert again.status is S.WAITING_CHILDREN
+        assert (again.error, again.result) == (None, None)
+        statuses = [(await q.get(j)).status for j in (s1, s2, s3)]
+        assert statuses == [S.COMPLETED, S.PENDING, S.PENDING]
+        await complete(q, s2, result="two")
+        await complete(q, s3, result="three")
+        done = await q.get(parent)
+        assert done.status is S.COMPLETED
+        doc = await q.consolidate(parent)
+        assert [r["result"] for r in doc["results"]] == ["one", "two", "three"]
+        await assert_counts_match(q)
+
+
 async def test_sub_task_query_limit(flows_open: Opener) -> None:
     async with flows_open() as q:
         with pytest.raises(InvalidJob) as err:

@@ -166,6 +166,27 @@ def end_distributed(c: Conn, now: float, parent: Job) -> None:
     after_final(c, now, [parent.id])
 
 
+def requeue(c: Conn, now: float, job: Job, target: JobStatus) -> None:
+    """Start a failed or cancelled job over in `target`, its deadline renewed for as long."""
+    expires = None
+    if job.expires_at is not None:
+        expires = now + (job.expires_at - job.created_at).total_seconds()
+    args = {"id": job.id, "now": now, "status": target, "expires_at": expires}
+    c.execute(Q.RETRY_JOB, args)
+    rowmap.event(c, now, job.id, "retried", target, 0, None, None)
+
+
+def retry_distributed(c: Conn, now: float, parent: Job) -> None:
+    """A failed or cancelled distributed job waits for its sub-tasks again, and those that
+    failed or were cancelled run again. With nothing left to run (a parent that failed by
+    its own deadline after every sub-task completed), it is consolidated again at once."""
+    requeue(c, now, parent, S.WAITING_CHILDREN)
+    for child in rowmap.jobs(c, c.execute(Q.CHILDREN, (parent.id,)).fetchall()):
+        if child.status in (S.FAILED, S.CANCELLED):
+            requeue(c, now, child, S.PENDING if deps_satisfied(c, child) else S.WAITING)
+    release_parent(c, now, parent.id)
+
+
 # -- dependency edits ----------------------------------------------------------------------
 
 
