@@ -168,6 +168,19 @@ async def test_a_read_only_client_sees_a_writer_that_starts_after_it(store_url: 
             assert [j.name for j in await reader.list()] == ["second", "first"]
 
 
+async def test_a_read_only_client_sees_a_writer_that_came_and_went(store_url: str) -> None:
+    """A writer that opens, commits and closes between two reads leaves no -wal behind but a
+    changed file: the immutable reader opens it again rather than trust its cached pages."""
+    with wizd.connect_sync(store_url) as q:
+        q.enqueue("first")
+    async with wizd.connect(store_url, read_only=True) as reader:
+        assert [j.name for j in await reader.list()] == ["first"]
+        async with wizd.connect(store_url) as writer:
+            await writer.enqueue("second")
+        assert not await anyio.Path(store_url + "-wal").exists()
+        assert [j.name for j in await reader.list()] == ["second", "first"]
+
+
 def test_status_on_an_empty_file_says_it_is_not_a_wizd_database(tmp_path: Path) -> None:
     empty = tmp_path / "empty.db"
     empty.touch()

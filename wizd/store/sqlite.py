@@ -23,11 +23,12 @@ from wizd.store import sqlite_queries as Q
 from wizd.store.migrations import bundled
 from wizd.store.sql import SQLStore
 from wizd.store.sqlite_files import (
+    Stamp,
     check_directory,
     create_file,
+    immutable_stale,
     read_only_uri,
     refuse_missing,
-    wal_in_use,
 )
 
 T = TypeVar("T")
@@ -119,7 +120,8 @@ class SQLiteStore(SQLStore):
         self._seen_version = -1
         self._last_change = 0.0  # monotonic time of the last change seen
         self.created = False  # whether open() created the database file
-        self._immutable = False  # a read-only reader opened immutable (sqlite_files)
+        # The file's stamp when a read-only reader opened it immutable (sqlite_files).
+        self._immutable: Stamp | None = None
 
     @property
     def memory(self) -> bool:
@@ -329,16 +331,17 @@ class SQLiteStore(SQLStore):
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
-        if self._immutable and wal_in_use(self.config.path):
+        if self._immutable is not None and immutable_stale(self.config.path, self._immutable):
             await self._reopen_reader()
         return await self._call(self._reader, fn)
 
     async def _reopen_reader(self) -> None:
-        """A connection has opened the file since this immutable reader did, so commits may
-        now sit in the WAL, which an immutable reader never looks at: read it from now on."""
+        """Another connection has opened or written the file since this immutable reader
+        opened it: commits may sit in the WAL, which an immutable reader never looks at, and
+        its cached pages may be stale. Open it again (normally, if a -wal now exists)."""
         old = self._reader
         assert old is not None
-        self._immutable = False
+        self._immutable = None
         uri, self._immutable = read_only_uri(self.config.path)
         self._reader = await self._connect(uri=uri)
         await old.close()

@@ -64,13 +64,34 @@ def is_wal(path: str) -> bool:
     return header.startswith(SQLITE_MAGIC) and header[WAL_HEADER_BYTE:] == b"\x02\x02"
 
 
-def read_only_uri(path: str) -> tuple[str, bool]:
-    """A `file:` URI that opens `path` read-only, and whether it opens it immutable (a WAL
-    database that no connection has open: see the module's docstring)."""
+Stamp = tuple[int, int, int]  # a file's inode, size and mtime (ns)
+
+
+def file_stamp(path: str) -> Stamp | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def read_only_uri(path: str) -> tuple[str, Stamp | None]:
+    """A `file:` URI that opens `path` read-only and, if it opens it immutable (a WAL
+    database that no connection has open: see the module's docstring), the file's stamp
+    as it was before (else None)."""
     absolute = os.path.abspath(os.path.expanduser(path))
-    immutable = is_wal(absolute) and not wal_in_use(absolute)
+    stamp = file_stamp(absolute)
     uri = "file:" + quote(absolute) + "?mode=ro"
-    return (uri + "&immutable=1" if immutable else uri), immutable
+    if stamp is not None and is_wal(absolute) and not wal_in_use(absolute):
+        return uri + "&immutable=1", stamp
+    return uri, None
+
+
+def immutable_stale(path: str, stamp: Stamp) -> bool:
+    """Whether a reader that opened `path` immutable at `stamp` must open it again: some
+    connection has opened it since (its commits may sit in the WAL), or has written the
+    file itself (a checkpoint, after which cached pages would be stale)."""
+    return wal_in_use(path) or file_stamp(path) != stamp
 
 
 def refuse_missing(path: str) -> None:
