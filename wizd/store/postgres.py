@@ -321,7 +321,9 @@ class PostgresStore(SQLStore):
                 cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
             ) as conn:
                 if cfg.read_only:
-                    self._check_readable(conn)
+                    from wizd.store.postgres_read_only import check_readable  # needs psycopg
+
+                    check_readable(conn, cfg.schema, cfg.display, LATEST_VERSION)
                 else:
                     self._migrate(conn)
         except psycopg.Error as exc:
@@ -363,33 +365,6 @@ class PostgresStore(SQLStore):
         except Exception as exc:
             self._pool.close()
             raise StoreError(f"cannot connect to {cfg.display}: {exc}") from exc
-
-    def _check_readable(self, conn: psycopg.Connection[Any]) -> None:
-        """What a read-only store needs, checked without creating or changing anything:
-        wizd's tables, at this wizd's schema version."""
-        cfg = self.config
-        with conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            tables = {r[0] for r in conn.execute(PQ.TABLE_NAMES, (cfg.schema,))}
-            if "schema_version" not in tables:
-                raise StoreError(
-                    f"{cfg.display} has no wizd tables (a daemon or `wizd create` makes them)"
-                    if not tables
-                    else f"{cfg.display} holds tables {sorted(tables)[:5]} but no "
-                    "schema_version: it is not a wizd schema (choose another with postgres_schema)"
-                )
-            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(cfg.schema)))
-            current = conn.execute(PQ.SCHEMA_VERSION_GET).fetchone()[0]  # type: ignore[index]
-        if current != LATEST_VERSION:
-            raise StoreError(
-                f"{cfg.display} has schema version {current}, this wizd's is {LATEST_VERSION}: "
-                + (
-                    "upgrade wizd"
-                    if current > LATEST_VERSION
-                    else "read commands never migrate: start the daemon (or run any writing "
-                    "command) on it once to migrate it"
-                )
-            )
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         cfg = self.config
