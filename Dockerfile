@@ -44,7 +44,8 @@ ENV PATH=/opt/wizd/bin:$PATH \
     WIZD_DATABASE=/var/lib/wizd/wizd.db \
     WIZD_METRICS_HOST=0.0.0.0
 
-# The database (and the daemon's home): keep it on a volume.
+# The database (and the daemon's home): keep it on a volume. wizd creates the database file
+# 0600 whatever the umask (-wal and -shm follow it); WIZD_FILE_MODE=0640 shares it with a group.
 VOLUME ["/var/lib/wizd"]
 WORKDIR /var/lib/wizd
 USER 10001:10001

@@ -961,7 +961,8 @@ async def test_consolidation(flows_open: Opener, flows_clock: FlowsClock) -> Non
         await complete(q, s3, result={"answer": "y" * 500})
 
         got = await q.get(parent)
-        assert got.status is S.COMPLETED  # consolidated in the last sub-task's finish()
+        assert got.status is S.FAILED  # consolidated in the last sub-task's finish()
+        assert got.error == "1 of 3 sub-tasks did not complete (sub_2 failed: no source)"
         doc = await q.consolidate(parent)
         assert got.result == doc
         assert doc["consolidated_at"] is not None
@@ -979,6 +980,89 @@ async def test_consolidation(flows_open: Opener, flows_clock: FlowsClock) -> Non
         # The full results stay on the sub-tasks.
         assert (await q.get(s1)).result == long_text
         assert (await q.get(s3)).result == {"answer": "y" * 500}
+
+
+async def test_distributed_job_whose_only_sub_task_failed_is_failed(
+    flows_open: Opener,
+) -> None:
+    """Seed 001 counts each sub-task completed or failed; the job itself is `completed` only
+    when every sub-task completed, else `failed` (so `jobs -s failed` finds it and its
+    dependents do not run), the consolidation of every sub-task kept as its result."""
+    async with flows_open() as q:
+        parent = await q.create_distributed(prompt="p", subtasks=["only"], dispatch=True)
+        after = await q.enqueue("report", depends_on=[parent])
+        [sub] = await q.children(parent)
+        await fail(q, sub, error="endpoint down")
+
+        got = await q.get(parent)
+        assert got.status is S.FAILED
+        assert got.error == "1 of 1 sub-tasks did not complete (sub_1 failed: endpoint down)"
+        failed = {j.id for j in await q.list(status="failed")}
+        assert failed == {parent.id, sub.id, after.id}
+        doc = await q.consolidate(parent)
+        assert got.result == doc
+        assert (doc["total_tasks"], doc["completed"], doc["failed"]) == (1, 0, 1)
+        assert doc["consolidated_at"] is not None
+        assert (await q.get(after)).status is S.FAILED  # its dependency failed
+        kinds = [e.kind for e in await q.events(parent)]
+        assert kinds[-1] == "consolidated"
+        await assert_counts_match(q)
+
+
+async def test_distributed_job_ends_completed_only_when_every_sub_task_completed(
+    flows_open: Opener,
+) -> None:
+    async with flows_open() as q:
+        good = await q.create_distributed(prompt="p", subtasks=QUERIES, dispatch=True)
+        for sub in await q.children(good):
+            await complete(q, sub, result="ok")
+        assert (await q.get(good)).status is S.COMPLETED
+        assert (await q.get(good)).error is None
+
+        mixed = await q.create_distributed(prompt="p", subtasks=QUERIES * 2, dispatch=True)
+        subs = await q.children(mixed)
+        await complete(q, subs[0], result="ok")
+        await q.cancel(subs[1])
+        for sub in subs[2:]:
+            await fail(q, sub, error="x" * 500)
+        got = await q.get(mixed)
+        assert got.status is S.FAILED
+        assert got.error is not None
+        assert got.error.startswith("5 of 6 sub-tasks did not complete (sub_2 cancelled: ")
+        assert got.error.endswith("; 2 more)")
+        assert "x" * 201 not in got.error
+        doc = await q.consolidate(mixed)
+        assert (doc["completed"], doc["failed"], doc["pending"]) == (1, 5, 0)
+        assert [r["status"] for r in doc["results"]][:2] == ["completed", "cancelled"]
+        await assert_counts_match(q)
+
+
+async def test_retrying_a_failed_distributed_job_runs_its_failed_sub_tasks_again(
+    flows_open: Opener,
+) -> None:
+    """No processor runs a distributed parent: `retry` (as `wizd retry --failed`) makes it
+    wait for its sub-tasks again and runs again those that failed; the others keep their
+    results, and the new consolidation decides its status."""
+    async with flows_open() as q:
+        parent = await q.create_distributed(prompt="p", subtasks=QUERIES, dispatch=True)
+        s1, s2, s3 = await q.children(parent)
+        await complete(q, s1, result="one")
+        await fail(q, s2, error="flaky")
+        await q.cancel(s3)
+        assert (await q.get(parent)).status is S.FAILED
+
+        [again] = await q.retry(parent)
+        assert again.status is S.WAITING_CHILDREN
+        assert (again.error, again.result) == (None, None)
+        statuses = [(await q.get(j)).status for j in (s1, s2, s3)]
+        assert statuses == [S.COMPLETED, S.PENDING, S.PENDING]
+        await complete(q, s2, result="two")
+        await complete(q, s3, result="three")
+        done = await q.get(parent)
+        assert done.status is S.COMPLETED
+        doc = await q.consolidate(parent)
+        assert [r["result"] for r in doc["results"]] == ["one", "two", "three"]
+        await assert_counts_match(q)
 
 
 async def test_sub_task_query_limit(flows_open: Opener) -> None:
@@ -1021,5 +1105,6 @@ async def test_expired_distributed_job_is_consolidated(
         assert ["expired" in (r["error"] or "") for r in doc["results"]] == [False, True, True]
         assert doc["consolidated_at"] is not None
         got = await q.get(parent)
-        assert got.status is S.COMPLETED
+        assert got.status is S.FAILED
+        assert (got.error or "").startswith("2 of 3 sub-tasks did not complete (sub_2 failed: exp")
         assert got.result == doc

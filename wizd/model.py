@@ -55,9 +55,10 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.WAITING_CHILDREN: frozenset({S.PENDING, S.WAITING, S.COMPLETED, S.FAILED, S.CANCELLED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
-    # Only an explicit retry (requeue) leaves failed or cancelled.
-    S.FAILED: frozenset({S.PENDING, S.WAITING}),
-    S.CANCELLED: frozenset({S.PENDING, S.WAITING}),
+    # Only an explicit retry (requeue) leaves failed or cancelled; a distributed job's
+    # retry waits for its sub-tasks again.
+    S.FAILED: frozenset({S.PENDING, S.WAITING, S.WAITING_CHILDREN}),
+    S.CANCELLED: frozenset({S.PENDING, S.WAITING, S.WAITING_CHILDREN}),
 }
 
 

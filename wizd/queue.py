@@ -529,7 +529,8 @@ class Queue:
 
         The sub-tasks are held until dispatch() (or dispatch=True); any worker of the queue
         with a `subtask_name` processor runs them. When every sub-task is final, the parent
-        completes with the consolidation as its result. At the ttl, unfinished sub-tasks
+        ends with the consolidation as its result: completed if every sub-task completed,
+        else failed. At the ttl, unfinished sub-tasks
         fail as expired and the consolidation reports them."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidJob("prompt", "must be a non-empty string")
@@ -601,7 +602,7 @@ class Queue:
         (each result shown in at most 200 characters), consolidated_at (None until every
         sub-task is final, when it is stored as the parent's result)."""
         parent = await self._distributed(id)
-        if parent.status is JobStatus.COMPLETED and isinstance(parent.result, dict):
+        if parent.final and isinstance(parent.result, dict):  # consolidated
             return parent.result
         return consolidation(parent, await self.store.children(parent.id), None)
 

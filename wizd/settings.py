@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     retention_statuses: list[str] = Field(default_factory=lambda: ["completed", "cancelled"])
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout: float = Field(default=5.0, gt=0)
+    file_mode: str = Field(
+        default="0600", description="octal mode of a SQLite database file wizd creates"
+    )
     postgres_schema: str = Field(
         default="wizd", pattern=r"^[a-z_][a-z0-9_]{0,39}$", description="schema of wizd's tables"
     )
@@ -132,6 +135,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{status!r} is not a final status ({', '.join(sorted(final))})")
         return value
 
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> Any:
+        # TOML's 0o640 arrives as the number 416; "0640" and "640" as text are octal too.
+        text = f"0{value:o}" if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(text, str) or not re.fullmatch(r"0?o?[0-7]{3}", text.strip()):
+            raise ValueError(f'{value!r} is not an octal file mode such as "0600" or "0640"')
+        mode = int(text.strip().replace("o", ""), 8)
+        if mode & 0o600 != 0o600:
+            raise ValueError(f"{value!r}: the owner (wizd) must be able to read and write (0600)")
+        return f"0{mode:03o}"
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -147,6 +162,7 @@ class Settings(BaseSettings):
         return {
             "synchronous": self.synchronous,
             "busy_timeout": self.busy_timeout,
+            "file_mode": int(self.file_mode, 8),
             "schema": self.postgres_schema,
             "pool_size": self.postgres_pool_size,
         }

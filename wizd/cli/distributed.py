@@ -73,7 +73,7 @@ def subtasks(id: str, as_json: bool) -> None:
         parent = await q.get(id)
         return parent.id, await q.subtasks(parent)
 
-    parent_id, found = with_queue(work)
+    parent_id, found = with_queue(work, read_only=True)
     if as_json:
         print_json(found)
     else:
@@ -104,7 +104,7 @@ def consolidate(id: str, as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> dict[str, Any]:
         return await q.consolidate(id)
 
-    doc = with_queue(work)
+    doc = with_queue(work, read_only=True)
     if as_json:
         print_json(doc)
         return

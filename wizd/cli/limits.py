@@ -75,7 +75,7 @@ def limits(as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> tuple[list[QueueLimits], dict[str, int]]:
         return await q.all_queue_limits(), await q.concurrency_limits()
 
-    queues, keys = with_queue(work)
+    queues, keys = with_queue(work, read_only=True)
     if as_json:
         print_json({"queues": [item.to_dict() for item in queues], "concurrency_keys": keys})
         return

@@ -76,4 +76,4 @@ def monitor(interval: float, iterations: int | None) -> None:
                 await anyio.sleep(max(interval - (time.monotonic() - started), 0.0))
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the view is meant to end
-        with_queue(work)
+        with_queue(work, read_only=True)

@@ -109,7 +109,7 @@ def jobs(
         found = await q.list(status=[*wanted, JobStatus.RUNNING], limit=MAX_LIST, **where)
         return [j for j in found if j.status in wanted or j.id in stale][:limit]
 
-    show_jobs(with_queue(work), as_json, "no jobs match")
+    show_jobs(with_queue(work, read_only=True), as_json, "no jobs match")
 
 
 @click.command(help="Show every field of a job, its timings, links and last error.")
@@ -131,7 +131,7 @@ def info(id: str, as_json: bool) -> None:
         }
         return job, related
 
-    job, related = with_queue(work)
+    job, related = with_queue(work, read_only=True)
     if as_json:
         doc: dict[str, Any] = {"job": job.to_dict(), "timings": timings(job)}
         doc.update({key: [brief(j) for j in jobs] for key, jobs in related.items()})
@@ -169,13 +169,13 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
 def logs(id: str, as_json: bool, follow: bool) -> None:
     if follow:
-        with_queue(lambda q, s: follow_events(id, as_json, q))
+        with_queue(lambda q, s: follow_events(id, as_json, q), read_only=True)
         return
 
     async def work(q: Queue, s: Settings) -> list[Event]:
         return await q.events(id)
 
-    events = with_queue(work)
+    events = with_queue(work, read_only=True)
     if as_json:
         print_json([event.to_dict() for event in events])
         return
@@ -374,7 +374,7 @@ def tree(id: str, as_json: bool) -> None:
                 statuses[dep] = "deleted"
         return root, statuses
 
-    root, statuses = with_queue(work)
+    root, statuses = with_queue(work, read_only=True)
     if as_json:
         print_json(root)
     else:

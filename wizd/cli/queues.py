@@ -66,7 +66,7 @@ async def queue_rows(q: Queue, s: Settings, window: float = 60.0) -> list[dict[s
 @store
 @json_option
 def status(as_json: bool) -> None:
-    rows = with_queue(queue_rows)
+    rows = with_queue(queue_rows, read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -107,7 +107,7 @@ def peek(agent: str, count: int, as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[Job]:
         return await q.peek(agent, count)
 
-    show_jobs(with_queue(work), as_json, f"nothing pending in queue {agent}")
+    show_jobs(with_queue(work, read_only=True), as_json, f"nothing pending in queue {agent}")
 
 
 @click.command(help="An agent's counts, wait and run times and throughput.")
@@ -121,7 +121,7 @@ def stats(agent: str, window: str, as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> QueueStats:
         return await q.stats(agent, seconds)
 
-    result = with_queue(work)
+    result = with_queue(work, read_only=True)
     if as_json:
         print_json(result.to_dict())
         return
@@ -156,7 +156,7 @@ def hung(older_than: str | None, reap: bool, as_json: bool) -> None:
         # reap_hung returns the jobs as they were when found; show where each went
         return [await q.get(job) for job in await q.reap_hung(limit)]
 
-    found = with_queue(work)
+    found = with_queue(work, read_only=not reap)
     if as_json:
         print_json([job.to_dict() for job in found])
         return
@@ -184,7 +184,7 @@ def cleanup(days: str, statuses: tuple[str, ...], dry_run: bool, as_json: bool) 
     async def work(q: Queue, s: Settings) -> list[int]:
         return await q.cleanup(older_than, chosen, dry_run=dry_run)
 
-    ids = with_queue(work)
+    ids = with_queue(work, read_only=dry_run)
     if as_json:
         print_json(
             {
@@ -207,7 +207,7 @@ def agents(as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[tuple[WorkerInfo, str]]:
         return [(w, worker_state(w, s.hung_timeout)) for w in await q.workers()]
 
-    rows = with_queue(work)
+    rows = with_queue(work, read_only=True)
     if as_json:
         print_json([{**w.to_dict(), "state": state} for w, state in rows])
         return

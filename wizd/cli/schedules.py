@@ -120,7 +120,7 @@ def list_schedules(as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[Schedule]:
         return await q.schedules()
 
-    found = with_queue(work)
+    found = with_queue(work, read_only=True)
     if as_json:
         print_json([s.to_dict() for s in found])
         return
@@ -176,7 +176,7 @@ def runs(ref: str, count: int, as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[ScheduleRun]:
         return await q.schedule_runs(ref, count)
 
-    found = with_queue(work)
+    found = with_queue(work, read_only=True)
     if as_json:
         print_json([r.to_dict() for r in found])
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -51,15 +52,29 @@ async def until_interrupted(work: Awaitable[T]) -> T:
     return done[0]
 
 
-def with_queue(work: Callable[[Queue, Settings], Awaitable[T]], *, create: bool = False) -> T:
+def with_queue(
+    work: Callable[[Queue, Settings], Awaitable[T]],
+    *,
+    create: bool = False,
+    read_only: bool = False,
+) -> T:
     """Run `work(queue, settings)` on a client of the configured store; closed afterwards.
     A SQLite file that does not exist is refused (a typo must not make an empty database)
-    unless `create`."""
+    unless `create`, and a new one is announced on stderr. With `read_only` (commands that
+    only read) the store is opened read-only: nothing is created, migrated or written, and
+    a user who may only read the database can run the command."""
     settings = current_settings()
-    options = {**settings.store_options(), "create": create}
+    options = {**settings.store_options(), "create": create, "read_only": read_only}
 
     async def main() -> T:
         async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:
+            if getattr(q.store, "created", False):
+                announce_created(getattr(q.store, "path", settings.database))
             return await until_interrupted(work(q, settings))
 
     return anyio.run(main)
+
+
+def announce_created(path: str) -> None:
+    """Say on stderr where a command made a new database (often ./wizd.db by default)."""
+    click.echo(f"wizd: created a new database at {os.path.abspath(path)}", err=True)

@@ -12,7 +12,7 @@ __all__ = ["Claimed", "Finish", "Fired", "FiredJob", "Interrupted", "Store", "op
 
 
 POSTGRES_ONLY = frozenset({"schema", "pool_size", "connect_timeout"})
-POSTGRES_OPTIONS = POSTGRES_ONLY | {"max_depth", "max_children", "create"}
+POSTGRES_OPTIONS = POSTGRES_ONLY | {"max_depth", "max_children", "create", "read_only"}
 
 
 def open_store(url: str, *, clock: Callable[[], float] = time.time, **options: Any) -> Store:

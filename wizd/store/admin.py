@@ -36,14 +36,12 @@ def retry(c: Conn, now: float, ids: list[int]) -> list[Job]:
                 job.id, job.status, S.PENDING, "retry it (only failed or cancelled jobs)"
             )
     for job in rowmap.get_many(c, ids):
+        if job.kind == "distributed":  # no processor runs the parent: its sub-tasks run again
+            flows.retry_distributed(c, now, job)
+            continue
         # Unfinished dependencies still hold it; a deadline is renewed for as long.
         target = S.PENDING if flows.deps_satisfied(c, job) else S.WAITING
-        expires = None
-        if job.expires_at is not None:
-            expires = now + (job.expires_at - job.created_at).total_seconds()
-        args = {"id": job.id, "now": now, "status": target, "expires_at": expires}
-        c.execute(Q.RETRY_JOB, args)
-        rowmap.event(c, now, job.id, "retried", target, 0, None, None)
+        flows.requeue(c, now, job, target)
     return rowmap.get_many(c, ids)
 
 

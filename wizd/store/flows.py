@@ -17,6 +17,8 @@ from wizd.store.conn import Conn
 
 S = JobStatus
 EDITABLE = (S.WAITING, S.PENDING, S.DELAYED, S.PAUSED)  # may gain or lose dependencies
+# A failed distributed job's error names this many sub-tasks, with this much of each error.
+SUBTASK_ERRORS_NAMED, SUBTASK_ERROR_SHOWN = 3, 200
 
 
 def ready_status(c: Conn, now: float, job: Job) -> JobStatus:
@@ -126,22 +128,63 @@ def release_parent_of(
 
 def release_parent(c: Conn, now: float, parent_id: int) -> None:
     """A parent waiting for children runs again once every child is final; a distributed
-    parent is consolidated and completed instead."""
+    parent is consolidated instead (end_distributed)."""
     if c.execute(Q.LIVE_CHILDREN, (parent_id,)).fetchone()[0]:
         return
     parent = rowmap.get(c, parent_id)
     if parent.status is not S.WAITING_CHILDREN:
         return
     if parent.kind == "distributed":
-        children = rowmap.jobs(c, c.execute(Q.CHILDREN, (parent_id,)).fetchall())
-        doc = consolidation(parent, children, datetime.fromtimestamp(now, UTC))
-        args = {"id": parent_id, "now": now, "result": json.dumps(doc, ensure_ascii=False)}
-        c.execute(Q.COMPLETE_CONSOLIDATED, args)
-        message = f"{doc['completed']} of {doc['total_tasks']} sub-tasks completed"
-        rowmap.event(c, now, parent_id, "consolidated", S.COMPLETED, parent.attempt, None, message)
-        after_final(c, now, [parent_id])
+        end_distributed(c, now, parent)
     else:  # it runs again, unless a dependency of its own still holds it
         set_status(c, now, parent, ready_status(c, now, parent), "children_done")
+
+
+def end_distributed(c: Conn, now: float, parent: Job) -> None:
+    """Every sub-task is final: store the consolidation as the parent's result and end it
+    `completed` if every sub-task completed, else `failed`, its error naming the sub-tasks
+    that did not complete (as `brain job consolidate` counts them: failed or cancelled).
+    The results of the others stay in the consolidation either way."""
+    children = rowmap.jobs(c, c.execute(Q.CHILDREN, (parent.id,)).fetchall())
+    doc = consolidation(parent, children, datetime.fromtimestamp(now, UTC))
+    missed = [r for r in doc["results"] if r["status"] != S.COMPLETED]
+    status, error = S.COMPLETED, None
+    if missed:
+        status = S.FAILED
+        named = "; ".join(
+            f"{r['sub_task_id']} {r['status']}: {(r['error'] or '')[:SUBTASK_ERROR_SHOWN]}"
+            for r in missed[:SUBTASK_ERRORS_NAMED]
+        )
+        extra = len(missed) - SUBTASK_ERRORS_NAMED
+        more = f"; {extra} more" if extra > 0 else ""
+        error = f"{len(missed)} of {doc['total_tasks']} sub-tasks did not complete ({named}{more})"
+    result = json.dumps(doc, ensure_ascii=False)
+    args = {"id": parent.id, "now": now, "status": status, "result": result, "error": error}
+    c.execute(Q.END_CONSOLIDATED, args)
+    message = f"{doc['completed']} of {doc['total_tasks']} sub-tasks completed"
+    rowmap.event(c, now, parent.id, "consolidated", status, parent.attempt, None, message)
+    after_final(c, now, [parent.id])
+
+
+def requeue(c: Conn, now: float, job: Job, target: JobStatus) -> None:
+    """Start a failed or cancelled job over in `target`, its deadline renewed for as long."""
+    expires = None
+    if job.expires_at is not None:
+        expires = now + (job.expires_at - job.created_at).total_seconds()
+    args = {"id": job.id, "now": now, "status": target, "expires_at": expires}
+    c.execute(Q.RETRY_JOB, args)
+    rowmap.event(c, now, job.id, "retried", target, 0, None, None)
+
+
+def retry_distributed(c: Conn, now: float, parent: Job) -> None:
+    """A failed or cancelled distributed job waits for its sub-tasks again, and those that
+    failed or were cancelled run again. With nothing left to run (a parent that failed by
+    its own deadline after every sub-task completed), it is consolidated again at once."""
+    requeue(c, now, parent, S.WAITING_CHILDREN)
+    for child in rowmap.jobs(c, c.execute(Q.CHILDREN, (parent.id,)).fetchall()):
+        if child.status in (S.FAILED, S.CANCELLED):
+            requeue(c, now, child, S.PENDING if deps_satisfied(c, child) else S.WAITING)
+    release_parent(c, now, parent.id)
 
 
 # -- dependency edits ----------------------------------------------------------------------

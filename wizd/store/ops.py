@@ -786,7 +786,7 @@ def interrupt(c: Conn, now: float, jobs: list[Job], reason: str) -> list[Interru
 def expire(c: Conn, now: float) -> list[int]:
     """Fail every non-final job past its deadline, newest first, each with what finality
     implies applied at once: a distributed parent whose last sub-task expires is
-    consolidated (and completed) before its own deadline is looked at."""
+    consolidated (and ended) before its own deadline is looked at."""
     expired = []
     error = "expired: its ttl passed before it finished"
     for job_id, _status, attempt in c.execute(Q.EXPIRED, (now,)).fetchall():

@@ -88,6 +88,8 @@ class PostgresConfig:
     max_depth: int = MAX_DEPTH
     max_children: int = MAX_CHILDREN
     create: bool = True  # False: refuse a database where wizd has not made its tables
+    # True: create and migrate nothing, and run every transaction read-only.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if not SCHEMA_RE.fullmatch(self.schema):
@@ -281,6 +283,7 @@ class PostgresStore(SQLStore):
             raise StoreError("the PostgreSQL backend needs psycopg: pip install 'wizd[postgres]'")
         super().__init__(clock=clock, max_depth=config.max_depth, max_children=config.max_children)
         self.config = config
+        self.read_only = config.read_only
         self._pool: ConnectionPool | None = None
         self._listen: psycopg.AsyncConnection[Any] | None = None
         self._loop: psycopg.AsyncConnection[Any] | None = None  # claims, single enqueues
@@ -317,13 +320,20 @@ class PostgresStore(SQLStore):
             with psycopg.connect(
                 cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
             ) as conn:
-                self._migrate(conn)
+                if cfg.read_only:
+                    from wizd.store.postgres_read_only import check_readable  # needs psycopg
+
+                    check_readable(conn, cfg.schema, cfg.display, LATEST_VERSION)
+                else:
+                    self._migrate(conn)
         except psycopg.Error as exc:
             raise self._store_error(exc) from exc
         search_path = f"SET search_path TO {cfg.schema}"
 
         def configure(conn: psycopg.Connection[Any]) -> None:
             conn.execute(search_path)
+            if cfg.read_only:
+                conn.execute("SET default_transaction_read_only = on")
 
         # A connection back from use within the last few seconds is handed out unchecked
         # (a check costs a round trip per transaction); one idle longer is pinged first.
@@ -694,7 +704,11 @@ class PostgresStore(SQLStore):
         self._listen = None
 
     def _search_path(self) -> sql.Composed:
-        return sql.SQL("SET search_path TO {}").format(sql.Identifier(self.config.schema))
+        """The first statement of a connection made from the event loop."""
+        first = sql.SQL("SET search_path TO {}").format(sql.Identifier(self.config.schema))
+        if self.config.read_only:
+            first += sql.SQL("; SET default_transaction_read_only = on")
+        return first
 
 
 async def _close(conn: psycopg.AsyncConnection[Any] | None) -> None:

@@ -490,8 +490,8 @@ DEPENDENTS = f"""
 SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = %s)
 ORDER BY id
 """
-COMPLETE_CONSOLIDATED = """
-UPDATE jobs SET status = 'completed', result = %(result)s, updated_at = %(now)s,
-    finished_at = %(now)s, progress = 1.0
+END_CONSOLIDATED = """
+UPDATE jobs SET status = %(status)s, result = %(result)s, error = %(error)s,
+    updated_at = %(now)s, finished_at = %(now)s, progress = 1.0
 WHERE id = %(id)s AND status = 'waiting_children'
 """

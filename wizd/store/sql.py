@@ -57,6 +57,7 @@ class SQLStore:
     # Exceptions that mean the database failed (locked, I/O, connection lost) rather than
     # that one op refused its input: they fail the whole group.
     database_failures: ClassVar[tuple[type[BaseException], ...]] = ()
+    read_only = False  # opened with read_only=True: every write is refused
 
     def __init__(
         self,
@@ -152,6 +153,8 @@ class SQLStore:
         serves everything that arrived within a commit's time."""
         if not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
+        if self.read_only:
+            raise StoreError("the store is open read-only (read_only=True): nothing is written")
         waiter = _Waiter()
         entry = (op, waiter)
         self._pending.append(entry)

@@ -8,7 +8,6 @@ other processes' commits are noticed through `PRAGMA data_version`.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,14 @@ from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import sqlite_queries as Q
 from wizd.store.migrations import bundled
 from wizd.store.sql import SQLStore
+from wizd.store.sqlite_files import (
+    Stamp,
+    check_directory,
+    create_file,
+    immutable_stale,
+    read_only_uri,
+    refuse_missing,
+)
 
 T = TypeVar("T")
 # Seconds between cross-process change checks (PRAGMA data_version): CHANGE_CHECK_INTERVAL
@@ -71,6 +78,9 @@ class SQLiteConfig:
     max_depth: int = MAX_DEPTH
     max_children: int = MAX_CHILDREN
     create: bool = True  # False: refuse a database file that does not exist yet
+    # True: open the file read-only; never create, migrate or change it (wizd.store.sqlite_files).
+    read_only: bool = False
+    file_mode: int = 0o600  # of a database file this store creates (its -wal and -shm follow)
 
 
 def parse_url(url: str) -> str:
@@ -101,6 +111,7 @@ class SQLiteStore(SQLStore):
     def __init__(self, config: SQLiteConfig, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock=clock, max_depth=config.max_depth, max_children=config.max_children)
         self.config = config
+        self.read_only = config.read_only
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         # A plain connection read from the event loop: PRAGMA data_version costs a few µs
@@ -108,6 +119,9 @@ class SQLiteStore(SQLStore):
         self._watch: sqlite3.Connection | None = None
         self._seen_version = -1
         self._last_change = 0.0  # monotonic time of the last change seen
+        self.created = False  # whether open() created the database file
+        # The file's stamp when a read-only reader opened it immutable (sqlite_files).
+        self._immutable: Stamp | None = None
 
     @property
     def memory(self) -> bool:
@@ -119,9 +133,16 @@ class SQLiteStore(SQLStore):
 
     # -- life cycle ------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect, check the file is a wizd database we understand, migrate, start the writer."""
+        """Connect, check the file is a wizd database we understand, migrate, start the writer.
+        Read-only: connect without creating or changing anything, and refuse a file that
+        is missing, empty or of another schema version."""
+        if self.config.read_only:
+            await self._open_read_only()
+            self._open = True
+            return
         if not self.memory:
             check_directory(self.config.path, self.config.create)
+            self.created = create_file(self.config.path, self.config.file_mode)
         self._writer = await self._connect(self.config.cache_size_kib)
         try:
             # Every write, the migration's too, begins in _begin, which waits for the lock.
@@ -142,6 +163,15 @@ class SQLiteStore(SQLStore):
             self._seen_version = self._watch.execute(Q.DATA_VERSION).fetchone()[0]
         self._open = True
 
+    async def _open_read_only(self) -> None:
+        """The reader alone, on `mode=ro` (immutable while no connection has the file
+        open: sqlite_files); writes fail with StoreError."""
+        if self.memory:
+            raise StoreError("a read-only :memory: database would be empty: open a file")
+        refuse_missing(self.config.path)
+        uri, self._immutable = read_only_uri(self.config.path)
+        self._reader = await self._connect(uri=uri)
+
     async def close(self) -> None:
         """Close the connections (shielded: a cancelled caller still leaves no thread
         behind). Writes not yet started fail with StoreError."""
@@ -157,15 +187,19 @@ class SQLiteStore(SQLStore):
             if self._writer is not None:
                 await self._writer.close()
 
-    async def _connect(self, cache_size_kib: int | None = None) -> aiosqlite.Connection:
+    async def _connect(
+        self, cache_size_kib: int | None = None, *, uri: str | None = None
+    ) -> aiosqlite.Connection:
+        """A connection to the file (to `uri`, read-only, if given), checked and set up."""
         cfg = self.config
         try:
             conn = await aiosqlite.connect(
-                cfg.path,
+                uri or cfg.path,
                 isolation_level=None,
                 timeout=cfg.busy_timeout,
                 check_same_thread=False,
                 factory=GroupConnection,
+                uri=uri is not None,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {cfg.path}: {exc}") from exc
@@ -173,7 +207,10 @@ class SQLiteStore(SQLStore):
         def setup(c: sqlite3.Connection) -> None:
             c.execute(f"PRAGMA busy_timeout={int(cfg.busy_timeout * 1000)}")
             self._refuse_foreign(c)  # before any pragma changes the file
-            for pragma in Q.PRAGMAS:
+            if uri is not None:
+                self._refuse_unreadable(c)
+                c.execute("PRAGMA query_only=ON")
+            for pragma in Q.PRAGMAS if uri is None else Q.READER_PRAGMAS:
                 c.execute(pragma)
             c.execute(f"PRAGMA synchronous={cfg.synchronous}")
             if cache_size_kib is not None:
@@ -202,7 +239,30 @@ class SQLiteStore(SQLStore):
                     f"knows ({LATEST_VERSION}); upgrade wizd"
                 )
 
+    def _refuse_unreadable(self, c: sqlite3.Connection) -> None:
+        """What a read-only store cannot read: an empty file, or an older schema (which
+        only a writer migrates)."""
+        if not c.execute(Q.TABLE_NAMES).fetchall():
+            raise StoreError(
+                f"{self.config.path} is not a wizd database: it is empty "
+                "(a daemon or `wizd create` makes one)"
+            )
+        current = c.execute(Q.SCHEMA_VERSION_GET).fetchone()[0]
+        latest = migrations()[-1][0]
+        if current < latest:
+            raise StoreError(
+                f"{self.config.path} has schema version {current}, older than this wizd's "
+                f"({latest}); read commands never migrate: start the daemon (or run any "
+                "writing command) on it once to migrate it"
+            )
+
     def _migrate(self, c: sqlite3.Connection) -> int:
+        """Bring the schema up to date. The version is read first, without the write lock:
+        a current database (nearly always) is opened while other processes write."""
+        latest = migrations()[-1][0]
+        names = {r[0] for r in c.execute(Q.TABLE_NAMES)}
+        if "schema_version" in names and c.execute(Q.SCHEMA_VERSION_GET).fetchone()[0] >= latest:
+            return latest
         self._begin(c)
         try:
             self._refuse_foreign(c)  # again, under the write lock
@@ -214,7 +274,7 @@ class SQLiteStore(SQLStore):
                         c.execute(statement)
                     c.execute(Q.SCHEMA_VERSION_SET, (version, self.clock()))
             c.execute("COMMIT")
-            return LATEST_VERSION
+            return latest
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
@@ -264,13 +324,27 @@ class SQLiteStore(SQLStore):
         return StoreError(f"database {self.config.path}: {text}")
 
     async def _run_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._writer is not None
+        if self._writer is None:
+            raise StoreError(f"database {self.config.path} is open read-only: nothing is written")
         return await self._call(self._writer, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or not self._open or self._closed:
             raise StoreError("store is not open (use `async with wizd.connect(...)`)")
+        if self._immutable is not None and immutable_stale(self.config.path, self._immutable):
+            await self._reopen_reader()
         return await self._call(self._reader, fn)
+
+    async def _reopen_reader(self) -> None:
+        """Another connection has opened or written the file since this immutable reader
+        opened it: commits may sit in the WAL, which an immutable reader never looks at, and
+        its cached pages may be stale. Open it again (normally, if a -wal now exists)."""
+        old = self._reader
+        assert old is not None
+        self._immutable = None
+        uri, self._immutable = read_only_uri(self.config.path)
+        self._reader = await self._connect(uri=uri)
+        await old.close()
 
     def _rollback(self, c: sqlite3.Connection) -> None:
         if c.in_transaction:
@@ -303,14 +377,3 @@ class SQLiteStore(SQLStore):
                     self._seen_version = version
                     self._last_change = time.monotonic()
                     return
-
-
-# -- files -------------------------------------------------------------------------------
-
-
-def check_directory(path: str, create: bool) -> None:
-    parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
-    if not os.path.isdir(parent):
-        raise StoreError(f"database directory {parent} does not exist")
-    if not create and not os.path.exists(path):
-        raise StoreError(f"database {path} does not exist (a daemon or `wizd create` makes it)")

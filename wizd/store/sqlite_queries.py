@@ -14,6 +14,8 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA temp_store=MEMORY",
 )
+# A read-only connection's: the journal mode is the file's, which it may not change.
+READER_PRAGMAS = PRAGMAS[1:]
 
 SCHEMA_VERSION_CREATE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
@@ -446,9 +448,10 @@ DEPENDENTS = f"""
 SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?)
 ORDER BY id
 """
-COMPLETE_CONSOLIDATED = """
-UPDATE jobs SET status = 'completed', result = :result, updated_at = :now, finished_at = :now,
-    progress = 1.0
+# A distributed parent ends completed, or failed (with `error`) if a sub-task did not complete.
+END_CONSOLIDATED = """
+UPDATE jobs SET status = :status, result = :result, error = :error, updated_at = :now,
+    finished_at = :now, progress = 1.0
 WHERE id = :id AND status = 'waiting_children'
 """
 
