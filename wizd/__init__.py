@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wizd.agent import Agent, JobContext
 from wizd.errors import (
     ConfigError,
     DependencyError,
@@ -33,6 +34,7 @@ from wizd.queue import Queue, SyncQueue, connect, connect_sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "Backoff",
     "ConfigError",
     "DependencyError",
@@ -41,6 +43,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidJob",
     "Job",
+    "JobContext",
     "JobNotFound",
     "JobOptions",
     "JobStatus",

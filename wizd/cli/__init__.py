@@ -17,7 +17,8 @@ wizd: a durable job queue and worker daemon for AI agents.
 Without a command, runs the worker daemon: for example
 `wizd --agent researcher --concurrency 3 --app myagents:researcher`.
 Settings come from these flags, then WIZD_* environment variables, then the TOML file
-(--config, else /etc/wizd/wizd.toml or ./wizd.toml), then defaults.
+(--config, else /etc/wizd/wizd.toml or ./wizd.toml), then defaults. --app modules are
+imported from the working directory first.
 """
 
 
@@ -30,13 +31,21 @@ Settings come from these flags, then WIZD_* environment variables, then the TOML
     multiple=True,
     help="Queue to serve (repeatable); default: every agent with processors.",
 )
-@click.option("--concurrency", "-c", type=int, help="Jobs run at once per queue [1].")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    help="Jobs run at once per queue [1]; beats the file's [agents.X].",
+)
 @click.option("--app", multiple=True, help="Python processors: module:agent (repeatable).")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
 )
 @click.option(
-    "--database", "-d", help="SQLite path or postgresql:// URL [wizd.db]; env WIZD_DATABASE."
+    "--database",
+    "-d",
+    help="SQLite path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://… "
+    "[wizd.db]; env WIZD_DATABASE.",
 )
 @click.option("--poll-interval", type=float, help="Seconds between polls when idle [1].")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats [30].")
@@ -85,9 +94,10 @@ for _command in (
     cli.add_command(_command)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script: one line on stderr and a non-zero exit for every refusal."""
     try:
-        cli(standalone_mode=False)
+        cli(args=argv, prog_name="wizd", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)

@@ -73,6 +73,7 @@ async def serve(
 def run_daemon(settings: Settings) -> None:
     """The `wizd --agent … --concurrency …` command."""
     configure_logging(settings.log_format, settings.log_level)
+    importable_from_cwd()
     agents = load_agents(settings)  # imports --app modules before any change of directory
     settings = settings.model_copy(update={"database": absolute_database(settings.database)})
     if settings.daemonize:
@@ -86,6 +87,14 @@ def run_daemon(settings: Settings) -> None:
     finally:
         if settings.pidfile and not settings.daemonize:
             Path(settings.pidfile).unlink(missing_ok=True)
+
+
+def importable_from_cwd() -> None:
+    """--app modules are found in the working directory, as `python -m` and Celery find them
+    (the console script's sys.path starts with its own bin directory instead)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -115,7 +115,8 @@ def store_options(command: F) -> F:
         "--database",
         expose_value=False,
         callback=_remember,
-        help="SQLite path or postgresql:// URL [wizd.db]; env WIZD_DATABASE.",
+        help="SQLite path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://… "
+        "[wizd.db]; env WIZD_DATABASE.",
     )(command)
 
 
