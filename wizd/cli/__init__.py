@@ -83,6 +83,7 @@ from wizd.cli.distributed import job  # noqa: E402
 from wizd.cli.monitor import monitor  # noqa: E402
 
 cli.add_command(demo)
+limits.queue.add_command(queues.remove)
 for _command in (
     *ops.COMMANDS,
     *queues.COMMANDS,
