@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     reaper_interval: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     retention_days: float = Field(default=30.0, ge=0, description="0 keeps jobs forever")
+    worker_retention: float = Field(
+        default=86400.0, gt=0, description="seconds a stopped or dead daemon stays listed"
+    )
     retention_statuses: list[str] = Field(default_factory=lambda: ["completed", "cancelled"])
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout: float = Field(default=5.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from wizd import __version__
 from wizd.errors import ConfigError, WizdError
 from wizd.settings import load_settings
 
+NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
 DAEMON_HELP = """\
 wizd: a durable job queue and worker daemon for AI agents.
 
@@ -95,13 +97,41 @@ for _command in (
     cli.add_command(_command)
 
 
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: one line on stderr and a non-zero exit for every refusal."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(args):
+        if not is_utf8(arg):  # bytes that are not UTF-8 reach Python as lone surrogates
+            after = args[i - 1] if i and args[i - 1].startswith("-") else None
+            where = f"the value of {after}" if after else f"argument {i + 1}"
+            click.echo(f"wizd: {where}: {arg!a} is not UTF-8 text", err=True)
+            sys.exit(2)
     try:
-        cli(args=argv, prog_name="wizd", standalone_mode=False)
+        code = cli(args=args, prog_name="wizd", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # click.exceptions.Exit(code)
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+    except click.NoSuchOption as exc:
+        if NEGATIVE_NUMBER.fullmatch(exc.option_name):  # `wizd info -1`: not an option
+            command = exc.ctx.command_path if exc.ctx else "wizd"
+            click.echo(
+                f"{command}: {exc.option_name} is not an id: job and schedule ids are "
+                "positive integers",
+                err=True,
+            )
+            sys.exit(2)
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

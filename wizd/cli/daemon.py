@@ -105,13 +105,25 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error
 
 
+def _check_pidfile_folder(pidfile: Path) -> None:
+    folder = pidfile.parent
+    if not folder.is_dir():
+        raise ConfigError(f"pidfile: folder {folder} of {pidfile} does not exist")
+
+
 def _claim_pidfile(path: str) -> None:
     pidfile = Path(path)
-    if pidfile.exists():
-        text = pidfile.read_text().strip()
-        if text.isdigit() and pid_alive(int(text)) and int(text) != os.getpid():
-            raise ConfigError(f"pidfile: {pidfile} names a running process ({text}); not starting")
-    pidfile.write_text(f"{os.getpid()}\n")
+    _check_pidfile_folder(pidfile)
+    try:
+        if pidfile.exists():
+            text = pidfile.read_text(errors="replace").strip()
+            if text.isdigit() and pid_alive(int(text)) and int(text) != os.getpid():
+                raise ConfigError(
+                    f"pidfile: {pidfile} names a running process ({text}); not starting"
+                )
+        pidfile.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"pidfile: cannot write {pidfile}: {exc.strerror}") from None
 
 
 def _daemonize(settings: Settings) -> None:
@@ -122,6 +134,7 @@ def _daemonize(settings: Settings) -> None:
         raise ConfigError("pidfile: --daemonize needs --pidfile FILE")
     path = str(Path(settings.pidfile).resolve())
     existing = Path(path)
+    _check_pidfile_folder(existing)
     if existing.exists():
         text = existing.read_text().strip()
         if text.isdigit() and pid_alive(int(text)):

@@ -260,12 +260,27 @@ def cleanup(days: str, statuses: tuple[str, ...], dry_run: bool, as_json: bool) 
     click.echo(f"{verb} {len(ids)} job(s){listed}")
 
 
-@click.command(help="Daemons: host, pid, queues, slots, heartbeat, live/stopped/dead.")
+def forgotten(worker: WorkerInfo, retention: float, now: float) -> bool:
+    """Stopped, or silent, for longer than the worker_retention setting (the daemons prune
+    such rows hourly; until then they are not shown)."""
+    last = worker.stopped_at or worker.heartbeat_at
+    return now - last.timestamp() > retention
+
+
+@click.command(
+    help="Daemons: host, pid, queues, slots, heartbeat, live/stopped/dead. Stopped and dead "
+    "ones are listed for worker_retention seconds (a setting) [1 day]."
+)
 @store
 @json_option
 def agents(as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[tuple[WorkerInfo, str]]:
-        return [(w, worker_state(w, s.hung_timeout)) for w in await q.workers()]
+        now = time.time()
+        return [
+            (w, worker_state(w, s.hung_timeout))
+            for w in await q.workers()
+            if not forgotten(w, s.worker_retention, now)
+        ]
 
     rows = with_queue(work)
     if as_json:

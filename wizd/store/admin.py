@@ -125,9 +125,10 @@ def remove_queue(c: Conn, now: float, queue: str) -> None:
     if schedules:
         ids = ", ".join(map(str, schedules))
         raise QueueNotEmpty(queue, f"schedule(s) {ids} enqueue into it; unschedule them first")
-    known = c.execute(Q.QUEUE_GET, (queue,)).fetchone() or c.execute(
-        Q.QUEUE_COUNTED, (queue,)
-    ).fetchone()
+    known = (
+        c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+        or c.execute(Q.QUEUE_COUNTED, (queue,)).fetchone()
+    )
     if dialect(c) == "postgres":
         # A delta of an enqueue committed after this transaction's statements stays: the
         # count of that job is kept (only the queue's settings row would be gone).
@@ -171,4 +172,4 @@ def worker_stopped(c: Conn, now: float, worker_id: str) -> None:
 
 
 def prune_workers(c: Conn, now: float, older_than: float) -> None:
-    c.execute(Q.WORKERS_PRUNE, (now - older_than,))
+    c.execute(Q.WORKERS_PRUNE, (now - older_than, now - older_than))

@@ -412,7 +412,11 @@ FROM workers ORDER BY started_at DESC
 WORKERS_WITH_RUNNING = """
 SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
 """
-WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < ?"
+# Stopped before the cutoff, or silent since it (dead: killed, or its host is gone).
+WORKERS_PRUNE = """
+DELETE FROM workers
+WHERE (stopped_at IS NOT NULL AND stopped_at < ?) OR (stopped_at IS NULL AND heartbeat_at < ?)
+"""
 
 # -- flows ---------------------------------------------------------------------------------
 DEPS_OF = "SELECT depends_on FROM job_deps WHERE job_id = ? ORDER BY depends_on"
