@@ -256,3 +256,19 @@ def test_wizd_agents_hides_daemons_past_worker_retention(
     monkeypatch.setenv("WIZD_WORKER_RETENTION", "3600")
     shown = json.loads(wizd_cmd(db, "agents", "--json").out)
     assert [(w["id"], w["state"]) for w in shown] == [("recent", "live")]
+
+
+@pytest.mark.parametrize(
+    "ref", ["²", "١٢", "-3", "1.5", "9223372036854775808", "99999999999999999999"]
+)
+def test_job_id_options_take_ascii_digits_only(db: str, ref: str) -> None:
+    line = refused(wizd_cmd(db, "create", "-a", AGENT, "-t", "x", "--depends-on", ref))
+    assert line == f"wizd: depends_on: must be a job id (a positive integer), got {ref!r}"
+    assert job_count(db) == 0
+
+
+def test_payload_nested_too_deeply_to_read(db: str) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    line = refused(wizd_cmd(db, "create", "-a", AGENT, "-t", "x", "--payload", f'{{"a": {deep}}}'))
+    assert line == "wizd: payload: is nested too deeply to read"
+    assert job_count(db) == 0

@@ -25,6 +25,8 @@ UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.ASCII)
 NEGATIVE_RE = re.compile(r"^\s*-\s*\d", re.ASCII)
+ID_RE = re.compile(r"[0-9]{1,30}")
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in either store
 MAX_DURATION = 100 * 365 * 86400.0  # a century: beyond it a time is not representable
 
 
@@ -80,6 +82,8 @@ def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | No
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidJob("payload", f"is not valid JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per level
+        raise InvalidJob("payload", "is nested too deeply to read") from None
     if not isinstance(value, dict):
         raise InvalidJob("payload", f"must be a JSON object, got {type(value).__name__}")
     return value
@@ -87,7 +91,7 @@ def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | No
 
 def parse_id(field: str, text: str) -> int:
     """A job id: the positive integer the store gave."""
-    if not text.strip().isdigit() or int(text) < 1:
+    if not ID_RE.fullmatch(text.strip()) or not 1 <= int(text) <= MAX_ID:  # isdigit takes '²'
         raise InvalidJob(field, f"must be a job id (a positive integer), got {text!r}")
     return int(text)
 
