@@ -25,8 +25,10 @@ class Ran:
 
 
 def invoke(args: list[str], env: dict[str, str | None] | None = None) -> Ran:
-    """`wizd ARGS` with `env` set (None unsets a variable); stdin empty."""
+    """`wizd ARGS` with `env` set (None unsets a variable); stdin empty. WIZD_DEBUG is set,
+    so that an unexpected exception (a bug) escapes main() with its traceback."""
     runner = CliRunner()
+    env = {"WIZD_DEBUG": "1", **(env or {})}
     error: BaseException | None = None
     code = 0
     with runner.isolation(env=env) as (out, err, _):

@@ -272,3 +272,21 @@ def test_payload_nested_too_deeply_to_read(db: str) -> None:
     line = refused(wizd_cmd(db, "create", "-a", AGENT, "-t", "x", "--payload", f'{{"a": {deep}}}'))
     assert line == "wizd: payload: is nested too deeply to read"
     assert job_count(db) == 0
+
+
+def test_an_unexpected_error_is_one_line_with_exit_70(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wizd.cli.ops
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something wizd did not expect")
+
+    monkeypatch.setattr(wizd.cli.ops, "parse_statuses", broken)
+    ran = invoke(["--database", db, "jobs"], env={"WIZD_DEBUG": None})
+    assert refused(ran, code=70) == (
+        "wizd: unexpected RuntimeError: something wizd did not expect (a bug in wizd; run "
+        "again with WIZD_DEBUG=1 to see where)"
+    )
+    ran = invoke(["--database", db, "jobs"])  # WIZD_DEBUG=1: the traceback, for a bug report
+    assert isinstance(ran.error, RuntimeError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Any
@@ -12,6 +13,7 @@ from wizd import __version__
 from wizd.errors import ConfigError, WizdError
 from wizd.settings import load_settings
 
+EX_SOFTWARE = 70  # sysexits.h: an internal error
 NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
 DAEMON_HELP = """\
 wizd: a durable job queue and worker daemon for AI agents.
@@ -141,3 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     except WizdError as exc:
         click.echo(f"wizd: {exc}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("wizd: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line for the user, the traceback on request
+        if os.environ.get("WIZD_DEBUG"):
+            raise
+        click.echo(
+            f"wizd: unexpected {type(exc).__name__}: {exc} (a bug in wizd; run again with "
+            "WIZD_DEBUG=1 to see where)",
+            err=True,
+        )
+        sys.exit(EX_SOFTWARE)
