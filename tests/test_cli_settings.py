@@ -12,6 +12,7 @@ from typing import Any
 import click
 import pytest
 
+import wizd
 import wizd.cli.daemon
 from tests.cli_runner import invoke
 from wizd.cli import cli
@@ -208,3 +209,28 @@ def test_unsupported_database_scheme_is_named(url: str, daemon_settings: list[Se
         assert "sqlite:////absolute.db" in ran.err
         assert "directory" not in ran.err
     assert not daemon_settings
+
+
+def test_operator_commands_follow_the_same_precedence(tmp_path: Path) -> None:
+    """`wizd status`'s database: its own --database > the group's -d > WIZD_DATABASE > the
+    file (each database holds one queue named for where it was given)."""
+    urls = {}
+    for source in ("own", "group", "env", "file"):
+        urls[source] = str(tmp_path / f"{source}.db")
+        with wizd.connect_sync(urls[source]) as q:
+            q.enqueue("x", {}, queue=source)
+    config = tmp_path / "wizd.toml"
+    config.write_text(toml_line("database", urls["file"]) + "\n")
+    env = {"WIZD_DATABASE": urls["env"]}
+
+    def queue_read(args: list[str], env: dict[str, str | None]) -> str:
+        ran = invoke(args, env=env)
+        assert ran.code == 0, str(ran)
+        (row,) = json.loads(ran.out)
+        return str(row["queue"])
+
+    status = ["status", "--json", "--config", str(config)]
+    assert queue_read(status, {}) == "file"
+    assert queue_read(status, env) == "env"
+    assert queue_read(["-d", urls["group"], *status], env) == "group"
+    assert queue_read(["-d", urls["group"], *status, "--database", urls["own"]], env) == "own"
