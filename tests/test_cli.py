@@ -280,7 +280,11 @@ async def test_bad_input_is_refused_with_one_line_and_changes_nothing(cli_wizd: 
 
 async def test_status_pause_resume_stats_and_agents(cli_wizd: Cli, tmp_path: Path) -> None:
     now = time.time()
-    async with cli_wizd.connect() as q, cli_wizd.connect(past) as old:
+
+    def an_hour_ago() -> float:  # silent past the hung timeout, within worker_retention
+        return time.time() - 3600
+
+    async with cli_wizd.connect() as q, cli_wizd.connect(an_hour_ago) as old:
         for _ in range(3):
             await q.enqueue("search", {}, queue=AGENT)
         await run_once(q, await q.enqueue("quick", {}, queue="writer", priority=5))
@@ -294,7 +298,7 @@ async def test_status_pause_resume_stats_and_agents(cli_wizd: Cli, tmp_path: Pat
         await q.store.register_worker(worker("live-1", (AGENT, "writer"), now))
         await q.store.register_worker(worker("stopped-1", (AGENT,), now))
         await q.store.worker_stopped("stopped-1")
-        await old.store.register_worker(worker("dead-1", ("writer",), past()))
+        await old.store.register_worker(worker("dead-1", ("writer",), an_hour_ago()))
 
     assert (await cli_wizd.ok(f"pause {AGENT}")).startswith(f"queue {AGENT} paused")
     status, human = await cli_wizd.all("status --json", "status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wizd.agent import Agent, JobContext
 from wizd.errors import (
     ConfigError,
     DependencyError,
@@ -10,6 +11,8 @@ from wizd.errors import (
     InvalidJob,
     JobNotFound,
     LostJob,
+    QueueNotEmpty,
+    QueueNotFound,
     RetryLater,
     ScheduleNotFound,
     StoreError,
@@ -33,6 +36,7 @@ from wizd.queue import Queue, SyncQueue, connect, connect_sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "Backoff",
     "ConfigError",
     "DependencyError",
@@ -41,12 +45,15 @@ __all__ = [
     "IllegalTransition",
     "InvalidJob",
     "Job",
+    "JobContext",
     "JobNotFound",
     "JobOptions",
     "JobStatus",
     "LostJob",
     "Queue",
     "QueueLimits",
+    "QueueNotEmpty",
+    "QueueNotFound",
     "QueueStats",
     "Rate",
     "RetryLater",

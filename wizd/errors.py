@@ -63,6 +63,22 @@ class ScheduleNotFound(WizdError, LookupError):
         super().__init__(f"schedule {ref} does not exist")
 
 
+class QueueNotFound(WizdError, LookupError):
+    """No queue has this name: no job, setting or pause ever named it."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} does not exist")
+
+
+class QueueNotEmpty(WizdError):
+    """A queue that still has jobs or schedules cannot be removed."""
+
+    def __init__(self, queue: str, what: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} is not empty: {what}")
+
+
 class StoreError(WizdError):
     """The database cannot be used: corrupt, locked too long, foreign or too new."""
 

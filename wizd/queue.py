@@ -733,6 +733,11 @@ class Queue:
     async def resume(self, queue: str) -> None:
         await self.store.set_queue_paused(check_identifier("queue", queue), False)
 
+    async def remove_queue(self, queue: str) -> None:
+        """Forget an empty queue (no jobs, no schedules): its pause, defaults and limits.
+        Raises QueueNotEmpty naming what it has, QueueNotFound if no such queue."""
+        await self.store.remove_queue(check_identifier("queue", queue))
+
     async def pause_job(self, id: int | str | Job) -> Job:
         return await self.store.pause_job(job_id(id))
 

@@ -131,9 +131,14 @@ def _expression(cron: str) -> list[list[object]]:
     if not isinstance(cron, str) or not cron.strip():
         raise InvalidJob("cron", f"must be a cron expression such as '0 9 * * *', got {cron!r}")
     try:
-        expanded: list[list[object]] = croniter(cron).expanded
+        it = croniter(cron)
     except (ValueError, KeyError, TypeError) as exc:  # croniter's errors are ValueErrors
         raise InvalidJob("cron", f"{cron!r} is not a cron expression: {exc}") from None
+    try:
+        it.get_next(float)
+    except ValueError:  # CroniterBadDateError: no date matches (the 30th of February)
+        raise InvalidJob("cron", f"{cron!r} never occurs: no date matches it") from None
+    expanded: list[list[object]] = it.expanded
     return expanded
 
 

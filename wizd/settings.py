@@ -9,11 +9,13 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -25,6 +27,13 @@ from wizd.model import NAME_RE
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_CONFIG_FILES = (Path("/etc/wizd/wizd.toml"), Path("wizd.toml"))
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+DATABASE_FORMS = (
+    "a SQLite path, sqlite:///relative.db, sqlite:////absolute.db, :memory: "
+    "or postgresql://user@host/db"
+)
+# Where a value came from; a higher rank wins (flags > environment > file > defaults).
+DEFAULT, FILE, ENV, FLAG = range(4)
 
 
 class CommandProcessorConfig(BaseModel):
@@ -91,6 +100,9 @@ class Settings(BaseSettings):
     reaper_interval: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     retention_days: float = Field(default=30.0, ge=0, description="0 keeps jobs forever")
+    worker_retention: float = Field(
+        default=86400.0, gt=0, description="seconds a stopped or dead daemon stays listed"
+    )
     retention_statuses: list[str] = Field(default_factory=lambda: ["completed", "cancelled"])
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout: float = Field(default=5.0, gt=0)
@@ -117,6 +129,18 @@ class Settings(BaseSettings):
     daemonize: bool = False
     pidfile: str | None = None
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    # Where `concurrency` and each agent's own concurrency came from (load_settings): an
+    # agent's value in the file must not beat --concurrency or WIZD_CONCURRENCY.
+    _concurrency_rank: int = PrivateAttr(default=DEFAULT)
+    _agent_ranks: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("database")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if sep and scheme.lower() not in DATABASE_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme}://; give {DATABASE_FORMS}")
+        return value
 
     @field_validator("agent")
     @classmethod
@@ -168,16 +192,37 @@ class Settings(BaseSettings):
         }
 
     def concurrency_for(self, queue: str) -> int:
+        """[agents.QUEUE] concurrency, unless `concurrency` came from a stronger source (a
+        flag beats the file's agent value; the file's agent value beats the file's global)."""
         cfg = self.agents.get(queue)
-        return cfg.concurrency if cfg and cfg.concurrency else self.concurrency
+        own = cfg.concurrency if cfg else None
+        if own and self._agent_ranks.get(queue, FILE) >= self._concurrency_rank:
+            return own
+        return self.concurrency
+
+
+class _Env(EnvSettingsSource):
+    """WIZD_* variables; a list setting also takes plain comma-separated names
+    (WIZD_AGENT=researcher,writer), not only JSON."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        if (
+            isinstance(value, str)
+            and get_origin(field.annotation) is list
+            and not value.lstrip().startswith("[")
+        ):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return super().decode_complex_value(field_name, field, value)
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     if explicit is not None:
         path = Path(explicit)
-        if not path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"config: {path} is a directory, not a TOML file")
+        if not path.exists():
             raise ConfigError(f"config: file {path} does not exist")
-        return path
+        return path  # a regular file, or /dev/null, a pipe: read as they are
     for candidate in DEFAULT_CONFIG_FILES:
         if candidate.is_file():
             return candidate
@@ -187,11 +232,19 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
 def load_settings(config_file: str | os.PathLike[str] | None = None, **flags: Any) -> Settings:
     """Settings from flags (None = not given) > WIZD_* environment > TOML file > defaults."""
     path = find_config_file(config_file)
+    file_values: dict[str, Any] = {}
     if path is not None:
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"config: cannot read {path}: {exc}") from None
+            file_values = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config: {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                f"at offset {exc.start})"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
 
     class _FromFile(Settings):
         @classmethod
@@ -203,7 +256,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **flags: An
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            sources: list[PydanticBaseSettingsSource] = [init_settings, _Env(settings_cls)]
             if path is not None:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
             return tuple(sources)
@@ -211,14 +264,40 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **flags: An
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     try:
         loaded = _FromFile(**given)
+        env_values = _Env(_FromFile)()
     except ValidationError as exc:
         raise ConfigError(describe(exc, path)) from None
-    except SettingsError as exc:  # e.g. WIZD_APP=x:y where a JSON list is expected
-        raise ConfigError(
-            f"{exc}; list settings in the environment are JSON, e.g. "
-            """WIZD_APP='["myagents:researcher"]'"""
-        ) from None
+    except SettingsError as exc:  # e.g. WIZD_AGENTS that is not a JSON object
+        raise ConfigError(env_problem(exc)) from None
+    loaded._concurrency_rank = rank("concurrency", given, env_values, file_values)
+    env_agents = env_values.get("agents")
+    env_agents = env_agents if isinstance(env_agents, dict) else {}
+    for queue in loaded.agents:
+        from_env = (env_agents.get(queue) or {}).get("concurrency") is not None
+        loaded._agent_ranks[queue] = ENV if from_env else FILE
     return loaded
+
+
+def rank(key: str, *sources: dict[str, Any]) -> int:
+    """FLAG, ENV, FILE or DEFAULT: the strongest source that gave `key` (sources strongest
+    first: flags, environment, file)."""
+    for source_rank, values in zip((FLAG, ENV, FILE), sources, strict=True):
+        if values.get(key) is not None:
+            return source_rank
+    return DEFAULT
+
+
+def env_problem(exc: SettingsError) -> str:
+    """pydantic-settings' 'error parsing value for field "x" from source "EnvSettingsSource"'
+    as a line naming the variable and the form expected."""
+    found = re.search(r'field "(\w+)"', str(exc))
+    if found is None:
+        return f"environment: {exc}"
+    variable = f"WIZD_{found.group(1).upper()}"
+    return (
+        f"{variable}: cannot read {os.environ.get(variable, '')!r}: give a JSON value, e.g. "
+        """WIZD_AGENTS='{"researcher": {"concurrency": 3}}' (a list also takes a,b,c)"""
+    )
 
 
 def describe(exc: ValidationError, path: Path | None) -> str:
@@ -226,7 +305,7 @@ def describe(exc: ValidationError, path: Path | None) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(p) for p in error["loc"]) or "settings"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown setting" + (f" (in {path})" if path else "")
         lines.append(f"{key}: {message}")

@@ -36,7 +36,6 @@ from wizd.worker import QueueWorker, backoff
 RETENTION_INTERVAL = 3600.0
 LAG_PROBE = 0.5  # seconds between event-loop lag probes
 SCHEDULER_MIN_SLEEP = 0.005  # seconds: a pass that left work due looks again this soon
-WORKER_REGISTRY_KEEP = 7 * 86400.0
 
 
 def load_agents(settings: Settings) -> dict[str, Agent]:
@@ -551,6 +550,6 @@ class Supervisor:
                 if removed:
                     self.log.info("retention_cleanup", removed=len(removed), days=s.retention_days)
                 await store.prune_schedule_runs(s.retention_days * 86400)
-            await store.prune_workers(WORKER_REGISTRY_KEEP)
+            await store.prune_workers(s.worker_retention)
 
         await self._every("retention", RETENTION_INTERVAL, clean)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from typing import Any
 
@@ -11,13 +13,16 @@ from wizd import __version__
 from wizd.errors import ConfigError, WizdError
 from wizd.settings import load_settings
 
+EX_SOFTWARE = 70  # sysexits.h: an internal error
+NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
 DAEMON_HELP = """\
 wizd: a durable job queue and worker daemon for AI agents.
 
 Without a command, runs the worker daemon: for example
 `wizd --agent researcher --concurrency 3 --app myagents:researcher`.
 Settings come from these flags, then WIZD_* environment variables, then the TOML file
-(--config, else /etc/wizd/wizd.toml or ./wizd.toml), then defaults.
+(--config, else /etc/wizd/wizd.toml or ./wizd.toml), then defaults. --app modules are
+imported from the working directory first.
 """
 
 
@@ -30,13 +35,21 @@ Settings come from these flags, then WIZD_* environment variables, then the TOML
     multiple=True,
     help="Queue to serve (repeatable); default: every agent with processors.",
 )
-@click.option("--concurrency", "-c", type=int, help="Jobs run at once per queue [1].")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    help="Jobs run at once per queue [1]; beats the file's [agents.X].",
+)
 @click.option("--app", multiple=True, help="Python processors: module:agent (repeatable).")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
 )
 @click.option(
-    "--database", "-d", help="SQLite path or postgresql:// URL [wizd.db]; env WIZD_DATABASE."
+    "--database",
+    "-d",
+    help="SQLite path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://… "
+    "[wizd.db]; env WIZD_DATABASE.",
 )
 @click.option("--poll-interval", type=float, help="Seconds between polls when idle [1].")
 @click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats [30].")
@@ -76,6 +89,7 @@ from wizd.cli.distributed import job  # noqa: E402
 from wizd.cli.monitor import monitor  # noqa: E402
 
 cli.add_command(demo)
+limits.queue.add_command(queues.remove)
 for _command in (
     *ops.COMMANDS,
     *queues.COMMANDS,
@@ -87,12 +101,41 @@ for _command in (
     cli.add_command(_command)
 
 
-def main() -> None:
+def is_utf8(text: str) -> bool:
     try:
-        cli(standalone_mode=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: one line on stderr and a non-zero exit for every refusal."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(args):
+        if not is_utf8(arg):  # bytes that are not UTF-8 reach Python as lone surrogates
+            after = args[i - 1] if i and args[i - 1].startswith("-") else None
+            where = f"the value of {after}" if after else f"argument {i + 1}"
+            click.echo(f"wizd: {where}: {arg!a} is not UTF-8 text", err=True)
+            sys.exit(2)
+    try:
+        code = cli(args=args, prog_name="wizd", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # click.exceptions.Exit(code)
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+    except click.NoSuchOption as exc:
+        if NEGATIVE_NUMBER.fullmatch(exc.option_name):  # `wizd info -1`: not an option
+            command = exc.ctx.command_path if exc.ctx else "wizd"
+            click.echo(
+                f"{command}: {exc.option_name} is not an id: job and schedule ids are "
+                "positive integers",
+                err=True,
+            )
+            sys.exit(2)
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -102,3 +145,15 @@ def main() -> None:
     except WizdError as exc:
         click.echo(f"wizd: {exc}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("wizd: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line for the user, the traceback on request
+        if os.environ.get("WIZD_DEBUG"):
+            raise
+        click.echo(
+            f"wizd: unexpected {type(exc).__name__}: {exc} (a bug in wizd; run again with "
+            "WIZD_DEBUG=1 to see where)",
+            err=True,
+        )
+        sys.exit(EX_SOFTWARE)

@@ -89,6 +89,7 @@ async def serve(
 def run_daemon(settings: Settings) -> None:
     """The `wizd --agent … --concurrency …` command."""
     configure_logging(settings.log_format, settings.log_level)
+    importable_from_cwd()
     agents = load_agents(settings)  # imports --app modules before any change of directory
     settings = settings.model_copy(update={"database": absolute_database(settings.database)})
     if settings.daemonize:
@@ -104,6 +105,14 @@ def run_daemon(settings: Settings) -> None:
             Path(settings.pidfile).unlink(missing_ok=True)
 
 
+def importable_from_cwd() -> None:
+    """--app modules are found in the working directory, as `python -m` and Celery find them
+    (the console script's sys.path starts with its own bin directory instead)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error inside nested task-group wrappers (else the group itself)."""
     error: BaseException = group
@@ -112,13 +121,25 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error
 
 
+def _check_pidfile_folder(pidfile: Path) -> None:
+    folder = pidfile.parent
+    if not folder.is_dir():
+        raise ConfigError(f"pidfile: folder {folder} of {pidfile} does not exist")
+
+
 def _claim_pidfile(path: str) -> None:
     pidfile = Path(path)
-    if pidfile.exists():
-        text = pidfile.read_text().strip()
-        if text.isdigit() and pid_alive(int(text)) and int(text) != os.getpid():
-            raise ConfigError(f"pidfile: {pidfile} names a running process ({text}); not starting")
-    pidfile.write_text(f"{os.getpid()}\n")
+    _check_pidfile_folder(pidfile)
+    try:
+        if pidfile.exists():
+            text = pidfile.read_text(errors="replace").strip()
+            if text.isdigit() and pid_alive(int(text)) and int(text) != os.getpid():
+                raise ConfigError(
+                    f"pidfile: {pidfile} names a running process ({text}); not starting"
+                )
+        pidfile.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"pidfile: cannot write {pidfile}: {exc.strerror}") from None
 
 
 def _daemonize(settings: Settings) -> None:
@@ -129,6 +150,7 @@ def _daemonize(settings: Settings) -> None:
         raise ConfigError("pidfile: --daemonize needs --pidfile FILE")
     path = str(Path(settings.pidfile).resolve())
     existing = Path(path)
+    _check_pidfile_folder(existing)
     if existing.exists():
         text = existing.read_text().strip()
         if text.isdigit() and pid_alive(int(text)):

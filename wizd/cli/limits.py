@@ -30,7 +30,7 @@ def number_or_off(field: str, text: str | None) -> int | Unset | None:
         raise InvalidJob(field, f"must be an integer or none, got {text!r}") from None
 
 
-@click.group(help="Queue limits across every daemon: limit, limits, concurrency.")
+@click.group(help="Queues: limit, limits, concurrency (across every daemon); rm an empty one.")
 def queue() -> None:
     pass
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from wizd.cli.options import store_options
 from wizd.cli.queues import queue_rows
-from wizd.cli.render import event_line, make_console, status_table, table
+from wizd.cli.render import event_line, make_console, show, status_table, table
 from wizd.cli.session import with_queue
 from wizd.model import Event
 from wizd.queue import Queue
@@ -34,7 +34,8 @@ async def recent_events(q: Queue) -> list[tuple[str, Event]]:
     return found[-EVENTS_SHOWN:]
 
 
-async def snapshot(q: Queue, s: Settings, interval: float) -> RenderableType:
+async def snapshot(q: Queue, s: Settings, interval: float | None) -> RenderableType:
+    """The view once; `interval` None: a one-off snapshot (no refresh line)."""
     rows = await queue_rows(q, s, window=60.0)
     counts = status_table(rows) if rows else "[dim]no queues yet[/]"
     throughput = table("queue", "completed in the last minute", "live workers")
@@ -46,14 +47,16 @@ async def snapshot(q: Queue, s: Settings, interval: float) -> RenderableType:
     for label, event in await recent_events(q):
         events.add_row(f"#{event.job_id} {escape(label)}", event_line(event))
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    head = (
-        f"[bold]wizd monitor[/]  {escape(s.database)}  {now}  "
-        f"[dim]every {interval:g}s, Ctrl-C quits[/]"
-    )
+    head = f"[bold]wizd monitor[/]  {escape(s.database)}  {now}"
+    if interval is not None:
+        head += f"  [dim]every {interval:g}s, Ctrl-C quits[/]"
     return Group(head, "", counts, "", throughput, "", "[bold]recent events[/]", events)
 
 
-@click.command(help="A live full-screen view: queues, throughput, recent events.")
+@click.command(
+    help="A live full-screen view: queues, throughput, recent events.\n\n"
+    "With stdout not a terminal (a pipe, a file, cron), prints one snapshot and exits."
+)
 @store_options
 @click.option(
     "--interval",
@@ -64,6 +67,10 @@ async def snapshot(q: Queue, s: Settings, interval: float) -> RenderableType:
 )
 @click.option("--iterations", type=click.IntRange(min=1), help="Stop after N refreshes.")
 def monitor(interval: float, iterations: int | None) -> None:
+    if not make_console().is_terminal:
+        show(with_queue(lambda q, s: snapshot(q, s, None)))
+        return
+
     async def work(q: Queue, s: Settings) -> None:
         with Live(console=make_console(), screen=True, auto_refresh=False) as live:
             done = 0

@@ -141,8 +141,9 @@ def info(id: str, as_json: bool) -> None:
         show(job_detail(job, related))
 
 
-async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
-    """Print the job's events as they come (JSON lines with as_json) until it is final."""
+async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
+    """Print the job's events as they come (JSON lines with as_json) until it is final; the
+    final job."""
     last = 0
     while True:
         job = await q.get(ref)  # read before the events, so a final status's event is seen
@@ -155,13 +156,14 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
         if job.final:
             if not as_json:
                 show(f"job {job.id} is final: {symbol(job.status)}")
-            return
+            return job
         await anyio.sleep(FOLLOW_INTERVAL)
 
 
 @click.command(
     help="Print a job's events and log lines; -f follows until it is final.\n\n"
-    "With -f, --json prints one JSON object per line as the events come."
+    "With -f, --json prints one JSON object per line as the events come, and the exit code "
+    "says how the job ended: 0 completed, 1 failed or cancelled."
 )
 @store
 @json_option
@@ -169,7 +171,9 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
 def logs(id: str, as_json: bool, follow: bool) -> None:
     if follow:
-        with_queue(lambda q, s: follow_events(id, as_json, q), read_only=True)
+        final = with_queue(lambda q, s: follow_events(id, as_json, q), read_only=True)
+        if final.status is not JobStatus.COMPLETED:
+            raise click.exceptions.Exit(1)
         return
 
     async def work(q: Queue, s: Settings) -> list[Event]:

@@ -22,17 +22,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 HUNG = "hung"
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-DURATION_HINT = "use 30s, 10m, 2h, 7d or plain seconds"
+UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.ASCII)
+NEGATIVE_RE = re.compile(r"^\s*-\s*\d", re.ASCII)
+ID_RE = re.compile(r"[0-9]{1,30}")
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in either store
+MAX_DURATION = 100 * 365 * 86400.0  # a century: beyond it a time is not representable
 
 
 def parse_duration(field: str, text: str, unit: str = "s") -> float:
     """Seconds in "30s", "10m", "2h", "7d", "1w"; a bare number counts in `unit`."""
+    hint = f"use 30s, 10m, 2h, 7d or a plain number of {UNIT_NAMES[unit]}"
     match = DURATION_RE.match(text)
     if match is None:
-        raise InvalidJob(field, f"{text!r} is not a duration; {DURATION_HINT}")
+        if NEGATIVE_RE.match(text):
+            raise InvalidJob(field, f"{text!r} is negative; a duration is 0 or more: {hint}")
+        raise InvalidJob(field, f"{text!r} is not a duration; {hint}")
     number, suffix = match.groups()
-    return float(number) * UNITS[suffix or unit]
+    seconds = float(number) * UNITS[suffix or unit]
+    if seconds > MAX_DURATION:
+        raise InvalidJob(field, f"{text!r} is longer than 100 years")
+    return seconds
 
 
 def parse_time(field: str, text: str) -> datetime:
@@ -59,13 +69,21 @@ def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | No
     text = payload
     if payload.startswith("@"):
         try:
-            text = Path(payload[1:]).read_text(encoding="utf-8")
+            text = Path(payload[1:]).read_bytes().decode("utf-8")
         except OSError as exc:
             raise InvalidJob("payload", f"cannot read {payload[1:]}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidJob(
+                "payload",
+                f"{payload[1:]} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start})",
+            ) from None
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidJob("payload", f"is not valid JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per level
+        raise InvalidJob("payload", "is nested too deeply to read") from None
     if not isinstance(value, dict):
         raise InvalidJob("payload", f"must be a JSON object, got {type(value).__name__}")
     return value
@@ -73,7 +91,7 @@ def parse_payload(query: str | None, payload: str | None) -> dict[str, Any] | No
 
 def parse_id(field: str, text: str) -> int:
     """A job id: the positive integer the store gave."""
-    if not text.strip().isdigit() or int(text) < 1:
+    if not ID_RE.fullmatch(text.strip()) or not 1 <= int(text) <= MAX_ID:  # isdigit takes '²'
         raise InvalidJob(field, f"must be a job id (a positive integer), got {text!r}")
     return int(text)
 
@@ -115,7 +133,8 @@ def store_options(command: F) -> F:
         "--database",
         expose_value=False,
         callback=_remember,
-        help="SQLite path or postgresql:// URL [wizd.db]; env WIZD_DATABASE.",
+        help="SQLite path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://… "
+        "[wizd.db]; env WIZD_DATABASE.",
     )(command)
 
 

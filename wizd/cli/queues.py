@@ -23,11 +23,13 @@ from wizd.cli.render import (
     workers_table,
 )
 from wizd.cli.session import with_queue
+from wizd.errors import InvalidJob, WizdError
 from wizd.model import Job, JobStatus, QueueStats, WorkerInfo
 from wizd.queue import Queue
 from wizd.settings import Settings
 
 agent_argument = click.argument("agent")
+HEARTBEAT_MARGIN = 2.0  # --kill reaps only heartbeats older than this many intervals
 
 
 def worker_state(worker: WorkerInfo, hung_timeout: float) -> str:
@@ -73,8 +75,20 @@ def status(as_json: bool) -> None:
     show(status_table(rows) if rows else "[dim]no queues yet[/]")
 
 
-def set_paused(agent: str, paused: bool) -> None:
+async def known_queues(q: Queue) -> set[str]:
+    """Queues with jobs, settings or counts, served by a registered daemon, or scheduled into."""
+    names = {name for name, _, _ in await q.queues()}
+    names |= {name for w in await q.workers() for name in w.queues}
+    return names | {s.queue for s in await q.schedules()}
+
+
+def set_paused(agent: str, paused: bool, create: bool) -> None:
     async def work(q: Queue, s: Settings) -> None:
+        if not create and agent not in await known_queues(q):
+            raise WizdError(
+                f"queue {agent!r} does not exist (no job, daemon or schedule names it); "
+                "check the name with `wizd status`, or give --create to make it"
+            )
         await (q.pause(agent) if paused else q.resume(agent))
 
     with_queue(work)
@@ -84,18 +98,38 @@ def set_paused(agent: str, paused: bool) -> None:
         click.echo(f"queue {agent} resumed")
 
 
+create_option = click.option(
+    "--create", is_flag=True, help="Make the queue if no job, daemon or schedule names it yet."
+)
+
+
 @click.command(help="Stop handing out an agent's jobs (running ones finish).")
 @store
 @agent_argument
-def pause(agent: str) -> None:
-    set_paused(agent, True)
+@create_option
+def pause(agent: str, create: bool) -> None:
+    set_paused(agent, True, create)
 
 
 @click.command(help="Hand out a paused agent's jobs again.")
 @store
 @agent_argument
-def resume(agent: str) -> None:
-    set_paused(agent, False)
+@create_option
+def resume(agent: str, create: bool) -> None:
+    set_paused(agent, False, create)
+
+
+@click.command(
+    "rm", help="Remove an empty queue (no jobs, no schedules): its pause, defaults, limits."
+)
+@store
+@agent_argument
+def remove(agent: str) -> None:
+    async def work(q: Queue, s: Settings) -> None:
+        await q.remove_queue(agent)
+
+    with_queue(work)
+    click.echo(f"queue {agent} removed")
 
 
 @click.command(help="The next jobs an agent's queue would hand out, in order.")
@@ -141,16 +175,42 @@ def stats(agent: str, window: str, as_json: bool) -> None:
     )
 
 
-@click.command(help="Running jobs with stale heartbeats; --kill reaps them now.")
+def shortest_reap_age(settings: Settings) -> float:
+    """The youngest heartbeat age --kill may reap without --force: a healthy daemon's running
+    job has a heartbeat up to one interval old, and one more interval is the margin for a late
+    beat (a slow commit, a busy host)."""
+    return HEARTBEAT_MARGIN * settings.heartbeat_interval
+
+
+def check_reap_age(age: float, settings: Settings) -> None:
+    shortest = shortest_reap_age(settings)
+    if age < shortest:
+        raise InvalidJob(
+            "older_than",
+            f"{span(age)} is under {HEARTBEAT_MARGIN:g} x the heartbeat interval "
+            f"({span(settings.heartbeat_interval)}, setting heartbeat_interval): a healthy "
+            f"daemon's running job can be that silent, and reaping it runs it twice at once; "
+            f"give --older-than {shortest:g}s or more, or --force",
+        )
+
+
+@click.command(
+    help="Running jobs with stale heartbeats; --kill reaps them now.\n\n"
+    "--kill refuses an --older-than under twice the heartbeat interval (the heartbeat_interval "
+    "setting: --heartbeat-interval, WIZD_HEARTBEAT_INTERVAL or the file) unless --force."
+)
 @store
 @json_option
 @click.option("--older-than", help="Heartbeat age that makes a job hung [hung_timeout].")
 @click.option("--kill", "reap", is_flag=True, help="Retry them (or fail them) now.")
-def hung(older_than: str | None, reap: bool, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="With --kill: reap even under the heartbeat margin.")
+def hung(older_than: str | None, reap: bool, force: bool, as_json: bool) -> None:
     age = parse_duration("older_than", older_than) if older_than is not None else None
 
     async def work(q: Queue, s: Settings) -> list[Job]:
         limit = s.hung_timeout if age is None else age
+        if reap and not force:
+            check_reap_age(limit, s)
         if not reap:
             return await q.hung(limit)
         # reap_hung returns the jobs as they were when found; show where each went
@@ -200,12 +260,27 @@ def cleanup(days: str, statuses: tuple[str, ...], dry_run: bool, as_json: bool) 
     click.echo(f"{verb} {len(ids)} job(s){listed}")
 
 
-@click.command(help="Daemons: host, pid, queues, slots, heartbeat, live/stopped/dead.")
+def forgotten(worker: WorkerInfo, retention: float, now: float) -> bool:
+    """Stopped, or silent, for longer than the worker_retention setting (the daemons prune
+    such rows hourly; until then they are not shown)."""
+    last = worker.stopped_at or worker.heartbeat_at
+    return now - last.timestamp() > retention
+
+
+@click.command(
+    help="Daemons: host, pid, queues, slots, heartbeat, live/stopped/dead. Stopped and dead "
+    "ones are listed for worker_retention seconds (a setting) [1 day]."
+)
 @store
 @json_option
 def agents(as_json: bool) -> None:
     async def work(q: Queue, s: Settings) -> list[tuple[WorkerInfo, str]]:
-        return [(w, worker_state(w, s.hung_timeout)) for w in await q.workers()]
+        now = time.time()
+        return [
+            (w, worker_state(w, s.hung_timeout))
+            for w in await q.workers()
+            if not forgotten(w, s.worker_retention, now)
+        ]
 
     rows = with_queue(work, read_only=True)
     if as_json:

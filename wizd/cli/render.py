@@ -18,11 +18,15 @@ from rich import box
 from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Column, Table
+from rich.text import Text
 from rich.tree import Tree
 
 from wizd.cli.demo import SYMBOLS
 from wizd.model import ALL_STATUSES, Event, Job, QueueLimits, Schedule, WorkerInfo, shown
 
+NAME_WIDTH = 20  # a queue, job or worker name in a terminal's jobs table
+NAME_FLOOR = 8  # … cut down to this on a narrow terminal, before the error shrinks
+ERROR_MIN_WIDTH = 16
 PLAIN_WIDTH = 200  # piped output is not wrapped at 80 columns: lines stay greppable
 
 
@@ -95,6 +99,7 @@ def jobs_table(jobs: Sequence[Job], heartbeat: bool = False) -> Table:
     if heartbeat:
         columns.insert(-1, "heartbeat")
     grid = table(*columns)
+    rows = []
     for job in jobs:
         cells = [
             str(job.id),
@@ -109,8 +114,36 @@ def jobs_table(jobs: Sequence[Job], heartbeat: bool = False) -> Table:
         ]
         if heartbeat:
             cells.insert(-1, ago(job.heartbeat_at, now))
+        rows.append(cells)
+    console = make_console()
+    if console.is_terminal:
+        fit_columns(grid, rows, console.width)
+    for cells in rows:
         grid.add_row(*cells)
     return grid
+
+
+def fit_columns(grid: Table, rows: Sequence[Sequence[str]], width: int) -> None:
+    """Widths that fit a terminal `width` wide without dropping a column: names are cut
+    short first (to NAME_WIDTH, then down to NAME_FLOOR), the last column (the error) takes
+    the rest, at least ERROR_MIN_WIDTH, cut with an ellipsis."""
+    names = [i for i, c in enumerate(grid.columns) if c.header in ("queue", "name", "worker")]
+    widths = [
+        max([len(str(column.header))] + [Text.from_markup(r[i]).cell_len for r in rows])
+        for i, column in enumerate(grid.columns)
+    ]
+    for i in names:
+        widths[i] = min(widths[i], NAME_WIDTH)
+    grid.padding = (0, 1, 0, 0)  # one space after a cell; the box adds a divider
+    gap = 2 if grid.box is not None else 1
+    room = width - gap * (len(widths) - 1) - sum(widths[:-1])
+    while room < ERROR_MIN_WIDTH and any(widths[i] > NAME_FLOOR for i in names):
+        widest = max(names, key=lambda i: widths[i])
+        widths[widest] -= 1
+        room += 1
+    widths[-1] = max(room, ERROR_MIN_WIDTH)
+    for column, fixed in zip(grid.columns, widths, strict=True):
+        column.width, column.no_wrap, column.overflow = fixed, True, "ellipsis"
 
 
 def timings(job: Job, now: float | None = None) -> dict[str, float | None]:

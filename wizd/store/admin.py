@@ -8,12 +8,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from wizd.errors import IllegalTransition, InvalidJob
+from wizd.errors import IllegalTransition, InvalidJob, QueueNotEmpty, QueueNotFound
 from wizd.model import FINAL, PAUSABLE, Job, JobOptions, JobStatus, WorkerInfo, can_transition
 from wizd.store import flows
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
-from wizd.store.conn import Conn, group_cache
+from wizd.store.conn import Conn, dialect, group_cache
 
 S = JobStatus
 
@@ -114,6 +114,30 @@ def set_queue_paused(c: Conn, now: float, queue: str, paused: bool) -> None:
     c.execute(Q.QUEUE_SET_PAUSED, (int(paused), queue))
 
 
+def remove_queue(c: Conn, now: float, queue: str) -> None:
+    jobs = dict(c.execute(Q.QUEUE_JOBS_BY_STATUS, (queue,)).fetchall())
+    if jobs:
+        listed = ", ".join(f"{n} {status}" for status, n in sorted(jobs.items()))
+        raise QueueNotEmpty(queue, f"{sum(jobs.values())} job(s) ({listed}); delete them first")
+    schedules = [row[0] for row in c.execute(Q.QUEUE_SCHEDULES, (queue,))]
+    if schedules:
+        ids = ", ".join(map(str, schedules))
+        raise QueueNotEmpty(queue, f"schedule(s) {ids} enqueue into it; unschedule them first")
+    known = (
+        c.execute(Q.QUEUE_GET, (queue,)).fetchone()
+        or c.execute(Q.QUEUE_COUNTED, (queue,)).fetchone()
+    )
+    if dialect(c) == "postgres":
+        # A delta of an enqueue committed after this transaction's statements stays: the
+        # count of that job is kept (only the queue's settings row would be gone).
+        known = c.execute(Q.QUEUE_COUNT_DELTAS_DELETE, (queue,)).rowcount > 0 or known
+    if not known:
+        raise QueueNotFound(queue)
+    c.execute(Q.QUEUE_DELETE, (queue,))
+    c.execute(Q.QUEUE_COUNTS_DELETE, (queue,))
+    group_cache(c).pop(("queue_defaults", queue), None)
+
+
 def set_queue_defaults(c: Conn, now: float, queue: str, overrides: dict[str, Any]) -> JobOptions:
     c.execute(Q.QUEUE_ENSURE, (queue,))
     row = c.execute(Q.QUEUE_GET, (queue,)).fetchone()
@@ -147,4 +171,4 @@ def worker_stopped(c: Conn, now: float, worker_id: str) -> None:
 
 
 def prune_workers(c: Conn, now: float, older_than: float) -> None:
-    c.execute(Q.WORKERS_PRUNE, (now - older_than,))
+    c.execute(Q.WORKERS_PRUNE, (now - older_than, now - older_than))

@@ -194,6 +194,10 @@ class Store(Protocol):
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         """A paused queue is never claimed from; its jobs keep their statuses."""
 
+    async def remove_queue(self, queue: str) -> None:
+        """Forget a queue with no job (of any status) and no schedule: its pause, defaults,
+        limits and counts. QueueNotEmpty names what it still has; QueueNotFound if unknown."""
+
     async def set_queue_defaults(self, queue: str, overrides: dict[str, Any]) -> JobOptions:
         """Merge overrides into the queue's defaults (validated first) and return them."""
 
@@ -347,4 +351,5 @@ class Store(Protocol):
     async def register_worker(self, info: WorkerInfo) -> None: ...
     async def worker_stopped(self, worker_id: str) -> None: ...
     async def workers(self) -> list[WorkerInfo]: ...
-    async def prune_workers(self, older_than: float) -> None: ...
+    async def prune_workers(self, older_than: float) -> None:
+        """Forget daemons stopped, or silent (dead), for more than `older_than` seconds."""

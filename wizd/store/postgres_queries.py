@@ -451,7 +451,10 @@ FROM workers ORDER BY started_at DESC
 WORKERS_WITH_RUNNING = """
 SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
 """
-WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < %s"
+WORKERS_PRUNE = """
+DELETE FROM workers
+WHERE (stopped_at IS NOT NULL AND stopped_at < %s) OR (stopped_at IS NULL AND heartbeat_at < %s)
+"""
 
 # -- flows ---------------------------------------------------------------------------------
 DEPS_OF = "SELECT depends_on FROM job_deps WHERE job_id = %s ORDER BY depends_on"

@@ -362,6 +362,9 @@ class SQLStore:
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         await self._write(lambda c, now: admin.set_queue_paused(c, now, queue, paused))
 
+    async def remove_queue(self, queue: str) -> None:
+        await self._write(lambda c, now: admin.remove_queue(c, now, queue))
+
     async def set_queue_defaults(self, queue: str, overrides: dict[str, Any]) -> JobOptions:
         return await self._write(lambda c, now: admin.set_queue_defaults(c, now, queue, overrides))
 

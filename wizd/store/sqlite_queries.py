@@ -139,6 +139,13 @@ QUEUE_ENSURE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
 QUEUE_GET = "SELECT name, paused, defaults FROM queues WHERE name = ?"
 QUEUE_SET_PAUSED = "UPDATE queues SET paused = ? WHERE name = ?"
 QUEUE_SET_DEFAULTS = "UPDATE queues SET defaults = ? WHERE name = ?"
+QUEUE_JOBS_BY_STATUS = "SELECT status, COUNT(*) FROM jobs WHERE queue = ? GROUP BY status"
+QUEUE_SCHEDULES = "SELECT id FROM schedules WHERE queue = ? ORDER BY id"
+QUEUE_COUNTED = "SELECT 1 FROM job_counts WHERE queue = ? LIMIT 1"
+QUEUE_DELETE = "DELETE FROM queues WHERE name = ?"
+QUEUE_COUNTS_DELETE = "DELETE FROM job_counts WHERE queue = ?"
+# PostgreSQL only: the count deltas not yet folded into job_counts (they sum to 0 here).
+QUEUE_COUNT_DELTAS_DELETE = "DELETE FROM job_count_deltas WHERE queue = ?"
 QUEUES_ALL = """
 SELECT q.name, COALESCE(qs.paused, 0), COALESCE(qs.defaults, '{}') FROM
   (SELECT name FROM queues UNION SELECT DISTINCT queue FROM job_counts) q
@@ -411,7 +418,11 @@ FROM workers ORDER BY started_at DESC
 WORKERS_WITH_RUNNING = """
 SELECT DISTINCT worker_id FROM jobs WHERE status = 'running' AND worker_id IS NOT NULL
 """
-WORKERS_PRUNE = "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < ?"
+# Stopped before the cutoff, or silent since it (dead: killed, or its host is gone).
+WORKERS_PRUNE = """
+DELETE FROM workers
+WHERE (stopped_at IS NOT NULL AND stopped_at < ?) OR (stopped_at IS NULL AND heartbeat_at < ?)
+"""
 
 # -- flows ---------------------------------------------------------------------------------
 DEPS_OF = "SELECT depends_on FROM job_deps WHERE job_id = ? ORDER BY depends_on"
