@@ -68,7 +68,7 @@ async def snapshot(q: Queue, s: Settings, interval: float | None) -> RenderableT
 @click.option("--iterations", type=click.IntRange(min=1), help="Stop after N refreshes.")
 def monitor(interval: float, iterations: int | None) -> None:
     if not make_console().is_terminal:
-        show(with_queue(lambda q, s: snapshot(q, s, None)))
+        show(with_queue(lambda q, s: snapshot(q, s, None), read_only=True))
         return
 
     async def work(q: Queue, s: Settings) -> None:
