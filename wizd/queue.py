@@ -7,7 +7,6 @@ naming the field and the limit and writes nothing.
 from __future__ import annotations
 
 import builtins
-import enum
 import functools
 import inspect
 import json
@@ -22,6 +21,11 @@ from typing import Any, Literal, TypedDict
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Unpack
 
+from wizd import arguments as arg
+from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
+from wizd.arguments import Seconds, epoch, job_id, schedule_ref, seconds
+from wizd.arguments import Unset as Unset
+from wizd.checks import DEFAULT_LIMITS, SizeLimits, shorten
 from wizd.errors import InvalidJob
 from wizd.model import (
     CONFLICT_POLICIES,
@@ -45,10 +49,8 @@ from wizd.model import (
     as_object,
     as_tags,
     check_attempts,
-    check_epoch,
     check_identifier,
     check_limit,
-    check_non_negative,
     check_positive,
     check_subtask_id,
     check_unique_key,
@@ -58,7 +60,6 @@ from wizd.model import (
     job_template,
     new_job,
     parse_priority,
-    parse_status,
     zero_counts,
 )
 from wizd.recurrence import CATCH_UP, Timing
@@ -74,76 +75,8 @@ DEPENDENCY_POLICIES = ("fail", "cancel", "ignore")
 CHILD_POLICIES = ("continue", "fail", "cancel")
 
 
-Seconds = float | int | timedelta
 Jobs = list[Job]
 Ids = list[int]
-
-
-def seconds(field: str, value: Seconds | None) -> float | None:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    return check_non_negative(field, value)
-
-
-def epoch(field: str, value: datetime | float | int | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise InvalidJob(field, f"needs a timezone (UTC), got naive {value.isoformat()}")
-        return check_epoch(field, value.timestamp())
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidJob(field, f"must be a datetime or epoch seconds, got {value!r}")
-    return check_epoch(field, float(value))
-
-
-class Unset(enum.Enum):
-    """An argument left out (None has a meaning of its own: clear the setting)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
-
-
-def schedule_ref(value: object) -> int | str:
-    """A schedule's id (a positive integer, or its digits) or its key."""
-    if isinstance(value, Schedule):
-        return value.id
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise InvalidJob("schedule", f"must be a schedule id or key, got {value}")
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return schedule_ref(int(value.strip()))
-    if isinstance(value, str):
-        return check_identifier("schedule", value)
-    raise InvalidJob("schedule", f"must be a schedule id or key, got {value!r}")
-
-
-def unique_states_of(states: Iterable[str | JobStatus] | str | JobStatus) -> tuple[JobStatus, ...]:
-    items = [states] if isinstance(states, str | JobStatus) else builtins.list(states)
-    chosen = []
-    for state in items:
-        try:
-            chosen.append(parse_status(state))
-        except InvalidJob as exc:
-            raise InvalidJob("unique_states", str(exc).split(": ", 1)[1]) from None
-    return tuple(dict.fromkeys(chosen))
-
-
-def job_id(value: object) -> int:
-    if isinstance(value, Job):
-        return value.id
-    if isinstance(value, bool):
-        raise InvalidJob("id", f"must be a job id, got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise InvalidJob("id", f"must be a positive integer, got {value}")
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return job_id(int(value.strip()))
-    raise InvalidJob("id", f"must be a job id (a positive integer), got {value!r}")
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -175,6 +108,17 @@ class EnqueueOptions(TypedDict, total=False):
 ENQUEUE_KEYS = ("name", "payload", *EnqueueOptions.__annotations__)
 _ENQUEUE_KEY_SET = frozenset(ENQUEUE_KEYS)
 _PLAIN_KEYS = frozenset({"queue"})  # options of a job that Queue._build_plain builds
+_PUBLIC_OPTIONS = tuple(EnqueueOptions.__annotations__)
+# build's keyword arguments: the public options and those set by enqueue_batch and friends.
+_OPTION_KEYS = frozenset(_PUBLIC_OPTIONS) | {
+    "depends_on_index",
+    "batch_id",
+    "kind",
+    "start_waiting_children",
+    "start_paused",
+}
+KINDS = ("job", "distributed")
+MAX_BATCH_ID = 200
 
 
 class ScheduleJobOptions(TypedDict, total=False):
@@ -204,11 +148,13 @@ class Queue:
         self,
         store: Store,
         *,
-        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+        payload_limit: int | None = None,
+        limits: SizeLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.payload_limit = payload_limit
+        self.limits = limits.replace(payload=payload_limit)
+        self.payload_limit = self.limits.payload
         self.clock = clock
 
     async def __aenter__(self) -> Queue:
@@ -257,17 +203,10 @@ class Queue:
         if isinstance(backoff, Mapping):
             backoff = Backoff.from_dict(backoff)
         elif backoff is not None and not isinstance(backoff, Backoff):
-            raise InvalidJob("backoff", f"must be a wizd.Backoff, got {backoff!r}")
-        if on_dependency_failure not in DEPENDENCY_POLICIES:
-            raise InvalidJob(
-                "on_dependency_failure",
-                f"must be one of {', '.join(DEPENDENCY_POLICIES)}, got {on_dependency_failure!r}",
-            )
-        if on_child_failure not in CHILD_POLICIES:
-            raise InvalidJob(
-                "on_child_failure",
-                f"must be one of {', '.join(CHILD_POLICIES)}, got {on_child_failure!r}",
-            )
+            raise InvalidJob("backoff", f"must be a wizd.Backoff, got {shorten(backoff)}")
+        arg.one_of("on_dependency_failure", on_dependency_failure, DEPENDENCY_POLICIES)
+        arg.one_of("on_child_failure", on_child_failure, CHILD_POLICIES)
+        arg.one_of("kind", kind, KINDS)
         timeout_s = seconds("timeout", timeout)
         ttl_s = seconds("ttl", ttl)
         built_children: tuple[NewJob, ...] = ()
@@ -287,7 +226,7 @@ class Queue:
         return new_job(
             queue=check_identifier("queue", queue),
             name=check_identifier("name", name),
-            payload=encode_payload({} if payload is None else payload, self.payload_limit),
+            payload=encode_payload({} if payload is None else payload, self.limits.payload),
             priority=None if priority is None else parse_priority(priority),
             max_attempts=None if attempts is None else check_attempts(attempts),
             backoff=backoff,
@@ -295,18 +234,18 @@ class Queue:
             run_at=epoch("run_at", run_at),
             delay=seconds("delay", delay) or 0.0,
             ttl=check_positive("ttl", ttl_s),
-            tags=as_tags(tags),
+            tags=as_tags(tags, self.limits.tags),
             context=None
             if context is None
-            else encode_json(as_object("context", context), "context"),
-            parent_id=None if parent is None else job_id(parent),
-            depends_on=tuple(dict.fromkeys(job_id(d) for d in (depends_on or ()))),
-            depends_on_index=tuple(depends_on_index),
-            batch_id=batch_id,
+            else encode_json(as_object("context", context), "context", self.limits.context),
+            parent_id=None if parent is None else job_id(parent, "parent"),
+            depends_on=tuple(arg.job_ids(depends_on, "depends_on", empty=True)),
+            depends_on_index=arg.indexes("depends_on_index", depends_on_index),
+            batch_id=arg.text("batch_id", batch_id, MAX_BATCH_ID),
             on_dependency_failure=on_dependency_failure,
             on_child_failure=on_child_failure,
-            start_waiting_children=start_waiting_children,
-            start_paused=start_paused,
+            start_waiting_children=arg.flag("start_waiting_children", start_waiting_children),
+            start_paused=arg.flag("start_paused", start_paused),
             kind=kind,
             children=built_children,
             concurrency_key=(
@@ -323,6 +262,9 @@ class Queue:
         """build(name, payload, **options), by _build_plain when only a queue is given."""
         if options.keys() <= _PLAIN_KEYS:
             return self._build_plain(name, payload, options.get("queue", DEFAULT_QUEUE))
+        if not _OPTION_KEYS.issuperset(options):
+            unknown = sorted(map(str, set(options) - _OPTION_KEYS))
+            raise InvalidJob(unknown[0], f"unknown option; known: {', '.join(_PUBLIC_OPTIONS)}")
         return self.build(name, payload, **options)
 
     def _build_plain(self, name: str, payload: Mapping[str, Any] | None, queue: str) -> NewJob:
@@ -331,7 +273,7 @@ class Queue:
         return new_job(
             queue=check_identifier("queue", queue),
             name=check_identifier("name", name),
-            payload=encode_payload({} if payload is None else payload, self.payload_limit),
+            payload=encode_payload({} if payload is None else payload, self.limits.payload),
             priority=None,
             max_attempts=None,
             backoff=None,
@@ -359,7 +301,7 @@ class Queue:
                     raise InvalidJob(name, "applies to a job with a unique_key: give one")
             return {}
         held_for = check_positive("unique_for", seconds("unique_for", period))
-        chosen = NOT_FINAL if states is None else unique_states_of(states)
+        chosen = NOT_FINAL if states is None else arg.unique_states_of(states)
         if not chosen and held_for is None:
             raise InvalidJob(
                 "unique_states", "is empty and no unique_for is given: the key would never hold"
@@ -368,7 +310,7 @@ class Queue:
         if policy not in CONFLICT_POLICIES:
             raise InvalidJob(
                 "on_conflict",
-                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {on_conflict!r}",
+                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {shorten(on_conflict)}",
             )
         return {
             "unique_key": check_unique_key(key),
@@ -441,11 +383,11 @@ class Queue:
                 raise InvalidJob(f"items[{i}]", f"must be a dict, got {type(item).__name__}")
             refs = item.get("depends_on", [])
             refs = [] if refs is None else refs
-            if isinstance(refs, int | str) or not all(
+            if not isinstance(refs, builtins.list | tuple) or not all(
                 isinstance(r, int) and not isinstance(r, bool) for r in refs
             ):
                 raise InvalidJob(
-                    f"items[{i}].depends_on", f"must be a list of item indexes, got {refs!r}"
+                    f"items[{i}].depends_on", f"must be a list of item indexes, got {shorten(refs)}"
                 )
             for ref in refs:
                 if not 0 <= ref < i:
@@ -461,6 +403,7 @@ class Queue:
 
     async def batch(self, batch_id: str) -> Jobs:
         """Every job of a linked batch, in enqueue order."""
+        arg.check_text("batch_id", batch_id, limit=MAX_BATCH_ID)
         return await self.list(batch_id=batch_id, sort="id", order="asc", limit=10_000)
 
     async def add_dependency(
@@ -531,8 +474,8 @@ class Queue:
         with a `subtask_name` processor runs them. When every sub-task is final, the parent
         completes with the consolidation as its result. At the ttl, unfinished sub-tasks
         fail as expired and the consolidation reports them."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidJob("prompt", "must be a non-empty string")
+        arg.check_text("prompt", prompt, limit=self.limits.payload)
+        arg.flag("dispatch", dispatch)
         if isinstance(subtasks, str) or not isinstance(subtasks, Sequence) or not subtasks:
             raise InvalidJob("subtasks", "must be a non-empty list of query strings")
         for i, query in enumerate(subtasks, start=1):
@@ -613,10 +556,7 @@ class Queue:
 
     @staticmethod
     def _many(value: int | str | Job | Iterable[int | str | Job]) -> builtins.list[int]:
-        items = [value] if isinstance(value, int | str | Job) else builtins.list(value)
-        if not items:
-            raise InvalidJob("depends_on", "give at least one job id")
-        return builtins.list(dict.fromkeys(job_id(v) for v in items))
+        return arg.job_ids(value, "depends_on")
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, id: int | str | Job) -> Job:
@@ -638,22 +578,16 @@ class Queue:
         limit: int = 50,
         offset: int = 0,
     ) -> Jobs:
-        if status is None:
-            statuses: tuple[JobStatus, ...] = ()
-        elif isinstance(status, str):
-            statuses = (parse_status(status),)
-        else:
-            statuses = tuple(parse_status(s) for s in status)
         return await self.store.list_jobs(
             JobFilter(
-                queue=queue,
-                statuses=statuses,
-                name=name,
-                tags=as_tags(tags),
+                queue=arg.name("queue", queue),
+                statuses=() if status is None else arg.statuses(status),
+                name=arg.name("name", name),
+                tags=as_tags(tags, arg.MAX_PAGE),
                 created_after=epoch("created_after", created_after),
                 created_before=epoch("created_before", created_before),
-                parent_id=None if parent is None else job_id(parent),
-                batch_id=batch_id,
+                parent_id=None if parent is None else job_id(parent, "parent"),
+                batch_id=arg.text("batch_id", batch_id, MAX_BATCH_ID),
                 sort=sort,
                 order=order,
                 limit=limit,
@@ -663,13 +597,12 @@ class Queue:
 
     async def peek(self, queue: str, n: int = 10) -> Jobs:
         """The next n jobs the queue would hand out, in claim order. Changes nothing."""
-        if n < 1 or n > 10_000:
-            raise InvalidJob("n", f"must be between 1 and 10000, got {n}")
+        arg.page("n", n)
         return await self.store.peek(check_identifier("queue", queue), n)
 
     async def counts(self, queue: str | None = None) -> dict[str, int]:
         """{status: n} for every status (zeros included), of one queue or of all."""
-        per_queue = await self.store.counts(queue)
+        per_queue = await self.store.counts(arg.name("queue", queue))
         total = zero_counts()
         for counts in per_queue.values():
             for status, n in counts.items():
@@ -681,14 +614,13 @@ class Queue:
 
     async def stats(self, queue: str, window: Seconds = 3600.0) -> QueueStats:
         """Counts plus average wait and run time and throughput over the last `window`."""
-        w = check_positive("window", seconds("window", window))
-        assert w is not None
+        w = arg.required_seconds("window", window)
         return await self.store.stats(check_identifier("queue", queue), w)
 
     async def events(self, id: int | str | Job, after: int = 0) -> builtins.list[Event]:
         """The job's history and log lines, oldest first; `after=n` skips its first n lines
         (an event's id is its line number, so after=the last id seen gives what is new)."""
-        return await self.store.events(job_id(id), after)
+        return await self.store.events(job_id(id), arg.offset("after", after))
 
     async def queues(self) -> builtins.list[tuple[str, bool, JobOptions]]:
         return await self.store.queues()
@@ -708,20 +640,18 @@ class Queue:
     async def kill(self, id: int | str | Job, force: bool = False) -> Job:
         """Cancel a job; if it is running, its daemon stops the run within a poll interval
         (a command processor gets SIGTERM, then SIGKILL after its grace; force: SIGKILL)."""
-        reason = KILL_FORCE_REASON if force else KILL_REASON
+        reason = KILL_FORCE_REASON if arg.flag("force", force) else KILL_REASON
         return (await self.store.cancel([job_id(id)], reason))[0]
 
     async def hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> Jobs:
         """Running jobs whose heartbeat is older than `older_than` (the daemon's hung timeout)."""
-        age = check_positive("older_than", seconds("older_than", older_than))
-        assert age is not None
+        age = arg.required_seconds("older_than", older_than)
         return await self.store.stale_running(age)
 
     async def reap_hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> builtins.list[Job]:
         """Retry (or fail, when out of attempts) hung jobs now, as the daemon's reaper would;
         returns them as they are now."""
-        age = check_positive("older_than", seconds("older_than", older_than))
-        assert age is not None
+        age = arg.required_seconds("older_than", older_than)
         reaped = await self.store.reap_hung(age, "hung")
         return await self.store.get_many([item.job.id for item in reaped])
 
@@ -845,13 +775,17 @@ class Queue:
                 sorted(unknown)[0],
                 f"unknown schedule option; known: {', '.join(SCHEDULE_JOB_KEYS)}",
             )
+        arg.text("cron", cron, 1000)
+        arg.check_text("timezone", timezone, limit=1000)
         timing = Timing(cron, None if every is None else seconds("every", every), timezone)
         if catch_up not in CATCH_UP:
-            raise InvalidJob("catch_up", f"must be one of {', '.join(CATCH_UP)}, got {catch_up!r}")
+            raise InvalidJob(
+                "catch_up", f"must be one of {', '.join(CATCH_UP)}, got {shorten(catch_up)}"
+            )
         if key is not None:
             check_identifier("key", key)
             if key.isdigit():
-                raise InvalidJob("key", f"{key!r} would read as a schedule id; use a name")
+                raise InvalidJob("key", f"{shorten(key)} would read as a schedule id; use a name")
         new = self.build(name, payload, queue=queue, **options)
         spec = NewSchedule(
             key=key,
@@ -863,7 +797,7 @@ class Queue:
             every=timing.every,
             timezone=timing.timezone,
             catch_up=catch_up,
-            paused=bool(paused),
+            paused=arg.flag("paused", paused),
         )
         return await self.store.create_schedule(spec)
 
@@ -890,7 +824,7 @@ class Queue:
     ) -> builtins.list[ScheduleRun]:
         """The schedule's latest enqueued occurrences (fire time, job id), newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidJob("limit", f"must be between 1 and 10000, got {limit!r}")
+            raise InvalidJob("limit", f"must be between 1 and 10000, got {shorten(limit)}")
         return await self.store.schedule_runs(schedule_ref(ref), limit)
 
     async def fire_schedules(self) -> Fired:
@@ -898,7 +832,7 @@ class Queue:
         return await self.store.fire_schedules()
 
     async def log(self, id: int | str | Job, message: str) -> None:
-        await self.store.log(job_id(id), message)
+        await self.store.log(job_id(id), arg.log_line(message, self.limits.log))
 
     async def cleanup(
         self,
@@ -907,32 +841,35 @@ class Queue:
         dry_run: bool = False,
     ) -> Ids:
         """Ids of final jobs finished before `older_than` ago; deleted unless dry_run."""
-        age = seconds("older_than", older_than)
-        assert age is not None
+        age = arg.required_seconds("older_than", older_than, positive=False)
+        chosen = builtins.list(arg.statuses(statuses, "statuses"))
+        if not chosen:
+            raise InvalidJob("statuses", "give at least one final status")
         # The store refuses a status that is not final, before it reads or deletes anything.
-        return await self.store.cleanup(age, [parse_status(s) for s in statuses], dry_run)
+        return await self.store.cleanup(age, chosen, arg.flag("dry_run", dry_run))
 
     @staticmethod
     def _ids(ids: Sequence[int | str | Job]) -> Ids:
-        if not ids:
-            raise InvalidJob("id", "give at least one job id")
-        return builtins.list(dict.fromkeys(job_id(i) for i in ids))
+        return arg.job_ids(ids)
 
 
 def connect(
     url: str = "wizd.db",
     *,
-    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    payload_limit: int | None = None,
+    limits: SizeLimits = DEFAULT_LIMITS,
     clock: Callable[[], float] = time.time,
     **store_options: Any,
 ) -> Queue:
     """A client for the store at `url` (a path, sqlite:///path, :memory:, postgresql://…).
 
     Use as `async with wizd.connect(url) as q:`; the store is opened (and migrated) on entry.
+    `limits` caps what a job may hold (wizd.SizeLimits: payload, context, result, log line,
+    tags, error); payload_limit, if given, replaces its payload cap.
     """
-    return Queue(
-        open_store(url, clock=clock, **store_options), payload_limit=payload_limit, clock=clock
-    )
+    limits = limits.replace(payload=payload_limit)
+    store = open_store(url, clock=clock, size_limits=limits, **store_options)
+    return Queue(store, limits=limits, clock=clock)
 
 
 class SyncQueue:
