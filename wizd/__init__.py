@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wizd.checks import SizeLimits
 from wizd.errors import (
     ConfigError,
     DependencyError,
@@ -53,6 +54,7 @@ __all__ = [
     "Schedule",
     "ScheduleNotFound",
     "ScheduleRun",
+    "SizeLimits",
     "StoreError",
     "SyncQueue",
     "WizdError",

@@ -665,7 +665,7 @@ def check_unique_key(value: object) -> str:
         raise InvalidJob(
             "unique_key", f"is {len(value)} characters long; the limit is {MAX_KEY_LENGTH}"
         )
-    return value
+    return checks.storable("unique_key", value)
 
 
 def states_text(states: Sequence[JobStatus]) -> str:

@@ -25,7 +25,7 @@ from wizd import arguments as arg
 from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
 from wizd.arguments import Seconds, epoch, job_id, schedule_ref, seconds
 from wizd.arguments import Unset as Unset
-from wizd.checks import DEFAULT_LIMITS, SizeLimits, shorten
+from wizd.checks import DEFAULT_LIMITS, SizeLimits, shorten, storable
 from wizd.errors import InvalidJob
 from wizd.model import (
     CONFLICT_POLICIES,
@@ -486,6 +486,7 @@ class Queue:
                     f"subtasks[sub_{i}]",
                     f"is {len(query)} characters; the limit is {SUBTASK_QUERY_LIMIT}",
                 )
+            storable(f"subtasks[sub_{i}]", query)
         children = [
             {
                 "name": subtask_name,

@@ -59,7 +59,7 @@ def with_queue(work: Callable[[Queue, Settings], Awaitable[T]], *, create: bool 
     options = {**settings.store_options(), "create": create}
 
     async def main() -> T:
-        async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:
+        async with connect(settings.database, limits=settings.size_limits(), **options) as q:
             return await until_interrupted(work(q, settings))
 
     return anyio.run(main)
