@@ -148,15 +148,19 @@ def encode_json(field: str, value: object, limit: int | None = None) -> str:
         raise InvalidJob(field, f"is not JSON-serialisable: {exc}") from None
     except RecursionError:
         raise InvalidJob(field, f"is nested more than {MAX_JSON_DEPTH} levels deep") from None
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError as exc:
-        raise InvalidJob(
-            field, f"is not valid Unicode: {exc.reason} in a string or key of it"
-        ) from None
+    if text.isascii():  # one byte a character, and no lone surrogate
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidJob(
+                field, f"is not valid Unicode: {exc.reason} in a string or key of it"
+            ) from None
     if limit is not None and size > limit:
         raise InvalidJob(field, f"is {size} bytes as JSON; the limit is {limit} bytes")
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:  # only then can it be too deep
+    # Only a text of more brackets than the limit can nest deeper (and 2 per level).
+    if len(text) > 2 * MAX_JSON_DEPTH and text.count("[") + text.count("{") > MAX_JSON_DEPTH:
         check_depth(field, value)
     return text
 

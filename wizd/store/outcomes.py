@@ -37,7 +37,8 @@ def storable(f: Finish, limits: SizeLimits) -> Finish:
             encoded = encode_result(f.result, limits.result)
         except InvalidJob as exc:
             return replace(f, outcome="failed", result=None, error=str(exc), retry=False)
-        return replace(f, result=encoded, error=error)
+        # Built directly: dataclasses.replace costs more than the encoding (hot path).
+        return Finish(f.job_id, f.worker_id, f.attempt, f.outcome, encoded, error, f.retry, f.delay)
     return f if error is f.error else replace(f, error=error)
 
 
@@ -56,12 +57,13 @@ def encode_result(result: Any, limit: int) -> ResultJSON:
             ) from None
     if len(text) > limit:  # a character is at least one byte: too big without encoding
         raise InvalidJob("result", f"is {len(text)} characters as JSON; the limit is {limit} bytes")
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError as exc:
-        raise InvalidJob("result", f"is not valid Unicode: {exc.reason}") from None
-    if size > limit:
-        raise InvalidJob("result", f"is {size} bytes as JSON; the limit is {limit} bytes")
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+    if not text.isascii():  # else one byte a character, and no lone surrogate
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidJob("result", f"is not valid Unicode: {exc.reason}") from None
+        if size > limit:
+            raise InvalidJob("result", f"is {size} bytes as JSON; the limit is {limit} bytes")
+    if len(text) > 2 * MAX_JSON_DEPTH and text.count("[") + text.count("{") > MAX_JSON_DEPTH:
         check_depth("result", result)
     return ResultJSON(text)
