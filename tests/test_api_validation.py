@@ -373,3 +373,16 @@ async def test_payload_limit_given_to_connect_replaces_the_payload_cap(
         assert q.limits == LIMITS.replace(payload=20)
         assert q.store.size_limits == q.limits
         await refused(q, "payload", q.enqueue("t", {"x": "y" * 20}), "limit is 20 bytes")
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), 10**400, "5", True])
+def test_retry_later_takes_only_a_number_of_seconds_a_job_can_wait(seconds: Any) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        wizd.RetryLater(seconds)
+    assert caught.value.field == "seconds"
+
+
+def test_connect_refuses_limits_that_are_not_size_limits(store_url: str) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        wizd.connect(store_url, limits={"payload": 10})  # type: ignore[arg-type]
+    assert caught.value.field == "limits"

@@ -416,6 +416,8 @@ def connect(
     `limits` caps what a job may hold (wizd.SizeLimits: payload, context, result, log line,
     tags, error); payload_limit, if given, replaces its payload cap.
     """
+    if not isinstance(limits, SizeLimits):
+        raise InvalidJob("limits", f"must be a wizd.SizeLimits, got {shorten(limits)}")
     limits = limits.replace(payload=payload_limit)
     store = open_store(url, clock=clock, size_limits=limits, **store_options)
     return Queue(store, limits=limits, clock=clock)
