@@ -194,6 +194,14 @@ JOB_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     "concurrency_key": either(st.sampled_from(["k1", "k2"])),
     "nosuchoption": anything,
 }
+JOB_OPTIONS["children"] = either(
+    st.lists(
+        st.fixed_dictionaries(
+            {"name": names}, optional={"payload": payloads, "tags": JOB_OPTIONS["tags"]}
+        ),
+        max_size=2,
+    )
+)
 SCHEDULE_OPTIONS = {k: v for k, v in JOB_OPTIONS.items() if k not in ("queue", "delay", "run_at")}
 items = either(
     st.lists(

@@ -145,7 +145,9 @@ class JobBuilder:
                     "children", f"{len(children)} children; the limit is {MAX_CHILDREN}"
                 )
             built_children = tuple(
-                self._build_item(i, {"queue": queue, **item}, field="children")
+                self._build_item(
+                    i, {"queue": queue, **arg.options_of(f"children[{i}]", item)}, "children"
+                )
                 for i, item in enumerate(children)
             )
         return new_job(
@@ -250,7 +252,7 @@ class JobBuilder:
         if not isinstance(item, Mapping):
             raise InvalidJob(f"{field}[{index}]", f"must be a dict, got {type(item).__name__}")
         if not _ENQUEUE_KEY_SET.issuperset(item):
-            unknown = sorted(set(item) - _ENQUEUE_KEY_SET)
+            unknown = sorted(map(str, set(item) - _ENQUEUE_KEY_SET))
             known = ", ".join(ENQUEUE_KEYS)
             raise InvalidJob(f"{field}[{index}]", f"unknown keys {unknown}; known: {known}")
         if "name" not in item:
