@@ -389,3 +389,11 @@ def test_connect_refuses_limits_that_are_not_size_limits(store_url: str) -> None
     with pytest.raises(InvalidJob) as caught:
         wizd.connect(store_url, limits={"payload": 10})  # type: ignore[arg-type]
     assert caught.value.field == "limits"
+
+
+def test_a_job_with_a_million_attempts_backs_off_within_its_cap_and_100_years() -> None:
+    """attempts may be 10**6: the 1,025th retry's delay was 2**1024 s, an OverflowError in
+    the store's finish (which writes a daemon's whole batch of outcomes), cap or no cap."""
+    assert wizd.Backoff.exponential(1.0).delay_for(1025) == 300.0
+    assert wizd.Backoff.exponential(2.0, cap=None).delay_for(10**6) == 100 * 365.25 * 86400
+    assert wizd.Backoff.exponential(1.0, cap=None).delay_for(3) == 4.0

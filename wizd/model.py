@@ -242,13 +242,15 @@ class Backoff:
         return cls("exponential", delay, cap, jitter)
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = self.delay if self.kind == "fixed" else self.delay * 2 ** max(attempt - 1, 0)
+        """Seconds to wait after failed attempt number `attempt` (1-based), at most 100
+        years (2**1024 would not even be a float: attempts may number a million)."""
+        doubling = min(max(attempt - 1, 0), 64)
+        base = self.delay if self.kind == "fixed" else self.delay * 2.0**doubling
         if self.cap is not None:
             base = min(base, self.cap)
         if self.jitter:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
-        return max(base, 0.0)
+        return min(max(base, 0.0), MAX_SECONDS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "delay": self.delay, "cap": self.cap, "jitter": self.jitter}
