@@ -14,8 +14,8 @@ import wizd
 from tests.conftest import FakeClock, in_own_task
 from wizd.agent import JobContext
 from wizd.checks import MAX_INT
-from wizd.errors import InvalidJob
-from wizd.settings import Settings
+from wizd.errors import ConfigError, InvalidJob
+from wizd.settings import Settings, load_settings
 from wizd.store import Finish
 
 LIMITS = wizd.SizeLimits(payload=1000, context=100, result=100, log=50, tags=3, error=80)
@@ -358,6 +358,11 @@ async def test_an_error_with_a_nul_or_a_surrogate_is_stored_escaped_on_both_back
     failed = await q.get(job.id)
     assert failed.status is wizd.JobStatus.FAILED
     assert failed.error == "OSError: bad\\x00byte and \\udcff"
+
+
+def test_a_size_limit_past_64_bits_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="result_limit"):
+        load_settings(None, result_limit=2**63)
 
 
 def test_the_daemon_takes_its_size_limits_from_settings() -> None:

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from wizd.checks import SizeLimits
+from wizd.checks import MAX_INT, SizeLimits
 from wizd.errors import ConfigError
 from wizd.model import NAME_RE
 
@@ -78,11 +78,17 @@ class Settings(BaseSettings):
     payload_limit: int = Field(default=1024 * 1024, gt=0)
     # What else a job may hold (wizd.SizeLimits): over a cap, the API refuses the write
     # with InvalidJob; a result over result_limit fails its job; an error is cut to error_limit.
-    context_limit: int = Field(default=1024 * 1024, gt=0, description="bytes of context JSON")
-    result_limit: int = Field(default=16 * 1024 * 1024, gt=0, description="bytes of result JSON")
-    log_limit: int = Field(default=64 * 1024, gt=0, description="bytes of a log line")
-    max_tags: int = Field(default=100, gt=0, description="tags of one job")
-    error_limit: int = Field(default=64 * 1024, gt=0, description="bytes of an error text")
+    context_limit: int = Field(
+        default=1024 * 1024, gt=0, le=MAX_INT, description="bytes of context JSON"
+    )
+    result_limit: int = Field(
+        default=16 * 1024 * 1024, gt=0, le=MAX_INT, description="bytes of result JSON"
+    )
+    log_limit: int = Field(default=64 * 1024, gt=0, le=MAX_INT, description="bytes of a log line")
+    max_tags: int = Field(default=100, gt=0, le=MAX_INT, description="tags of one job")
+    error_limit: int = Field(
+        default=64 * 1024, gt=0, le=MAX_INT, description="bytes of an error text"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
     log_format: Literal["auto", "json", "console"] = "auto"
