@@ -7,7 +7,7 @@ made on both backends with the same arguments: text with NUL, lone surrogates, o
 and huge strings; integers past 64 bits, negative, floats, NaN, infinities, bools; JSON
 deep, wide and of odd types; and values of the wrong type altogether.
 
-The CI run is short (the "ci" profile). Run it longer with WIZD_API_FUZZ_EXAMPLES=5000.
+The CI run is short (600 calls, a few seconds). Run it longer with WIZD_API_FUZZ_EXAMPLES=8000.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ SEED_JOBS = 4  # jobs every example may refer to by index (their ids differ by b
 
 @dataclass(frozen=True)
 class Ref:
-    """The id of the i-th job made at the start, or of the running job (i = -1)."""
+    """The id of the i-th job made at the start."""
 
     index: int
 
