@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wizd.agent import Agent, JobContext
+from wizd.checks import SizeLimits
 from wizd.errors import (
     ConfigError,
     DependencyError,
@@ -60,6 +61,7 @@ __all__ = [
     "Schedule",
     "ScheduleNotFound",
     "ScheduleRun",
+    "SizeLimits",
     "StoreError",
     "SyncQueue",
     "WizdError",

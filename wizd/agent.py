@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from wizd import arguments
 from wizd.errors import InvalidJob, LostJob
 from wizd.model import Job, check_identifier
 from wizd.queue import Queue
@@ -78,8 +79,9 @@ class JobContext:
     async def progress(self, value: float | None, message: str | None = None) -> None:
         """Record progress (0.0-1.0) and an optional message. Raises LostJob if the run was
         reaped or cancelled meanwhile."""
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise InvalidJob("progress", f"must be between 0 and 1, got {value}")
+        value = arguments.progress(value)
+        limit = self.queue.limits.log
+        message = None if message is None else arguments.log_line(message, limit)
         owned = await self.queue.store.progress(
             self.job.id, self.worker_id, self.job.attempt, value, message
         )
@@ -88,14 +90,17 @@ class JobContext:
 
     async def log(self, message: str) -> None:
         """Append a line to the job's log (wizd logs ID)."""
+        line = arguments.log_line(message, self.queue.limits.log)
         await self.queue.store.log(
-            self.job.id, message, worker_id=self.worker_id, attempt=self.job.attempt
+            self.job.id, line, worker_id=self.worker_id, attempt=self.job.attempt
         )
 
     async def spawn(
         self, name: str, payload: Mapping[str, Any] | None = None, **options: Any
     ) -> Job:
         """Enqueue a child job (in this job's queue unless `queue=` says otherwise)."""
+        if "parent" in options:
+            raise InvalidJob("parent", "spawn makes a child of this job: leave parent out")
         options.setdefault("queue", self.job.queue)
         return await self.queue.enqueue(name, payload, parent=self.job.id, **options)
 

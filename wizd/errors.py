@@ -91,8 +91,15 @@ class RetryLater(WizdError):
     """Raised by a processor: run this job again in `seconds`, without charging an attempt."""
 
     def __init__(self, seconds: float = 0.0, reason: str = "") -> None:
-        if seconds < 0:
-            raise InvalidJob("seconds", f"must be >= 0, got {seconds}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise InvalidJob(
+                "seconds", f"must be a number of seconds, got {type(seconds).__name__}"
+            )
+        if not 0 <= seconds <= 100 * 365.25 * 86400:  # NaN fails the comparison too
+            shown = (
+                f"{seconds:g}" if isinstance(seconds, float) or abs(seconds) < 10**30 else "more"
+            )
+            raise InvalidJob("seconds", f"must be between 0 and 100 years, got {shown}")
         self.seconds = float(seconds)
         self.reason = reason
         super().__init__(f"retry in {seconds}s" + (f": {reason}" if reason else ""))

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from wizd import checks
+from wizd.checks import shorten
 from wizd.errors import InvalidJob
 
 JSON = Any
@@ -90,6 +92,8 @@ STATUS_ALIASES: Mapping[str, JobStatus] = {
 def parse_status(value: str | JobStatus) -> JobStatus:
     if isinstance(value, JobStatus):
         return value
+    if not isinstance(value, str):
+        raise InvalidJob("status", f"must be a status name, got {shorten(value)}")
     word = value.strip().lower()
     if word in STATUS_ALIASES:
         return STATUS_ALIASES[word]
@@ -97,7 +101,7 @@ def parse_status(value: str | JobStatus) -> JobStatus:
         return JobStatus(word)
     except ValueError:
         known = ", ".join([*ALL_STATUSES, *STATUS_ALIASES])
-        raise InvalidJob("status", f"unknown status {value!r}; known: {known}") from None
+        raise InvalidJob("status", f"unknown status {shorten(value)}; known: {known}") from None
 
 
 PRIORITY_NAMES: Mapping[str, int] = {"low": 1, "normal": 3, "high": 4, "critical": 5}
@@ -114,12 +118,12 @@ def parse_priority(value: int | str) -> int:
             value = int(word)
         except ValueError:
             raise InvalidJob(
-                "priority", f"{value!r} is not 1-5 or one of {', '.join(PRIORITY_NAMES)}"
+                "priority", f"{shorten(value)} is not 1-5 or one of {', '.join(PRIORITY_NAMES)}"
             ) from None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidJob("priority", f"must be an integer 1-5, got {value!r}")
+        raise InvalidJob("priority", f"must be an integer 1-5, got {shorten(value)}")
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise InvalidJob("priority", f"must be between 1 and 5, got {value}")
+        raise InvalidJob("priority", f"must be between 1 and 5, got {shorten(value)}")
     return value
 
 
@@ -135,13 +139,15 @@ def check_identifier(field_name: str, value: object) -> str:
     if isinstance(value, str) and value in _VALID_NAMES:
         return value
     if not isinstance(value, str) or not value:
-        raise InvalidJob(field_name, f"must be a non-empty string, got {value!r}")
+        raise InvalidJob(field_name, f"must be a non-empty string, got {shorten(value)}")
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidJob(
             field_name, f"is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
         )
     if not NAME_RE.fullmatch(value):
-        raise InvalidJob(field_name, f"{value!r} may only contain letters, digits and _ . : -")
+        raise InvalidJob(
+            field_name, f"{shorten(value)} may only contain letters, digits and _ . : -"
+        )
     if len(_VALID_NAMES) >= 4096:
         _VALID_NAMES.clear()
     _VALID_NAMES.add(value)
@@ -152,14 +158,15 @@ def check_non_negative(field_name: str, value: float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidJob(field_name, f"must be a number of seconds, got {value!r}")
-    if not math.isfinite(value):
+        raise InvalidJob(field_name, f"must be a number of seconds, got {shorten(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidJob(field_name, f"must be a finite number of seconds, got {value}")
     if value < 0:
-        raise InvalidJob(field_name, f"must be >= 0 seconds, got {value}")
+        raise InvalidJob(field_name, f"must be >= 0 seconds, got {shorten(value)}")
     if value > MAX_SECONDS:
+        shown = f"{value:g}" if isinstance(value, float) else shorten(value)
         raise InvalidJob(
-            field_name, f"is {value:g} seconds; the limit is {MAX_SECONDS:g} (100 years)"
+            field_name, f"is {shown} seconds; the limit is {MAX_SECONDS:g} (100 years)"
         )
     return float(value)
 
@@ -169,7 +176,7 @@ MAX_EPOCH = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second a datetim
 
 
 def check_epoch(field_name: str, value: float) -> float:
-    if not math.isfinite(value) or not 0 <= value <= MAX_EPOCH:
+    if not 0 <= value <= MAX_EPOCH:  # NaN fails the comparison too
         raise InvalidJob(field_name, f"must be a time between 1970 and 9999, got {value}")
     return value
 
@@ -183,10 +190,11 @@ def check_positive(field_name: str, value: float | None) -> float | None:
     return checked
 
 
+MAX_ATTEMPTS = 1_000_000
+
+
 def check_attempts(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidJob("attempts", f"must be an integer >= 1, got {value!r}")
-    return value
+    return checks.check_int("attempts", value, low=1, high=MAX_ATTEMPTS)
 
 
 # Compact JSON for what wizd stores; one encoder made once (json.dumps with options builds
@@ -198,21 +206,11 @@ def encode_payload(payload: object, limit: int, field_name: str = "payload") -> 
     """The payload as compact JSON text; it must be a JSON object within `limit` bytes."""
     if type(payload) is not dict:
         payload = as_object(field_name, payload)
-    try:
-        text = compact_json(payload)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
-    size = len(text.encode())
-    if size > limit:
-        raise InvalidJob(field_name, f"is {size} bytes as JSON; the limit is {limit} bytes")
-    return text
+    return checks.encode_json(field_name, payload, limit)
 
 
-def encode_json(value: object, field_name: str) -> str:
-    try:
-        return compact_json(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJob(field_name, f"is not JSON-serialisable: {exc}") from None
+def encode_json(value: object, field_name: str, limit: int | None = None) -> str:
+    return checks.encode_json(field_name, value, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +224,12 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "exponential"):
-            raise InvalidJob("backoff.kind", f"must be fixed or exponential, got {self.kind!r}")
+            raise InvalidJob(
+                "backoff.kind", f"must be fixed or exponential, got {shorten(self.kind)}"
+            )
         check_non_negative("backoff.delay", self.delay)
         check_non_negative("backoff.cap", self.cap)
-        if not 0.0 <= self.jitter <= 1.0:
+        if not 0.0 <= checks.check_number("backoff.jitter", self.jitter) <= 1.0:
             raise InvalidJob("backoff.jitter", f"must be between 0 and 1, got {self.jitter}")
 
     @classmethod
@@ -243,13 +243,15 @@ class Backoff:
         return cls("exponential", delay, cap, jitter)
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = self.delay if self.kind == "fixed" else self.delay * 2 ** max(attempt - 1, 0)
+        """Seconds to wait after failed attempt number `attempt` (1-based), at most 100
+        years (2**1024 would not even be a float: attempts may number a million)."""
+        doubling = min(max(attempt - 1, 0), 64)
+        base = self.delay if self.kind == "fixed" else self.delay * 2.0**doubling
         if self.cap is not None:
             base = min(base, self.cap)
         if self.jitter:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
-        return max(base, 0.0)
+        return min(max(base, 0.0), MAX_SECONDS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "delay": self.delay, "cap": self.cap, "jitter": self.jitter}
@@ -265,6 +267,8 @@ class Backoff:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Backoff:
+        if not isinstance(data, Mapping):
+            raise InvalidJob("backoff", f"must be a wizd.Backoff or a dict, got {shorten(data)}")
         unknown = set(data) - {"kind", "delay", "cap", "jitter"}
         if unknown:
             raise InvalidJob("backoff", f"unknown keys {sorted(unknown)}")
@@ -313,7 +317,7 @@ class JobOptions:
             if isinstance(b, Mapping):
                 given["backoff"] = Backoff.from_dict(b)
             elif not isinstance(b, Backoff):
-                raise InvalidJob("backoff", f"must be a wizd.Backoff, got {b!r}")
+                raise InvalidJob("backoff", f"must be a wizd.Backoff, got {shorten(b)}")
         if "timeout" in given:
             given["timeout"] = check_positive("timeout", given["timeout"])
         if "ttl" in given:
@@ -556,14 +560,14 @@ class JobFilter:
     SORTS = ("id", "created_at", "updated_at", "priority", "run_at", "status", "name", "queue")
 
     def __post_init__(self) -> None:
-        if self.sort not in self.SORTS:
-            raise InvalidJob("sort", f"unknown sort {self.sort!r}; known: {', '.join(self.SORTS)}")
-        if self.order not in ("asc", "desc"):
-            raise InvalidJob("order", f"must be asc or desc, got {self.order!r}")
-        if self.limit < 1 or self.limit > 10_000:
-            raise InvalidJob("limit", f"must be between 1 and 10000, got {self.limit}")
-        if self.offset < 0:
-            raise InvalidJob("offset", f"must be >= 0, got {self.offset}")
+        if not isinstance(self.sort, str) or self.sort not in self.SORTS:
+            raise InvalidJob(
+                "sort", f"unknown sort {shorten(self.sort)}; known: {', '.join(self.SORTS)}"
+            )
+        if not isinstance(self.order, str) or self.order not in ("asc", "desc"):
+            raise InvalidJob("order", f"must be asc or desc, got {shorten(self.order)}")
+        checks.check_int("limit", self.limit, low=1, high=10_000)
+        checks.check_int("offset", self.offset, low=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,7 +595,7 @@ SUBTASK_ID_RE = re.compile(r"^sub_[1-9][0-9]{0,5}$")
 def check_subtask_id(value: object) -> int:
     """`sub_<n>` (n >= 1) to its 1-based index."""
     if not isinstance(value, str) or not SUBTASK_ID_RE.match(value):
-        raise InvalidJob("sub_task_id", f"must look like sub_1, sub_2, …; got {value!r}")
+        raise InvalidJob("sub_task_id", f"must look like sub_1, sub_2, …; got {shorten(value)}")
     return int(value[4:])
 
 
@@ -638,11 +642,16 @@ def as_object(field_name: str, value: object) -> dict[str, Any]:
     return dict(value)
 
 
-def as_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+def as_tags(tags: object, limit: int = checks.DEFAULT_LIMITS.tags) -> tuple[str, ...]:
+    """Tags as a tuple without repeats: at most `limit` of them, each 1-200 characters."""
     if tags is None:
         return ()
-    if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
-        raise InvalidJob("tags", f"must be a list of non-empty strings, got {tags!r}")
+    if isinstance(tags, str | bytes | Mapping) or not isinstance(tags, Sequence | set | frozenset):
+        raise InvalidJob("tags", f"must be a list of non-empty strings, got {shorten(tags)}")
+    if len(tags) > limit:
+        raise InvalidJob("tags", f"{len(tags)} tags; the limit is {limit}")
+    for tag in tags:
+        checks.check_text("tags", tag, limit=checks.MAX_TAG_LENGTH)
     return tuple(dict.fromkeys(tags))
 
 
@@ -656,12 +665,12 @@ MAX_KEY_LENGTH = 500
 def check_unique_key(value: object) -> str:
     """Any non-empty text of at most 500 characters (research:quantum, user/42/report)."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidJob("unique_key", f"must be a non-empty string, got {value!r}")
+        raise InvalidJob("unique_key", f"must be a non-empty string, got {shorten(value)}")
     if len(value) > MAX_KEY_LENGTH:
         raise InvalidJob(
             "unique_key", f"is {len(value)} characters long; the limit is {MAX_KEY_LENGTH}"
         )
-    return value
+    return checks.storable("unique_key", value)
 
 
 def states_text(states: Sequence[JobStatus]) -> str:
@@ -677,8 +686,9 @@ RATE_UNITS: Mapping[str, float] = {
     "d": 86400.0, "day": 86400.0, "days": 86400.0,
 }  # fmt: skip
 RATE_NAMES: Mapping[float, str] = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
-RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+RATE_RE = re.compile(r"^\s*(\d{1,12})\s*/\s*(\d{1,12}(?:\.\d{1,12})?)?\s*([a-z]+)\s*$", re.ASCII)
 RATE_HINT = "write it as 60/min, 10/s, 1000/h, 5000/d or 5/10s"
+MAX_RATE_COUNT = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,8 +700,12 @@ class Rate:
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise InvalidJob("rate", f"the count must be an integer >= 1, got {self.count!r}")
-        if not math.isfinite(self.period) or not 0 < self.period <= MAX_SECONDS:
+            raise InvalidJob(
+                "rate", f"the count must be an integer >= 1, got {shorten(self.count)}"
+            )
+        if self.count > MAX_RATE_COUNT:
+            raise InvalidJob("rate", f"the count is {self.count}; the limit is {MAX_RATE_COUNT}")
+        if not 0 < self.period <= MAX_SECONDS:  # NaN fails the comparison too
             raise InvalidJob("rate", f"the period must be > 0 seconds, got {self.period}")
 
     @property
@@ -707,10 +721,10 @@ class Rate:
         if isinstance(value, Rate):
             return value
         if not isinstance(value, str):
-            raise InvalidJob("rate", f"must be text such as 60/min, got {value!r}")
+            raise InvalidJob("rate", f"must be text such as 60/min, got {shorten(value)}")
         match = RATE_RE.match(value.lower())
         if match is None or match.group(3) not in RATE_UNITS:
-            raise InvalidJob("rate", f"{value!r} is not a rate; {RATE_HINT}")
+            raise InvalidJob("rate", f"{shorten(value)} is not a rate; {RATE_HINT}")
         count, number, unit = match.groups()
         return cls(int(count), float(number or 1) * RATE_UNITS[unit])
 
@@ -719,10 +733,11 @@ class Rate:
 THROTTLE_LIMITS = ("max_running", "rate", "concurrency_key")
 
 
+MAX_LIMIT = 1_000_000_000
+
+
 def check_limit(field_name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidJob(field_name, f"must be an integer >= 1, got {value!r}")
-    return value
+    return checks.check_int(field_name, value, low=1, high=MAX_LIMIT)
 
 
 @dataclass(frozen=True, slots=True)

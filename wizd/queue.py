@@ -7,208 +7,69 @@ naming the field and the limit and writes nothing.
 from __future__ import annotations
 
 import builtins
-import enum
 import functools
 import inspect
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Unpack
 
+from wizd import arguments as arg
+from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
+from wizd.arguments import Seconds, epoch, job_id, seconds
+from wizd.arguments import Unset as Unset
+from wizd.building import DEFAULT_QUEUE as DEFAULT_QUEUE  # the CLI uses it
+from wizd.building import MAX_BATCH_ID, EnqueueOptions, Ids, Jobs
+from wizd.checks import DEFAULT_LIMITS, SizeLimits, shorten
+from wizd.distributed import Distributed
 from wizd.errors import InvalidJob
 from wizd.model import (
-    CONFLICT_POLICIES,
-    MAX_CHILDREN,
-    NOT_FINAL,
-    SUBTASK_QUERY_LIMIT,
     Backoff,
     Event,
     Job,
     JobFilter,
     JobOptions,
     JobStatus,
-    NewJob,
-    NewSchedule,
     QueueLimits,
     QueueStats,
     Rate,
-    Schedule,
-    ScheduleRun,
     WorkerInfo,
-    as_object,
     as_tags,
-    check_attempts,
-    check_epoch,
     check_identifier,
     check_limit,
-    check_non_negative,
-    check_positive,
-    check_subtask_id,
-    check_unique_key,
-    consolidation,
-    encode_json,
-    encode_payload,
-    job_template,
-    new_job,
-    parse_priority,
-    parse_status,
     zero_counts,
 )
-from wizd.recurrence import CATCH_UP, Timing
+from wizd.scheduling import Scheduling
 from wizd.store import Store, open_store
-from wizd.store.base import Fired
 
-DEFAULT_QUEUE = "default"
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
 DEFAULT_HUNG_TIMEOUT = 300.0
 KILL_REASON = "killed by operator"
 KILL_FORCE_REASON = "killed by operator (force: SIGKILL)"
-DEPENDENCY_POLICIES = ("fail", "cancel", "ignore")
-CHILD_POLICIES = ("continue", "fail", "cancel")
 
 
-Seconds = float | int | timedelta
-Jobs = list[Job]
-Ids = list[int]
+class Queue(Distributed, Scheduling):
+    """A connection to a wizd store. Use as `async with wizd.connect(url) as q:`.
 
-
-def seconds(field: str, value: Seconds | None) -> float | None:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    return check_non_negative(field, value)
-
-
-def epoch(field: str, value: datetime | float | int | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise InvalidJob(field, f"needs a timezone (UTC), got naive {value.isoformat()}")
-        return check_epoch(field, value.timestamp())
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidJob(field, f"must be a datetime or epoch seconds, got {value!r}")
-    return check_epoch(field, float(value))
-
-
-class Unset(enum.Enum):
-    """An argument left out (None has a meaning of its own: clear the setting)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
-
-
-def schedule_ref(value: object) -> int | str:
-    """A schedule's id (a positive integer, or its digits) or its key."""
-    if isinstance(value, Schedule):
-        return value.id
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise InvalidJob("schedule", f"must be a schedule id or key, got {value}")
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return schedule_ref(int(value.strip()))
-    if isinstance(value, str):
-        return check_identifier("schedule", value)
-    raise InvalidJob("schedule", f"must be a schedule id or key, got {value!r}")
-
-
-def unique_states_of(states: Iterable[str | JobStatus] | str | JobStatus) -> tuple[JobStatus, ...]:
-    items = [states] if isinstance(states, str | JobStatus) else builtins.list(states)
-    chosen = []
-    for state in items:
-        try:
-            chosen.append(parse_status(state))
-        except InvalidJob as exc:
-            raise InvalidJob("unique_states", str(exc).split(": ", 1)[1]) from None
-    return tuple(dict.fromkeys(chosen))
-
-
-def job_id(value: object) -> int:
-    if isinstance(value, Job):
-        return value.id
-    if isinstance(value, bool):
-        raise InvalidJob("id", f"must be a job id, got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise InvalidJob("id", f"must be a positive integer, got {value}")
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return job_id(int(value.strip()))
-    raise InvalidJob("id", f"must be a job id (a positive integer), got {value!r}")
-
-
-class EnqueueOptions(TypedDict, total=False):
-    """The options of one job (Queue.enqueue's keyword arguments, an enqueue_many item)."""
-
-    queue: str
-    priority: int | str | None
-    delay: Seconds | None
-    run_at: datetime | float | None
-    attempts: int | None
-    backoff: Backoff | Mapping[str, Any] | None
-    timeout: Seconds | None
-    ttl: Seconds | None
-    tags: Sequence[str] | None
-    context: Mapping[str, Any] | None
-    depends_on: Iterable[int | Job] | None
-    parent: int | Job | None
-    on_dependency_failure: str
-    on_child_failure: str
-    children: Sequence[Mapping[str, Any]] | None
-    unique_key: str | None
-    unique_for: Seconds | None
-    unique_states: Iterable[str | JobStatus] | None
-    on_conflict: str | None
-    concurrency_key: str | None
-
-
-# The keys an item of enqueue_many (or of children=) may carry: enqueue's arguments.
-ENQUEUE_KEYS = ("name", "payload", *EnqueueOptions.__annotations__)
-_ENQUEUE_KEY_SET = frozenset(ENQUEUE_KEYS)
-_PLAIN_KEYS = frozenset({"queue"})  # options of a job that Queue._build_plain builds
-
-
-class ScheduleJobOptions(TypedDict, total=False):
-    """The options of the job a schedule enqueues (Queue.schedule's keyword arguments)."""
-
-    priority: int | str | None
-    attempts: int | None
-    backoff: Backoff | Mapping[str, Any] | None
-    timeout: Seconds | None
-    ttl: Seconds | None
-    tags: Sequence[str] | None
-    context: Mapping[str, Any] | None
-    unique_key: str | None
-    unique_for: Seconds | None
-    unique_states: Iterable[str | JobStatus] | None
-    on_conflict: str | None
-    concurrency_key: str | None
-
-
-SCHEDULE_JOB_KEYS = tuple(ScheduleJobOptions.__annotations__)
-
-
-class Queue:
-    """A connection to a wizd store. Use as `async with wizd.connect(url) as q:`."""
+    Jobs are built by JobBuilder (wizd.building), distributed jobs and schedules have their
+    methods in wizd.distributed and wizd.scheduling; this class adds the rest."""
 
     def __init__(
         self,
         store: Store,
         *,
-        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+        payload_limit: int | None = None,
+        limits: SizeLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.payload_limit = payload_limit
+        self.limits = limits.replace(payload=payload_limit)
+        self.payload_limit = self.limits.payload
         self.clock = clock
 
     async def __aenter__(self) -> Queue:
@@ -219,163 +80,6 @@ class Queue:
         await self.store.close()
 
     # -- enqueue ---------------------------------------------------------------------------
-    def build(
-        self,
-        name: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        queue: str = DEFAULT_QUEUE,
-        priority: int | str | None = None,
-        delay: Seconds | None = None,
-        run_at: datetime | float | None = None,
-        attempts: int | None = None,
-        backoff: Backoff | Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,
-        ttl: Seconds | None = None,
-        tags: Sequence[str] | None = None,
-        context: Mapping[str, Any] | None = None,
-        depends_on: Iterable[int | Job] | None = None,
-        parent: int | Job | None = None,
-        on_dependency_failure: str = "fail",
-        on_child_failure: str = "continue",
-        depends_on_index: Sequence[int] = (),
-        batch_id: str | None = None,
-        start_waiting_children: bool = False,
-        children: Sequence[Mapping[str, Any]] | None = None,
-        start_paused: bool = False,
-        kind: str = "job",
-        unique_key: str | None = None,
-        unique_for: Seconds | None = None,
-        unique_states: Iterable[str | JobStatus] | None = None,
-        on_conflict: str | None = None,
-        concurrency_key: str | None = None,
-    ) -> NewJob:
-        """Validate one job's arguments into a NewJob. Raises InvalidJob; writes nothing."""
-        if delay is not None and run_at is not None:
-            raise InvalidJob("delay", "give delay or run_at, not both")
-        unique = self._unique(unique_key, unique_for, unique_states, on_conflict)
-        if isinstance(backoff, Mapping):
-            backoff = Backoff.from_dict(backoff)
-        elif backoff is not None and not isinstance(backoff, Backoff):
-            raise InvalidJob("backoff", f"must be a wizd.Backoff, got {backoff!r}")
-        if on_dependency_failure not in DEPENDENCY_POLICIES:
-            raise InvalidJob(
-                "on_dependency_failure",
-                f"must be one of {', '.join(DEPENDENCY_POLICIES)}, got {on_dependency_failure!r}",
-            )
-        if on_child_failure not in CHILD_POLICIES:
-            raise InvalidJob(
-                "on_child_failure",
-                f"must be one of {', '.join(CHILD_POLICIES)}, got {on_child_failure!r}",
-            )
-        timeout_s = seconds("timeout", timeout)
-        ttl_s = seconds("ttl", ttl)
-        built_children: tuple[NewJob, ...] = ()
-        if children is not None:
-            if isinstance(children, Mapping) or not isinstance(children, Sequence):
-                raise InvalidJob("children", "must be a list of job dicts")
-            if not children:
-                raise InvalidJob("children", "give at least one child, or leave children out")
-            if len(children) > MAX_CHILDREN:
-                raise InvalidJob(
-                    "children", f"{len(children)} children; the limit is {MAX_CHILDREN}"
-                )
-            built_children = tuple(
-                self._build_item(i, {"queue": queue, **item}, field="children")
-                for i, item in enumerate(children)
-            )
-        return new_job(
-            queue=check_identifier("queue", queue),
-            name=check_identifier("name", name),
-            payload=encode_payload({} if payload is None else payload, self.payload_limit),
-            priority=None if priority is None else parse_priority(priority),
-            max_attempts=None if attempts is None else check_attempts(attempts),
-            backoff=backoff,
-            timeout=check_positive("timeout", timeout_s),
-            run_at=epoch("run_at", run_at),
-            delay=seconds("delay", delay) or 0.0,
-            ttl=check_positive("ttl", ttl_s),
-            tags=as_tags(tags),
-            context=None
-            if context is None
-            else encode_json(as_object("context", context), "context"),
-            parent_id=None if parent is None else job_id(parent),
-            depends_on=tuple(dict.fromkeys(job_id(d) for d in (depends_on or ()))),
-            depends_on_index=tuple(depends_on_index),
-            batch_id=batch_id,
-            on_dependency_failure=on_dependency_failure,
-            on_child_failure=on_child_failure,
-            start_waiting_children=start_waiting_children,
-            start_paused=start_paused,
-            kind=kind,
-            children=built_children,
-            concurrency_key=(
-                None
-                if concurrency_key is None
-                else check_identifier("concurrency_key", concurrency_key)
-            ),
-            **unique,
-        )
-
-    def _build_any(
-        self, name: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]
-    ) -> NewJob:
-        """build(name, payload, **options), by _build_plain when only a queue is given."""
-        if options.keys() <= _PLAIN_KEYS:
-            return self._build_plain(name, payload, options.get("queue", DEFAULT_QUEUE))
-        return self.build(name, payload, **options)
-
-    def _build_plain(self, name: str, payload: Mapping[str, Any] | None, queue: str) -> NewJob:
-        """build(name, payload, queue=queue) with every other option left out, without
-        looking at each of them (the usual item of a bulk enqueue)."""
-        return new_job(
-            queue=check_identifier("queue", queue),
-            name=check_identifier("name", name),
-            payload=encode_payload({} if payload is None else payload, self.payload_limit),
-            priority=None,
-            max_attempts=None,
-            backoff=None,
-            timeout=None,
-            run_at=None,
-            delay=0.0,
-            ttl=None,
-        )
-
-    @staticmethod
-    def _unique(
-        key: str | None,
-        period: Seconds | None,
-        states: Iterable[str | JobStatus] | None,
-        on_conflict: str | None,
-    ) -> dict[str, Any]:
-        """NewJob's unique_* fields, validated (none without a key)."""
-        if key is None:
-            for name, value in (
-                ("unique_for", period),
-                ("unique_states", states),
-                ("on_conflict", on_conflict),
-            ):
-                if value is not None:
-                    raise InvalidJob(name, "applies to a job with a unique_key: give one")
-            return {}
-        held_for = check_positive("unique_for", seconds("unique_for", period))
-        chosen = NOT_FINAL if states is None else unique_states_of(states)
-        if not chosen and held_for is None:
-            raise InvalidJob(
-                "unique_states", "is empty and no unique_for is given: the key would never hold"
-            )
-        policy = "return" if on_conflict is None else on_conflict
-        if policy not in CONFLICT_POLICIES:
-            raise InvalidJob(
-                "on_conflict",
-                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {on_conflict!r}",
-            )
-        return {
-            "unique_key": check_unique_key(key),
-            "unique_for": held_for,
-            "unique_states": chosen,
-            "on_conflict": policy,
-        }
 
     async def enqueue(
         self,
@@ -408,27 +112,6 @@ class Queue:
             return []
         return await self.store.enqueue(built)
 
-    def _build_item(
-        self, index: int, item: Mapping[str, Any], field: str = "items", **extra: Any
-    ) -> NewJob:
-        if not isinstance(item, Mapping):
-            raise InvalidJob(f"{field}[{index}]", f"must be a dict, got {type(item).__name__}")
-        if not _ENQUEUE_KEY_SET.issuperset(item):
-            unknown = sorted(set(item) - _ENQUEUE_KEY_SET)
-            known = ", ".join(ENQUEUE_KEYS)
-            raise InvalidJob(f"{field}[{index}]", f"unknown keys {unknown}; known: {known}")
-        if "name" not in item:
-            raise InvalidJob(f"{field}[{index}].name", "is required")
-        args = dict(item)
-        if extra:
-            args.update(extra)
-        name, payload = args.pop("name"), args.pop("payload", None)
-        try:
-            return self._build_any(name, payload, args)
-        except InvalidJob as exc:
-            message = str(exc).split(": ", 1)[-1]
-            raise InvalidJob(f"{field}[{index}].{exc.field}", message) from None
-
     async def enqueue_batch(self, items: Sequence[Mapping[str, Any]]) -> Jobs:
         """Add a linked batch in one transaction with one batch_id. An item's `depends_on`
         lists indexes of earlier items (`[0, 1]`); a bad or forward index refuses the batch."""
@@ -441,11 +124,11 @@ class Queue:
                 raise InvalidJob(f"items[{i}]", f"must be a dict, got {type(item).__name__}")
             refs = item.get("depends_on", [])
             refs = [] if refs is None else refs
-            if isinstance(refs, int | str) or not all(
+            if not isinstance(refs, builtins.list | tuple) or not all(
                 isinstance(r, int) and not isinstance(r, bool) for r in refs
             ):
                 raise InvalidJob(
-                    f"items[{i}].depends_on", f"must be a list of item indexes, got {refs!r}"
+                    f"items[{i}].depends_on", f"must be a list of item indexes, got {shorten(refs)}"
                 )
             for ref in refs:
                 if not 0 <= ref < i:
@@ -461,6 +144,7 @@ class Queue:
 
     async def batch(self, batch_id: str) -> Jobs:
         """Every job of a linked batch, in enqueue order."""
+        arg.check_text("batch_id", batch_id, limit=MAX_BATCH_ID)
         return await self.list(batch_id=batch_id, sort="id", order="asc", limit=10_000)
 
     async def add_dependency(
@@ -510,116 +194,8 @@ class Queue:
                 nodes[j.parent_id]["children"].append(nodes[j.id])
         return nodes[root]
 
-    # -- distributed sub-tasks -------------------------------------------------------------
-    async def create_distributed(
-        self,
-        prompt: str,
-        subtasks: Sequence[str],
-        *,
-        queue: str = DEFAULT_QUEUE,
-        ttl: Seconds | None = 60,
-        name: str = "distributed",
-        subtask_name: str = "subtask",
-        dispatch: bool = False,
-        priority: int | str | None = None,
-        attempts: int | None = None,
-        tags: Sequence[str] | None = None,
-    ) -> Job:
-        """A parent and its sub-tasks sub_1 … sub_N, one query each, in one transaction.
-
-        The sub-tasks are held until dispatch() (or dispatch=True); any worker of the queue
-        with a `subtask_name` processor runs them. When every sub-task is final, the parent
-        ends with the consolidation as its result: completed if every sub-task completed,
-        else failed. At the ttl, unfinished sub-tasks
-        fail as expired and the consolidation reports them."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidJob("prompt", "must be a non-empty string")
-        if isinstance(subtasks, str) or not isinstance(subtasks, Sequence) or not subtasks:
-            raise InvalidJob("subtasks", "must be a non-empty list of query strings")
-        for i, query in enumerate(subtasks, start=1):
-            if not isinstance(query, str) or not query.strip():
-                raise InvalidJob(f"subtasks[sub_{i}]", "must be a non-empty string")
-            if len(query) > SUBTASK_QUERY_LIMIT:
-                raise InvalidJob(
-                    f"subtasks[sub_{i}]",
-                    f"is {len(query)} characters; the limit is {SUBTASK_QUERY_LIMIT}",
-                )
-        children = [
-            {
-                "name": subtask_name,
-                "payload": {"sub_task_id": f"sub_{i}", "query": query, "prompt": prompt},
-                "priority": priority,
-                "attempts": attempts,
-                "tags": tags,
-            }
-            for i, query in enumerate(subtasks, start=1)
-        ]
-        parent = self.build(
-            name,
-            {"prompt": prompt, "subtasks": list(subtasks)},
-            queue=queue,
-            ttl=ttl,
-            priority=priority,
-            tags=tags,
-            kind="distributed",
-            children=[{k: v for k, v in c.items() if v is not None} for c in children],
-        )
-        held = tuple(replace(child, start_paused=not dispatch) for child in parent.children)
-        return (await self.store.enqueue([replace(parent, children=held)]))[0]
-
-    async def dispatch(self, id: int | str | Job) -> int:
-        """Make a distributed job's sub-tasks claimable now; returns how many were released."""
-        return await self.store.dispatch(job_id(id))
-
-    async def subtasks(self, id: int | str | Job) -> builtins.list[dict[str, Any]]:
-        """Each sub-task: sub_task_id, job_id, query, status, worker_id, result, error."""
-        parent = await self._distributed(id)
-        return [
-            {
-                "sub_task_id": child.payload.get("sub_task_id"),
-                "job_id": child.id,
-                "query": child.payload.get("query"),
-                "status": child.status.value,
-                "worker_id": child.worker_id,
-                "attempt": child.attempt,
-                "result": child.result,
-                "error": child.error,
-            }
-            for child in await self.store.children(parent.id)
-        ]
-
-    async def subtask(self, id: int | str | Job, sub_task_id: str) -> Job:
-        """One sub-task's job by its id (`sub_3`)."""
-        number = check_subtask_id(sub_task_id)
-        parent = await self._distributed(id)
-        for child in await self.store.children(parent.id):
-            if child.payload.get("sub_task_id") == f"sub_{number}":
-                return child
-        raise InvalidJob("sub_task_id", f"job {parent.id} has no sub-task {sub_task_id}")
-
-    async def consolidate(self, id: int | str | Job) -> dict[str, Any]:
-        """The consolidation: job_id, total_tasks, completed, failed, pending, results
-        (each result shown in at most 200 characters), consolidated_at (None until every
-        sub-task is final, when it is stored as the parent's result)."""
-        parent = await self._distributed(id)
-        if parent.final and isinstance(parent.result, dict):  # consolidated
-            return parent.result
-        return consolidation(parent, await self.store.children(parent.id), None)
-
-    async def _distributed(self, id: int | str | Job) -> Job:
-        parent = await self.store.get(job_id(id))
-        if parent.kind != "distributed":
-            raise InvalidJob("id", f"job {parent.id} is not a distributed job")
-        return parent
-
-    @staticmethod
-    def _many(value: int | str | Job | Iterable[int | str | Job]) -> builtins.list[int]:
-        items = [value] if isinstance(value, int | str | Job) else builtins.list(value)
-        if not items:
-            raise InvalidJob("depends_on", "give at least one job id")
-        return builtins.list(dict.fromkeys(job_id(v) for v in items))
-
     # -- reads -----------------------------------------------------------------------------
+
     async def get(self, id: int | str | Job) -> Job:
         return await self.store.get(job_id(id))
 
@@ -639,22 +215,16 @@ class Queue:
         limit: int = 50,
         offset: int = 0,
     ) -> Jobs:
-        if status is None:
-            statuses: tuple[JobStatus, ...] = ()
-        elif isinstance(status, str):
-            statuses = (parse_status(status),)
-        else:
-            statuses = tuple(parse_status(s) for s in status)
         return await self.store.list_jobs(
             JobFilter(
-                queue=queue,
-                statuses=statuses,
-                name=name,
-                tags=as_tags(tags),
+                queue=arg.name("queue", queue),
+                statuses=() if status is None else arg.statuses(status),
+                name=arg.name("name", name),
+                tags=as_tags(tags, arg.MAX_PAGE),
                 created_after=epoch("created_after", created_after),
                 created_before=epoch("created_before", created_before),
-                parent_id=None if parent is None else job_id(parent),
-                batch_id=batch_id,
+                parent_id=None if parent is None else job_id(parent, "parent"),
+                batch_id=arg.text("batch_id", batch_id, MAX_BATCH_ID),
                 sort=sort,
                 order=order,
                 limit=limit,
@@ -664,13 +234,12 @@ class Queue:
 
     async def peek(self, queue: str, n: int = 10) -> Jobs:
         """The next n jobs the queue would hand out, in claim order. Changes nothing."""
-        if n < 1 or n > 10_000:
-            raise InvalidJob("n", f"must be between 1 and 10000, got {n}")
+        arg.page("n", n)
         return await self.store.peek(check_identifier("queue", queue), n)
 
     async def counts(self, queue: str | None = None) -> dict[str, int]:
         """{status: n} for every status (zeros included), of one queue or of all."""
-        per_queue = await self.store.counts(queue)
+        per_queue = await self.store.counts(arg.name("queue", queue))
         total = zero_counts()
         for counts in per_queue.values():
             for status, n in counts.items():
@@ -682,14 +251,13 @@ class Queue:
 
     async def stats(self, queue: str, window: Seconds = 3600.0) -> QueueStats:
         """Counts plus average wait and run time and throughput over the last `window`."""
-        w = check_positive("window", seconds("window", window))
-        assert w is not None
+        w = arg.required_seconds("window", window)
         return await self.store.stats(check_identifier("queue", queue), w)
 
     async def events(self, id: int | str | Job, after: int = 0) -> builtins.list[Event]:
         """The job's history and log lines, oldest first; `after=n` skips its first n lines
         (an event's id is its line number, so after=the last id seen gives what is new)."""
-        return await self.store.events(job_id(id), after)
+        return await self.store.events(job_id(id), arg.offset("after", after))
 
     async def queues(self) -> builtins.list[tuple[str, bool, JobOptions]]:
         return await self.store.queues()
@@ -698,6 +266,7 @@ class Queue:
         return await self.store.workers()
 
     # -- changes ---------------------------------------------------------------------------
+
     async def cancel(self, *ids: int | str | Job) -> Jobs:
         """Cancel every job given (and their unfinished children), or none of them."""
         return await self.store.cancel(self._ids(ids))
@@ -709,20 +278,18 @@ class Queue:
     async def kill(self, id: int | str | Job, force: bool = False) -> Job:
         """Cancel a job; if it is running, its daemon stops the run within a poll interval
         (a command processor gets SIGTERM, then SIGKILL after its grace; force: SIGKILL)."""
-        reason = KILL_FORCE_REASON if force else KILL_REASON
+        reason = KILL_FORCE_REASON if arg.flag("force", force) else KILL_REASON
         return (await self.store.cancel([job_id(id)], reason))[0]
 
     async def hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> Jobs:
         """Running jobs whose heartbeat is older than `older_than` (the daemon's hung timeout)."""
-        age = check_positive("older_than", seconds("older_than", older_than))
-        assert age is not None
+        age = arg.required_seconds("older_than", older_than)
         return await self.store.stale_running(age)
 
     async def reap_hung(self, older_than: Seconds = DEFAULT_HUNG_TIMEOUT) -> builtins.list[Job]:
         """Retry (or fail, when out of attempts) hung jobs now, as the daemon's reaper would;
         returns them as they are now."""
-        age = check_positive("older_than", seconds("older_than", older_than))
-        assert age is not None
+        age = arg.required_seconds("older_than", older_than)
         reaped = await self.store.reap_hung(age, "hung")
         return await self.store.get_many([item.job.id for item in reaped])
 
@@ -778,7 +345,25 @@ class Queue:
     async def defaults(self, queue: str) -> JobOptions:
         return (await self.store.queue_options(check_identifier("queue", queue)))[1]
 
+    async def log(self, id: int | str | Job, message: str) -> None:
+        await self.store.log(job_id(id), arg.log_line(message, self.limits.log))
+
+    async def cleanup(
+        self,
+        older_than: Seconds = timedelta(days=30),
+        statuses: Sequence[str | JobStatus] = ("completed",),
+        dry_run: bool = False,
+    ) -> Ids:
+        """Ids of final jobs finished before `older_than` ago; deleted unless dry_run."""
+        age = arg.required_seconds("older_than", older_than, positive=False)
+        chosen = builtins.list(arg.statuses(statuses, "statuses"))
+        if not chosen:
+            raise InvalidJob("statuses", "give at least one final status")
+        # The store refuses a status that is not final, before it reads or deletes anything.
+        return await self.store.cleanup(age, chosen, arg.flag("dry_run", dry_run))
+
     # -- limits ----------------------------------------------------------------------------
+
     async def set_queue_limits(
         self,
         queue: str,
@@ -821,124 +406,26 @@ class Queue:
     async def concurrency_limits(self) -> dict[str, int]:
         return await self.store.concurrency_limits()
 
-    # -- schedules -------------------------------------------------------------------------
-    async def schedule(
-        self,
-        name: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        queue: str = DEFAULT_QUEUE,
-        cron: str | None = None,
-        every: Seconds | None = None,
-        timezone: str = "UTC",
-        catch_up: str = "latest",
-        key: str | None = None,
-        paused: bool = False,
-        **options: Unpack[ScheduleJobOptions],
-    ) -> Schedule:
-        """Enqueue `name` with `payload` at every occurrence of a cron expression in
-        `timezone` ("0 9 * * *", "Europe/Lisbon"), or every `every` seconds from now.
-
-        The daemons enqueue each due occurrence once, however many run. Occurrences missed
-        while no daemon ran follow catch_up: latest (enqueue the last one), all, or none.
-        options are the job's (priority, attempts, backoff, timeout, ttl, tags, context,
-        unique_key, unique_for, unique_states, on_conflict, concurrency_key). With a `key`,
-        a schedule that exists is updated instead, so a program may declare its schedules
-        at every start."""
-        unknown = set(options) - set(SCHEDULE_JOB_KEYS)
-        if unknown:
-            raise InvalidJob(
-                sorted(unknown)[0],
-                f"unknown schedule option; known: {', '.join(SCHEDULE_JOB_KEYS)}",
-            )
-        timing = Timing(cron, None if every is None else seconds("every", every), timezone)
-        if catch_up not in CATCH_UP:
-            raise InvalidJob("catch_up", f"must be one of {', '.join(CATCH_UP)}, got {catch_up!r}")
-        if key is not None:
-            check_identifier("key", key)
-            if key.isdigit():
-                raise InvalidJob("key", f"{key!r} would read as a schedule id; use a name")
-        new = self.build(name, payload, queue=queue, **options)
-        spec = NewSchedule(
-            key=key,
-            queue=new.queue,
-            name=new.name,
-            payload=new.payload,
-            options=json.dumps(job_template(new), separators=(",", ":")),
-            cron=timing.cron,
-            every=timing.every,
-            timezone=timing.timezone,
-            catch_up=catch_up,
-            paused=bool(paused),
-        )
-        return await self.store.create_schedule(spec)
-
-    async def schedules(self) -> builtins.list[Schedule]:
-        return await self.store.schedules()
-
-    async def get_schedule(self, ref: int | str | Schedule) -> Schedule:
-        """A schedule by id or key."""
-        return await self.store.get_schedule(schedule_ref(ref))
-
-    async def unschedule(self, ref: int | str | Schedule) -> Schedule:
-        """Remove a schedule (jobs it enqueued stay); returns it as it was."""
-        return await self.store.delete_schedule(schedule_ref(ref))
-
-    async def pause_schedule(self, ref: int | str | Schedule) -> Schedule:
-        return await self.store.set_schedule_paused(schedule_ref(ref), True)
-
-    async def resume_schedule(self, ref: int | str | Schedule) -> Schedule:
-        """Fire again from the next occurrence after now (the pause is not caught up)."""
-        return await self.store.set_schedule_paused(schedule_ref(ref), False)
-
-    async def schedule_runs(
-        self, ref: int | str | Schedule, limit: int = 20
-    ) -> builtins.list[ScheduleRun]:
-        """The schedule's latest enqueued occurrences (fire time, job id), newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidJob("limit", f"must be between 1 and 10000, got {limit!r}")
-        return await self.store.schedule_runs(schedule_ref(ref), limit)
-
-    async def fire_schedules(self) -> Fired:
-        """Enqueue every due occurrence now, as the daemons do (each occurrence once)."""
-        return await self.store.fire_schedules()
-
-    async def log(self, id: int | str | Job, message: str) -> None:
-        await self.store.log(job_id(id), message)
-
-    async def cleanup(
-        self,
-        older_than: Seconds = timedelta(days=30),
-        statuses: Sequence[str | JobStatus] = ("completed",),
-        dry_run: bool = False,
-    ) -> Ids:
-        """Ids of final jobs finished before `older_than` ago; deleted unless dry_run."""
-        age = seconds("older_than", older_than)
-        assert age is not None
-        # The store refuses a status that is not final, before it reads or deletes anything.
-        return await self.store.cleanup(age, [parse_status(s) for s in statuses], dry_run)
-
-    @staticmethod
-    def _ids(ids: Sequence[int | str | Job]) -> Ids:
-        if not ids:
-            raise InvalidJob("id", "give at least one job id")
-        return builtins.list(dict.fromkeys(job_id(i) for i in ids))
-
 
 def connect(
     url: str = "wizd.db",
     *,
-    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    payload_limit: int | None = None,
+    limits: SizeLimits = DEFAULT_LIMITS,
     clock: Callable[[], float] = time.time,
     **store_options: Any,
 ) -> Queue:
     """A client for the store at `url` (a path, sqlite:///path, :memory:, postgresql://…).
 
     Use as `async with wizd.connect(url) as q:`; the store is opened (and migrated) on entry.
+    `limits` caps what a job may hold (wizd.SizeLimits: payload, context, result, log line,
+    tags, error); payload_limit, if given, replaces its payload cap.
     """
-    return Queue(
-        open_store(url, clock=clock, **store_options), payload_limit=payload_limit, clock=clock
-    )
+    if not isinstance(limits, SizeLimits):
+        raise InvalidJob("limits", f"must be a wizd.SizeLimits, got {shorten(limits)}")
+    limits = limits.replace(payload=payload_limit)
+    store = open_store(url, clock=clock, size_limits=limits, **store_options)
+    return Queue(store, limits=limits, clock=clock)
 
 
 class SyncQueue:

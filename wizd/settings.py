@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from wizd.checks import MAX_INT, SizeLimits
 from wizd.errors import ConfigError
 from wizd.model import NAME_RE
 
@@ -114,6 +115,19 @@ class Settings(BaseSettings):
     )
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
     payload_limit: int = Field(default=1024 * 1024, gt=0)
+    # What else a job may hold (wizd.SizeLimits): over a cap, the API refuses the write
+    # with InvalidJob; a result over result_limit fails its job; an error is cut to error_limit.
+    context_limit: int = Field(
+        default=1024 * 1024, gt=0, le=MAX_INT, description="bytes of context JSON"
+    )
+    result_limit: int = Field(
+        default=16 * 1024 * 1024, gt=0, le=MAX_INT, description="bytes of result JSON"
+    )
+    log_limit: int = Field(default=64 * 1024, gt=0, le=MAX_INT, description="bytes of a log line")
+    max_tags: int = Field(default=100, gt=0, le=MAX_INT, description="tags of one job")
+    error_limit: int = Field(
+        default=64 * 1024, gt=0, le=MAX_INT, description="bytes of an error text"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(
         default=None,
@@ -190,6 +204,17 @@ class Settings(BaseSettings):
             "schema": self.postgres_schema,
             "pool_size": self.postgres_pool_size,
         }
+
+    def size_limits(self) -> SizeLimits:
+        """The caps on what a job may hold, for wizd.connect(limits=...)."""
+        return SizeLimits(
+            payload=self.payload_limit,
+            context=self.context_limit,
+            result=self.result_limit,
+            log=self.log_limit,
+            tags=self.max_tags,
+            error=self.error_limit,
+        )
 
     def concurrency_for(self, queue: str) -> int:
         """[agents.QUEUE] concurrency, unless `concurrency` came from a stronger source (a

@@ -145,7 +145,7 @@ class Supervisor:
         """Serve until `stop` is set; then stop claiming, wait up to the grace period, and
         requeue what still runs. Returns when everything is written back."""
         s = self.settings
-        queue = connect(s.database, payload_limit=s.payload_limit, **s.store_options())
+        queue = connect(s.database, limits=s.size_limits(), **s.store_options())
         async with queue, BlockingPortal() as portal:
             self.queue = queue
             store = queue.store

@@ -22,9 +22,9 @@ import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
-from wizd.errors import InvalidJob, LostJob, RetryLater, StoreError
+from wizd.errors import LostJob, RetryLater, StoreError
 from wizd.hooks import Hooks, NoHooks
-from wizd.model import Job, encode_json
+from wizd.model import Job
 from wizd.processors import CommandProcessor
 from wizd.queue import Queue
 from wizd.store import Claimed, Finish
@@ -445,11 +445,6 @@ class QueueWorker:
             result = returned.value
             if isinstance(result, WaitForChildren):
                 return self._finish(job, "wait_children", result=result.note)
-            if result is not None and type(result) not in _SCALARS:
-                try:  # the writer's batch must not carry a result the store cannot encode
-                    encode_json(result, "result")
-                except InvalidJob as bad:
-                    return self._finish(job, "failed", error=str(bad), retry=False)
             return self._finish(job, "completed", result=result)
         if isinstance(exc, RetryLater):
             return self._finish(job, "later", delay=exc.seconds, error=exc.reason or None)
@@ -582,8 +577,6 @@ def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
-
-_SCALARS = frozenset({str, int, float, bool})
 
 _PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waiting_children"}
 

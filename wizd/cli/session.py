@@ -67,7 +67,7 @@ def with_queue(
     options = {**settings.store_options(), "create": create, "read_only": read_only}
 
     async def main() -> T:
-        async with connect(settings.database, payload_limit=settings.payload_limit, **options) as q:
+        async with connect(settings.database, limits=settings.size_limits(), **options) as q:
             if getattr(q.store, "created", False):
                 announce_created(getattr(q.store, "path", settings.database))
             return await until_interrupted(work(q, settings))

@@ -20,7 +20,16 @@ def open_store(url: str, *, clock: Callable[[], float] = time.time, **options: A
 
     Options a backend does not have are ignored (SQLite's synchronous and busy_timeout on
     PostgreSQL; PostgreSQL's schema, pool_size and connect_timeout on SQLite), so that one
-    set of settings serves either URL."""
+    set of settings serves either URL. size_limits (wizd.SizeLimits) caps what a run's
+    outcome may hold (its result and error)."""
+    limits = options.pop("size_limits", None)
+    store = _open(url, clock, options)
+    if limits is not None:
+        store.size_limits = limits
+    return store
+
+
+def _open(url: str, clock: Callable[[], float], options: dict[str, Any]) -> Store:
     if url.startswith(("postgres://", "postgresql://")):
         from wizd.store import postgres
 

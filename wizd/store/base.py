@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from wizd.checks import SizeLimits
 from wizd.errors import InvalidJob
 from wizd.model import (
     Event,
@@ -114,6 +115,9 @@ class Store(Protocol):
     """Persistence for jobs, events, queues and the worker registry."""
 
     backend: str
+    # What a run's outcome may hold: finish fails a job whose result is over the cap (or
+    # nested too deep, or not valid Unicode) and cuts an error text to it (store.outcomes).
+    size_limits: SizeLimits
 
     async def __aenter__(self) -> Store: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -12,6 +12,7 @@ from wizd.errors import JobNotFound
 from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job, compact_json
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn, dialect, execute_rows, insert_many
+from wizd.store.outcomes import ResultJSON
 
 S = JobStatus
 JOB_WIDTH = len(Q.JOB_COLUMNS.split(","))  # columns of a JOB_COLUMNS row
@@ -246,6 +247,8 @@ def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
 def result_json(result: Any) -> str | None:
     if result is None:
         return None
+    if type(result) is ResultJSON:  # encoded and capped by SQLStore.finish
+        return str.__str__(result)
     try:
         return compact_json(result)
     except (TypeError, ValueError):

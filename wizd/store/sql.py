@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import anyio
 import anyio.lowlevel
 
+from wizd.checks import DEFAULT_LIMITS
 from wizd.errors import StoreError, WizdError
 from wizd.model import (
     MAX_CHILDREN,
@@ -39,7 +40,7 @@ from wizd.model import (
     ScheduleRun,
     WorkerInfo,
 )
-from wizd.store import admin, flows, limits, ops, reads, schedules
+from wizd.store import admin, flows, limits, ops, outcomes, reads, schedules
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Fired, Interrupted
@@ -68,6 +69,7 @@ class SQLStore:
     ) -> None:
         self.clock = clock
         self.limits = ops.Limits(max_depth, max_children)
+        self.size_limits = DEFAULT_LIMITS  # what a run's outcome may hold (open_store sets it)
         self._pending: list[tuple[Op[Any], _Waiter]] = []
         self._flushing = False  # a caller is running a group commit right now
         self._open = False
@@ -421,7 +423,7 @@ class SQLStore:
         return taken.claimed()
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
-        batch = list(items)
+        batch = [outcomes.storable(f, self.size_limits) for f in items]
         return await self._write(lambda c, now: ops.finish_many(c, now, batch))
 
     async def heartbeat(
