@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         default="wizd", pattern=r"^[a-z_][a-z0-9_]{0,39}$", description="schema of wizd's tables"
     )
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
+    postgres_lock_timeout: float = Field(
+        default=3.0, ge=0, le=86_400, description="seconds a statement waits for a lock (0: ever)"
+    )
+    postgres_idle_in_transaction_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="seconds before the server ends a session frozen inside a transaction",
+    )
     payload_limit: int = Field(default=1024 * 1024, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 turns metrics off")
@@ -117,6 +126,8 @@ class Settings(BaseSettings):
             "busy_timeout": self.busy_timeout,
             "schema": self.postgres_schema,
             "pool_size": self.postgres_pool_size,
+            "lock_timeout": self.postgres_lock_timeout,
+            "idle_in_transaction_timeout": self.postgres_idle_in_transaction_timeout,
         }
 
     def concurrency_for(self, queue: str) -> int:

@@ -336,8 +336,19 @@ HEARTBEAT_WORKER = (
 )
 
 # -- recovery, reaping, expiry -------------------------------------------------------------
-RUNNING_OF_WORKER = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = %s"
+# Recovery skips the rows another transaction holds (a daemon frozen inside one holds them
+# until the server ends it: idle_in_transaction_session_timeout), so that it never waits
+# for them; a later pass of the reaper takes them. The rows it takes stay locked until it
+# commits, so that its own UPDATEs of them never wait either.
+RUNNING_OF_WORKER = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
 RUNNING_STALE = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < %s"
+RUNNING_STALE_TO_REAP = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
 INTERRUPT_RETRY = """
 UPDATE jobs SET status = 'pending', run_at = %(now)s, updated_at = %(now)s, worker_id = NULL,
     heartbeat_at = NULL, error = %(error)s
@@ -352,7 +363,7 @@ EXPIRED = """
 SELECT id, status, attempt FROM jobs
 WHERE expires_at IS NOT NULL AND expires_at <= %s
   AND status NOT IN ('completed', 'failed', 'cancelled')
-ORDER BY id DESC
+ORDER BY id DESC FOR UPDATE SKIP LOCKED
 """
 
 # -- operator changes ----------------------------------------------------------------------
