@@ -24,7 +24,7 @@ import wizd
 from tests.conftest import FakeClock, in_own_task
 from wizd.errors import StoreError
 from wizd.settings import Settings
-from wizd.store import Finish
+from wizd.store import Finish, pg_session
 
 Q = "agent"
 W = "worker-1"
@@ -101,10 +101,9 @@ def test_the_timeouts_are_settings_passed_to_the_store() -> None:
     settings = Settings(postgres_lock_timeout=2, postgres_idle_in_transaction_timeout=45)
     options = settings.store_options()
     assert (options["lock_timeout"], options["idle_in_transaction_timeout"]) == (2, 45)
-    assert (Settings().postgres_lock_timeout, Settings().postgres_idle_in_transaction_timeout) == (
-        3.0,
-        30.0,
-    )
+    defaults = Settings()  # those of a store opened without settings (the API's)
+    assert defaults.postgres_lock_timeout == pg_session.LOCK_TIMEOUT == 3.0
+    assert defaults.postgres_idle_in_transaction_timeout == pg_session.IDLE_IN_TRANSACTION_TIMEOUT
 
 
 async def test_the_reaper_skips_rows_another_transaction_holds_and_takes_them_later(

@@ -2,10 +2,14 @@
 
 The transaction functions are the SQLite store's (wizd.store.sql): each runs whole on a
 worker thread with a pooled psycopg connection, naming statements by their sqlite_queries
-constant; `PgConn` runs the PostgreSQL statement of the same name (postgres_queries).
-Writes are grouped as on SQLite, so one commit serves everything that arrived while the
-previous one ran. Claims skip rows that other daemons hold (FOR UPDATE SKIP LOCKED); a
-transaction that deadlocks with another daemon's is run again.
+constant; `PgConn` (wizd.store.pg_statements) runs the PostgreSQL statement of the same
+name (postgres_queries). Writes are grouped as on SQLite, so one commit serves everything
+that arrived while the previous one ran. Claims skip rows that other daemons hold (FOR
+UPDATE SKIP LOCKED); a transaction that deadlocks with another daemon's is run again.
+Recovery (the reaper, start-up recovery, expiry) skips held rows too, and runs in a
+transaction of its own beside the group commit. Every session is bounded (lock_timeout,
+idle_in_transaction_session_timeout, TCP keepalives: wizd.store.pg_session), so a daemon
+frozen inside a transaction stalls no other.
 
 Idle daemons wait on LISTEN: a trigger notifies `wizd_<schema>` whenever jobs of a queue
 become pending (payload: the queue). A lost notification costs at most a poll interval:
