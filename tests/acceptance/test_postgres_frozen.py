@@ -121,19 +121,21 @@ def test_a_daemon_frozen_in_a_transaction_stalls_no_other_daemon(
             q.enqueue_many([{"name": "tick", "queue": AGENT, "payload": payload}] * 1000)
         a.wait_for("job_completed", timeout=30, count=50)
 
-        def a_frozen_holding_locks() -> set[int]:
-            """Freeze A; if its open transaction holds rows of runs it has, keep it frozen."""
+        def a_frozen_holding_locks() -> tuple[set[int], set[int]] | None:
+            """Freeze A; if its open transaction holds rows of runs it has, keep it frozen:
+            (those rows, all its runs). Asked twice: a COMMIT that A sent just before it
+            stopped may still be on its way to the server the first time."""
             time.sleep(random.uniform(0, 0.05))  # a random moment of A's work, not a sync
             a.signal(signal.SIGSTOP)
             held = locked_runs(pg, a_worker, "A")
-            if not held:
-                a.signal(signal.SIGCONT)
-            return held
+            runs = {j.id for j in q.list(status="running", limit=10_000) if j.worker_id == a_worker}
+            if held and held <= runs and locked_runs(pg, a_worker, "A") == held:
+                return held, runs
+            a.signal(signal.SIGCONT)
+            return None
 
-        held = wait_until(a_frozen_holding_locks, 60, "A frozen holding row locks", 0.0)
+        held, a_runs = wait_until(a_frozen_holding_locks, 60, "A frozen holding row locks", 0.0)
         frozen_at = time.monotonic()
-        a_runs = {j.id for j in q.list(status="running", limit=10_000) if j.worker_id == a_worker}
-        assert held <= a_runs
 
         # B and C keep beating while A's runs age past the hung timeout and are reaped.
         cancel_took: list[float] = []
@@ -187,6 +189,7 @@ def test_a_daemon_frozen_in_a_transaction_stalls_no_other_daemon(
             f"A's runs {sorted(a_still_running())} not reaped within {HUNG + 3.0}s of the freeze"
         )
         reaped = {e["job_id"] for d in (b, c) for e in d.logged("hung_job_reaped")}
+        assert held <= reaped, "the rows A's frozen transaction held were never reaped"
         assert a_runs <= reaped, [
             (q.get(i).status, [(e.kind, e.message) for e in q.events(i)]) for i in a_runs - reaped
         ]
