@@ -208,3 +208,14 @@ async def test_a_reap_that_must_wait_holds_up_no_heartbeat(
     frozen.rollback()
     assert [item.job.id for item in await q.store.reap_hung(30)] == [last.id]
     assert (await q.get(dependent.id)).status in ("failed", "cancelled")
+
+
+def test_a_urls_own_keepalives_win_and_bad_timeouts_are_refused() -> None:
+    config = pg_session.PostgresConfig("postgresql://h/db?keepalives_idle=60&keepalives=0")
+    kwargs = config.connect_kwargs()
+    assert "keepalives_idle" not in kwargs
+    assert "keepalives" not in kwargs
+    assert kwargs["keepalives_count"] == 3
+    with pytest.raises(StoreError, match="lock_timeout must be 0-86400 seconds, got -1"):
+        pg_session.PostgresConfig("postgresql://h/db", lock_timeout=-1)
+    assert "lock_timeout = 0;" in config.session_setup(lock_timeout=False).as_string(None)
