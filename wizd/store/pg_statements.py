@@ -184,7 +184,8 @@ class PgConn:
 
 def lock_timed_out(exc: BaseException) -> StoreError:
     """The error of a statement that waited for a lock longer than lock_timeout."""
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return StoreError(
-        f"database: another transaction held a row this needs for longer than lock_timeout "
-        f"(a daemon frozen inside a transaction?); try again ({exc})"
+        "database: waited longer than postgres_lock_timeout for a row another transaction "
+        f"holds (a daemon frozen inside one?); try again ({first_line})"
     )
