@@ -220,3 +220,16 @@ def test_a_urls_own_keepalives_win_and_bad_timeouts_are_refused() -> None:
     with pytest.raises(StoreError, match="lock_timeout must be 0-86400 seconds, got -1"):
         pg_session.PostgresConfig("postgresql://h/db", lock_timeout=-1)
     assert "lock_timeout = 0;" in config.session_setup(lock_timeout=False).as_string(None)
+
+
+async def test_a_schedule_another_transaction_holds_is_skipped_and_fired_later(
+    q: wizd.Queue, clock: FakeClock, frozen: psycopg.Connection[Any]
+) -> None:
+    schedule = await q.schedule("poll", every=60)
+    clock.advance(61)
+    frozen.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (schedule.id,))
+    with anyio.fail_after(LOCK_TIMEOUT / 2):  # skipped, not waited for
+        assert (await q.fire_schedules()).jobs == []
+    frozen.rollback()
+    (fired,) = (await q.fire_schedules()).jobs
+    assert fired.schedule_id == schedule.id

@@ -12,7 +12,7 @@ placeholder (wizd.store.postgres.translate).
 
 from __future__ import annotations
 
-from wizd.store.sqlite_queries import JOB_COLUMNS
+from wizd.store.sqlite_queries import JOB_COLUMNS, SCHEDULE_COLUMNS
 
 SCHEMA_VERSION_CREATE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
@@ -501,4 +501,13 @@ COMPLETE_CONSOLIDATED = """
 UPDATE jobs SET status = 'completed', result = %(result)s, updated_at = %(now)s,
     finished_at = %(now)s, progress = 1.0
 WHERE id = %(id)s AND status = 'waiting_children'
+"""
+
+# -- schedules -----------------------------------------------------------------------------
+# A schedule that another daemon is firing right now (or froze while firing) is skipped,
+# not waited for: that daemon moves it on, or, if its transaction is ended instead, a later
+# pass fires it.
+SCHEDULES_DUE = f"""
+SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE paused = 0 AND next_at <= %(now)s
+ORDER BY next_at LIMIT %(n)s FOR UPDATE SKIP LOCKED
 """
