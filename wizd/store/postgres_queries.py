@@ -7,7 +7,7 @@ skip rows other transactions hold (FOR UPDATE SKIP LOCKED), and reads that decid
 (is every dependency done? every child final?) lock the row they are about to change, so
 that two transactions ending the last two children of one parent cannot both miss the
 other. Statements built at run time (an IN list of ids) are translated placeholder by
-placeholder (wizd.store.postgres.translate).
+placeholder (wizd.store.pg_statements.translate).
 """
 
 from __future__ import annotations
