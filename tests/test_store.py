@@ -984,10 +984,10 @@ async def test_postgresql_vacuums_the_jobs_table_after_a_burst(
     upkeep of promote_due vacuums jobs, and not again within VACUUM_EVERY seconds."""
     import psycopg
 
-    from wizd.store import postgres as P
+    from wizd.store import pg_upkeep
 
-    monkeypatch.setattr(P, "VACUUM_DEAD", 100)
-    monkeypatch.setattr(P, "VACUUM_EVERY", 3600.0)
+    monkeypatch.setattr(pg_upkeep, "VACUUM_DEAD", 100)
+    monkeypatch.setattr(pg_upkeep, "VACUUM_EVERY", 3600.0)
     async with in_own_task(wizd.connect(postgres_url)) as q:
         schema = q.store.config.schema  # type: ignore[attr-defined]
         other = psycopg.connect(postgres_database, autocommit=True)

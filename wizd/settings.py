@@ -114,6 +114,15 @@ class Settings(BaseSettings):
         default="wizd", pattern=r"^[a-z_][a-z0-9_]{0,39}$", description="schema of wizd's tables"
     )
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
+    postgres_lock_timeout: float = Field(
+        default=3.0, ge=0, le=86_400, description="seconds a statement waits for a lock (0: ever)"
+    )
+    postgres_idle_in_transaction_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="seconds before the server ends a session frozen inside a transaction",
+    )
     payload_limit: int = Field(default=1024 * 1024, gt=0)
     # What else a job may hold (wizd.SizeLimits): over a cap, the API refuses the write
     # with InvalidJob; a result over result_limit fails its job; an error is cut to error_limit.
@@ -203,6 +212,8 @@ class Settings(BaseSettings):
             "file_mode": int(self.file_mode, 8),
             "schema": self.postgres_schema,
             "pool_size": self.postgres_pool_size,
+            "lock_timeout": self.postgres_lock_timeout,
+            "idle_in_transaction_timeout": self.postgres_idle_in_transaction_timeout,
         }
 
     def size_limits(self) -> SizeLimits:

@@ -11,7 +11,9 @@ from wizd.store.base import Claimed, Finish, Fired, FiredJob, Interrupted, Store
 __all__ = ["Claimed", "Finish", "Fired", "FiredJob", "Interrupted", "Store", "open_store"]
 
 
-POSTGRES_ONLY = frozenset({"schema", "pool_size", "connect_timeout"})
+POSTGRES_ONLY = frozenset(
+    {"schema", "pool_size", "connect_timeout", "lock_timeout", "idle_in_transaction_timeout"}
+)
 POSTGRES_OPTIONS = POSTGRES_ONLY | {"max_depth", "max_children", "create", "read_only"}
 
 

@@ -753,7 +753,7 @@ def recover_worker(c: Conn, now: float, worker_id: str, reason: str) -> list[Int
 
 
 def reap_hung(c: Conn, now: float, older_than: float, reason: str) -> list[Interrupted]:
-    rows = c.execute(Q.RUNNING_STALE, (now - older_than,)).fetchall()
+    rows = c.execute(Q.RUNNING_STALE_TO_REAP, (now - older_than,)).fetchall()
     return interrupt(c, now, rowmap.jobs(c, rows), reason)
 
 

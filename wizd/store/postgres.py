@@ -2,10 +2,14 @@
 
 The transaction functions are the SQLite store's (wizd.store.sql): each runs whole on a
 worker thread with a pooled psycopg connection, naming statements by their sqlite_queries
-constant; `PgConn` runs the PostgreSQL statement of the same name (postgres_queries).
-Writes are grouped as on SQLite, so one commit serves everything that arrived while the
-previous one ran. Claims skip rows that other daemons hold (FOR UPDATE SKIP LOCKED); a
-transaction that deadlocks with another daemon's is run again.
+constant; `PgConn` (wizd.store.pg_statements) runs the PostgreSQL statement of the same
+name (postgres_queries). Writes are grouped as on SQLite, so one commit serves everything
+that arrived while the previous one ran. Claims skip rows that other daemons hold (FOR
+UPDATE SKIP LOCKED); a transaction that deadlocks with another daemon's is run again.
+Recovery (the reaper, start-up recovery, expiry) skips held rows too, and runs in a
+transaction of its own beside the group commit. Every session is bounded (lock_timeout,
+idle_in_transaction_session_timeout, TCP keepalives: wizd.store.pg_session), so a daemon
+frozen inside a transaction stalls no other.
 
 Idle daemons wait on LISTEN: a trigger notifies `wizd_<schema>` whenever jobs of a queue
 become pending (payload: the queue). A lost notification costs at most a poll interval:
@@ -19,56 +23,46 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
 from wizd.errors import StoreError
-from wizd.model import MAX_CHILDREN, MAX_DEPTH, JobOptions, NewJob, utc_at
+from wizd.model import JobOptions, NewJob, utc_at
 from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
-from wizd.store.base import Claimed, Finish
+from wizd.store.base import Claimed, Finish, Interrupted
 from wizd.store.migrations import bundled
-from wizd.store.sql import PlainEnqueue, SQLStore
+from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
+from wizd.store.pg_statements import PgConn, lock_timed_out
+from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
+from wizd.store.sql import Op, PlainEnqueue, SQLStore
 
 try:
     import psycopg
     import psycopg.errors
     from psycopg import sql
-    from psycopg.pq import TransactionStatus
     from psycopg_pool import ConnectionPool
 except ImportError:  # pragma: no cover - checked when a postgresql:// URL is opened
     psycopg = None  # type: ignore[assignment]
 
+__all__ = ["LATEST_VERSION", "PostgresConfig", "PostgresStore", "migrations", "parse_url"]
+
 T = TypeVar("T")
-SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
-MAX_PARAMS = 30_000  # parameters per statement (PostgreSQL allows 65,535)
 RETRIES = 8  # deadlocks with another daemon's transaction, run again
 CHECK_IDLE = 2.0  # seconds idle after which a pooled connection is pinged before use
-VACUUM_DEAD = 20_000  # dead row versions of jobs (10,000 jobs run) that make a vacuum due
-VACUUM_EVERY = 5.0  # seconds: the least time between two vacuums of jobs
 LISTEN_RETRY = (0.5, 30.0)  # backoff of the LISTEN connection after a failure: first, max
 # Free slots a daemon offers to hand-overs between two of its claims (schema 7): enough for
 # jobs enqueued one after another while its last job's outcome is being written, and all
 # that a daemon whose host vanished can strand per queue until the reaper recovers them.
 HANDED_SLOTS = 4
-# The listening session asks the server to notice within about 25 s that the daemon's host
-# has vanished (no FIN: a power loss, a partition), ending the session and so its lock,
-# after which no job is handed over to it.
-LISTENER_SETTINGS = (
-    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
-    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000"
-)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -77,197 +71,6 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 LATEST_VERSION = max(v for v, _, _ in migrations())
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresConfig:
-    conninfo: str  # a libpq URL, without wizd's own parameters
-    schema: str = "wizd"
-    pool_size: int = 10
-    connect_timeout: float = 10.0
-    max_depth: int = MAX_DEPTH
-    max_children: int = MAX_CHILDREN
-    create: bool = True  # False: refuse a database where wizd has not made its tables
-    # True: create and migrate nothing, and run every transaction read-only.
-    read_only: bool = False
-
-    def __post_init__(self) -> None:
-        if not SCHEMA_RE.fullmatch(self.schema):
-            raise StoreError(
-                f"postgres schema {self.schema!r}: use 1-40 of [a-z0-9_], not starting with a digit"
-            )
-        if not 1 <= self.pool_size <= 1000:
-            raise StoreError(f"postgres pool size must be 1-1000, got {self.pool_size}")
-
-    @property
-    def display(self) -> str:
-        """The URL without a password, for messages."""
-        parts = urlsplit(self.conninfo)
-        host = parts.hostname or ""
-        user = f"{parts.username}@" if parts.username else ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"postgresql://{user}{host}{port}{parts.path} (schema {self.schema})"
-
-
-def parse_url(url: str) -> tuple[str, dict[str, Any]]:
-    """Split wizd's own query parameters (schema, pool_size) off a postgresql:// URL."""
-    parts = urlsplit(url)
-    ours: dict[str, Any] = {}
-    theirs = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "schema":
-            ours["schema"] = value
-        elif key == "pool_size":
-            if not value.isdigit():
-                raise StoreError(f"pool_size in the database URL must be a number, got {value!r}")
-            ours["pool_size"] = int(value)
-        else:
-            theirs.append((key, value))
-    # Percent-encoded as libpq decodes them: it reads a "+" as a plus, not as a space.
-    return urlunsplit(parts._replace(query=urlencode(theirs, quote_via=quote))), ours
-
-
-# -- statements --------------------------------------------------------------------------
-
-# SQLite text of every named statement -> the PostgreSQL text of the same name.
-_NAMED: dict[str, str] = {
-    value: getattr(PQ, name)
-    for name, value in vars(Q).items()
-    if name.isupper() and isinstance(value, str) and hasattr(PQ, name)
-}
-
-
-def _quoted(value: Any) -> str:
-    text = str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-# How a column's values become elements of its array literal. The arrays go as text
-# ('{1,2,3}', cast by the statement): psycopg's list dumper costs about a microsecond per
-# element, 0.5 ms for the four columns of 100 completions, a third of the statement.
-_ARRAY_OF: dict[str, Callable[[Any], str]] = {
-    "float8": lambda value: repr(float(value)),
-    "text": _quoted,
-    "int": lambda value: str(int(value)),
-    "bigint": lambda value: str(int(value)),
-}
-
-
-def _array(kind: Callable[[Any], str], column: Iterable[Any]) -> str:
-    """A PostgreSQL array literal of `column`'s values (None: NULL)."""
-    return "{" + ",".join("NULL" if value is None else kind(value) for value in column) + "}"
-
-
-# SQLite text of an INSERT -> the PostgreSQL statement inserting many rows from arrays, and
-# the conversion of each column.
-_MANY: dict[str, tuple[str, list[Callable[[Any], str]]]] = {
-    getattr(Q, name): (getattr(PQ, f"{name}_MANY"), [_ARRAY_OF[t] for t in types])
-    for name, types in (
-        (name[: -len("_TYPES")], value)
-        for name, value in vars(PQ).items()
-        if name.endswith("_TYPES")
-    )
-}
-# SQLite text of a statement with {items} -> the conversion of each of its array columns.
-_ITEMS: dict[str, list[Callable[[Any], str]]] = {
-    getattr(Q, name[: -len("_ARRAYS")]): [_ARRAY_OF[t] for t in types]
-    for name, types in vars(PQ).items()
-    if name.endswith("_ARRAYS")
-}
-_PARAM = re.compile(r"\?|(?<![:\w]):([A-Za-z_]\w*)")
-_translated: dict[str, str] = {}
-
-
-class Expanded(str):
-    """PostgreSQL text to run as it is: made from a named statement (PgConn.insert_many's
-    rows)."""
-
-
-def translate(sqlite_sql: str) -> str:
-    """The PostgreSQL text for a statement the transaction functions run."""
-    if isinstance(sqlite_sql, Expanded):
-        return sqlite_sql
-    pg = _NAMED.get(sqlite_sql)
-    if pg is not None:
-        return pg
-    pg = _translated.get(sqlite_sql)
-    if pg is None:
-        # Built at run time from a named statement (an IN list of ids, a filter).
-        text = sqlite_sql.replace("%", "%%").replace(Q.TAG_FILTER, PQ.TAG_FILTER)
-        pg = _PARAM.sub(lambda m: f"%({m.group(1)})s" if m.group(1) else "%s", text)
-        if len(_translated) > 1024:
-            _translated.clear()
-        _translated[sqlite_sql] = pg
-    return pg
-
-
-class PgConn:
-    """A psycopg connection that speaks the transaction functions' statement names."""
-
-    dialect = "postgres"
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        self.group_cache: dict[Any, Any] = {}
-        self.changes = 0
-
-    def execute(self, sqlite_sql: str, parameters: Any = None, /) -> psycopg.Cursor[Any]:
-        return self._run(sqlite_sql, parameters, None)
-
-    def _run(self, sqlite_sql: str, parameters: Any, prepare: bool | None) -> psycopg.Cursor[Any]:
-        cur = self.conn.execute(translate(sqlite_sql), parameters, prepare=prepare)
-        if cur.rowcount > 0 and cur.statusmessage and not cur.statusmessage.startswith("SELECT"):
-            self.changes += cur.rowcount
-        return cur
-
-    def executemany(self, sqlite_sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
-        cur = self.conn.cursor()
-        rows = list(parameters)
-        cur.executemany(translate(sqlite_sql), rows)
-        self.changes += len(rows)
-        return cur
-
-    def execute_rows(
-        self, sqlite_sql: str, rows: Sequence[Sequence[Any]], tail: Sequence[Any]
-    ) -> psycopg.Cursor[Any]:
-        """wizd.store.conn.execute_rows: the statement of that name with one array per column
-        of `rows` (its X_ARRAYS in postgres_queries), then `tail`."""
-        columns = [
-            _array(kind, column)
-            for kind, column in zip(_ITEMS[sqlite_sql], zip(*rows, strict=True), strict=True)
-        ]
-        # Not prepared: psycopg prepares a statement run five times, and the prepared
-        # completion of 100 jobs took 4.1-4.6 ms where the unprepared one takes 2.4-2.6 ms.
-        return self._run(sqlite_sql, [*columns, *tail], False)
-
-    def insert_many(self, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """wizd.store.conn.insert_many: all the rows in one statement, one array per column
-        where the statement has an array form (`_MANY`), else many VALUES rows per chunk
-        (a round trip and a statement per chunk instead of per row)."""
-        if not rows:
-            return
-        many = _MANY.get(sqlite_sql)
-        if many is not None:
-            sql, kinds = many
-            columns = [
-                _array(kind, column)
-                for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)
-            ]
-            self.conn.execute(sql, columns)
-            self.changes += len(rows)
-            return
-        head, _, row = _NAMED[sqlite_sql].rpartition("VALUES")
-        row = row.strip()
-        size = max(1, MAX_PARAMS // len(rows[0]))
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            sql = Expanded(f"{head}VALUES {', '.join([row] * len(chunk))}")
-            self.conn.execute(sql, [value for values in chunk for value in values])
-            self.changes += len(chunk)
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status != TransactionStatus.IDLE
 
 
 class PostgresStore(SQLStore):
@@ -317,23 +120,24 @@ class PostgresStore(SQLStore):
     def _open_sync(self) -> None:
         cfg = self.config
         try:
-            with psycopg.connect(
-                cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
-            ) as conn:
+            with psycopg.connect(cfg.conninfo, **cfg.connect_kwargs()) as conn:
                 if cfg.read_only:
                     from wizd.store.postgres_read_only import check_readable  # needs psycopg
 
+                    conn.execute(cfg.session_setup())
                     check_readable(conn, cfg.schema, cfg.display, LATEST_VERSION)
                 else:
+                    # Without a lock timeout: the migration lock waits for another daemon's
+                    # migration to end, however long it works (a frozen one's is ended by
+                    # idle_in_transaction_session_timeout).
+                    conn.execute(cfg.session_setup(lock_timeout=False))
                     self._migrate(conn)
         except psycopg.Error as exc:
             raise self._store_error(exc) from exc
-        search_path = f"SET search_path TO {cfg.schema}"
+        setup = cfg.session_setup()
 
         def configure(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(search_path)
-            if cfg.read_only:
-                conn.execute("SET default_transaction_read_only = on")
+            conn.execute(setup)
 
         # A connection back from use within the last few seconds is handed out unchecked
         # (a check costs a round trip per transaction); one idle longer is pinged first.
@@ -351,7 +155,7 @@ class PostgresStore(SQLStore):
             cfg.conninfo,
             min_size=1,
             max_size=cfg.pool_size,
-            kwargs={"autocommit": True, "connect_timeout": int(cfg.connect_timeout)},
+            kwargs=cfg.connect_kwargs(),
             configure=configure,
             reset=reset,
             check=check,
@@ -452,6 +256,32 @@ class PostgresStore(SQLStore):
     def _changes(self, c: PgConn) -> int:
         return c.changes
 
+    # -- recovery, beside the group commit -------------------------------------------------
+    async def recover_worker(self, worker_id: str, reason: str) -> list[Interrupted]:
+        return await self._apart(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
+
+    async def reap_hung(self, older_than: float, reason: str = "hung") -> list[Interrupted]:
+        return await self._apart(lambda c, now: ops.reap_hung(c, now, older_than, reason))
+
+    async def expire(self) -> list[int]:
+        return await self._apart(ops.expire)
+
+    async def _apart(self, op: Op[T]) -> T:
+        """Run `op` in a transaction of its own on a pooled connection, beside the group
+        commit. Recovery changes other daemons' rows: it skips those another transaction
+        holds (a later pass takes them), and a wait it cannot skip (a parent's row, bounded
+        by lock_timeout) holds up no heartbeat, outcome or enqueue of this process."""
+        if not self._open or self._closed:
+            raise StoreError("store is not open (use `async with wizd.connect(...)`)")
+        with anyio.CancelScope(shield=True):  # as a group: it runs to its end
+            outcomes, changed = await self._run_on_writer(partial(self._run_group, ops=[op]))
+        if changed:
+            self._changed()
+        ((ok, value),) = outcomes
+        if not ok:
+            raise value
+        return cast(T, value)
+
     # -- the hot path ----------------------------------------------------------------------
     async def claim(self, queue: str, worker_id: str, n: int) -> Claimed:
         """One statement in autocommit on the loop connection (wizd_claim: the queue's
@@ -476,7 +306,7 @@ class PostgresStore(SQLStore):
         return Claimed() if handed is None else ops.claimed_with_deps(handed).claimed()
 
     async def stop_claiming(self, queue: str, worker_id: str) -> None:
-        await self._write(partial(_withdraw_slots, queue=queue, worker_id=worker_id))
+        await self._write(partial(withdraw_slots, queue=queue, worker_id=worker_id))
         await self._requeue_handed([(queue, worker_id)])
 
     async def _requeue_handed(self, keys: Iterable[tuple[str, str]] | None = None) -> None:
@@ -528,6 +358,8 @@ class PostgresStore(SQLStore):
                     raise self._store_error(exc) from exc
                 await anyio.sleep(0.001 * 2**attempt)
                 continue
+            except psycopg.errors.LockNotAvailable as exc:  # the connection is fine
+                raise lock_timed_out(exc) from exc
             except psycopg.Error as exc:
                 await self._drop_loop_connection()
                 if isinstance(exc, psycopg.OperationalError) and idle and attempt == 0:
@@ -587,7 +419,7 @@ class PostgresStore(SQLStore):
                 except psycopg.Error:
                     await self._drop_loop_connection()
             try:
-                conn = await self._connect_async(self._search_path())
+                conn = await connect_async(self.config)
             except psycopg.Error as exc:
                 raise self._store_error(exc) from exc
             self._loop = conn
@@ -601,24 +433,14 @@ class PostgresStore(SQLStore):
         await _close(self._loop)
         self._loop = None
 
-    async def _connect_async(self, first: sql.Composed) -> psycopg.AsyncConnection[Any]:
-        """A connection of its own in autocommit (for the event loop), after its first
-        statement."""
-        cfg = self.config
-        conn = await psycopg.AsyncConnection.connect(
-            cfg.conninfo, autocommit=True, connect_timeout=int(cfg.connect_timeout)
-        )
-        await conn.execute(first)
-        return conn
-
     # -- PostgreSQL's own upkeep -----------------------------------------------------------
     async def promote_due(self) -> int:
         """Promote due jobs, fold the count deltas into the totals (one daemon at a time:
         the others skip the fold while one holds its lock), and vacuum the jobs table when
-        it is due (_vacuum_if_due)."""
+        it is due (wizd.store.pg_upkeep)."""
         promoted = await super().promote_due()
-        await self._write(_fold_counts)
-        await self._read(_vacuum_if_due)
+        await self._write(fold_counts)
+        await self._read(vacuum_if_due)
         return promoted
 
     # -- change notifications --------------------------------------------------------------
@@ -675,8 +497,10 @@ class PostgresStore(SQLStore):
         if time.monotonic() < self._listen_retry_at:
             return None
         try:
-            conn = await self._connect_async(self._search_path())
-            await conn.execute(LISTENER_SETTINGS)
+            # With keepalives (wizd.store.pg_session), the server ends this session within
+            # about 25 s of the daemon's host vanishing, and so its lock: no job is handed
+            # over to it after that.
+            conn = await connect_async(self.config)
             found = await (await conn.execute(PQ.LISTENER_KEY)).fetchone()
             assert found is not None
             key = found[0]
@@ -702,13 +526,6 @@ class PostgresStore(SQLStore):
         self._listen_key, self._own_channel = None, ""
         await _close(self._listen)
         self._listen = None
-
-    def _search_path(self) -> sql.Composed:
-        """The first statement of a connection made from the event loop."""
-        first = sql.SQL("SET search_path TO {}").format(sql.Identifier(self.config.schema))
-        if self.config.read_only:
-            first += sql.SQL("; SET default_transaction_read_only = on")
-        return first
 
 
 async def _close(conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -758,41 +575,3 @@ class _Claim:
     def taken(self, rows: list[Any]) -> list[Any] | None:
         """wizd_claim's rows, or None when the queue has limits (and nothing was claimed)."""
         return None if rows and rows[0][0] is None else rows
-
-
-def _vacuum_if_due(c: PgConn) -> None:
-    """VACUUM jobs once a burst has left VACUUM_DEAD dead row versions, at most once every
-    VACUUM_EVERY seconds, one daemon at a time (the others skip while one holds the lock).
-
-    Every claim leaves a dead entry in the claim index (jobs_claim), ahead of the pending
-    jobs that came after it, and each claim walks them all until a vacuum removes them:
-    after a burn-down of 100,000 jobs a claim read 496 index pages where it reads 3, and
-    took 0.83 ms instead of 0.55. Autovacuum looks at each table about once a minute.
-    A vacuum does not block claims and completions; a user who does not own the table
-    gets PostgreSQL's warning and no vacuum."""
-    due = c.conn.execute(PQ.JOBS_VACUUM_DUE, {"dead": VACUUM_DEAD, "every": VACUUM_EVERY})
-    row = due.fetchone()
-    if row is None or not row[0]:
-        return
-    locked = c.conn.execute(PQ.VACUUM_LOCK).fetchone()
-    if locked is None or not locked[0]:
-        return
-    try:
-        c.conn.execute(PQ.VACUUM_PACE)
-        c.conn.execute(PQ.VACUUM_JOBS)
-    finally:
-        c.conn.execute(PQ.VACUUM_UNPACE)
-        c.conn.execute(PQ.VACUUM_UNLOCK)
-
-
-def _fold_counts(c: PgConn, now: float) -> None:
-    """Fold the count deltas, and forget the free slots offered by listening sessions that
-    have ended (one daemon at a time)."""
-    locked = c.conn.execute(PQ.COUNTS_FOLD_LOCK).fetchone()
-    if locked is not None and locked[0]:
-        c.conn.execute(PQ.COUNTS_FOLD)
-        c.conn.execute(PQ.FREE_SLOTS_PRUNE)
-
-
-def _withdraw_slots(c: PgConn, now: float, queue: str, worker_id: str) -> None:
-    c.conn.execute(PQ.FREE_SLOTS_WITHDRAW, (queue, worker_id))

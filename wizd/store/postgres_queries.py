@@ -7,12 +7,12 @@ skip rows other transactions hold (FOR UPDATE SKIP LOCKED), and reads that decid
 (is every dependency done? every child final?) lock the row they are about to change, so
 that two transactions ending the last two children of one parent cannot both miss the
 other. Statements built at run time (an IN list of ids) are translated placeholder by
-placeholder (wizd.store.postgres.translate).
+placeholder (wizd.store.pg_statements.translate).
 """
 
 from __future__ import annotations
 
-from wizd.store.sqlite_queries import JOB_COLUMNS
+from wizd.store.sqlite_queries import JOB_COLUMNS, SCHEDULE_COLUMNS
 
 SCHEMA_VERSION_CREATE = (
     "CREATE TABLE IF NOT EXISTS schema_version "
@@ -336,8 +336,19 @@ HEARTBEAT_WORKER = (
 )
 
 # -- recovery, reaping, expiry -------------------------------------------------------------
-RUNNING_OF_WORKER = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = %s"
+# Recovery skips the rows another transaction holds (a daemon frozen inside one holds them
+# until the server ends it: idle_in_transaction_session_timeout), so that it never waits
+# for them; a later pass of the reaper takes them. The rows it takes stay locked until it
+# commits, so that its own UPDATEs of them never wait either.
+RUNNING_OF_WORKER = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
 RUNNING_STALE = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < %s"
+RUNNING_STALE_TO_REAP = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < %s
+ORDER BY id FOR UPDATE SKIP LOCKED
+"""
 INTERRUPT_RETRY = """
 UPDATE jobs SET status = 'pending', run_at = %(now)s, updated_at = %(now)s, worker_id = NULL,
     heartbeat_at = NULL, error = %(error)s
@@ -352,7 +363,7 @@ EXPIRED = """
 SELECT id, status, attempt FROM jobs
 WHERE expires_at IS NOT NULL AND expires_at <= %s
   AND status NOT IN ('completed', 'failed', 'cancelled')
-ORDER BY id DESC
+ORDER BY id DESC FOR UPDATE SKIP LOCKED
 """
 
 # -- operator changes ----------------------------------------------------------------------
@@ -497,4 +508,13 @@ END_CONSOLIDATED = """
 UPDATE jobs SET status = %(status)s, result = %(result)s, error = %(error)s,
     updated_at = %(now)s, finished_at = %(now)s, progress = 1.0
 WHERE id = %(id)s AND status = 'waiting_children'
+"""
+
+# -- schedules -----------------------------------------------------------------------------
+# A schedule that another daemon is firing right now (or froze while firing) is skipped,
+# not waited for: that daemon moves it on, or, if its transaction is ended instead, a later
+# pass fires it.
+SCHEDULES_DUE = f"""
+SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE paused = 0 AND next_at <= %(now)s
+ORDER BY next_at LIMIT %(n)s FOR UPDATE SKIP LOCKED
 """

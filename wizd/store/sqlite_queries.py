@@ -347,6 +347,11 @@ SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND worker_id = ?
 RUNNING_STALE = f"""
 SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < ?
 """
+# The reaper's: on PostgreSQL it skips (and so leaves for a later pass) the rows another
+# transaction holds, and locks those it takes.
+RUNNING_STALE_TO_REAP = f"""
+SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'running' AND heartbeat_at < ? ORDER BY id
+"""
 INTERRUPT_RETRY = """
 UPDATE jobs SET status = 'pending', run_at = :now, updated_at = :now, worker_id = NULL,
     heartbeat_at = NULL, error = :error
