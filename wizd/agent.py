@@ -134,6 +134,10 @@ class Agent:
             raise InvalidJob("processor", f"{self.name} already has a processor named {name!r}")
         if not callable(fn):
             raise InvalidJob("processor", f"{name!r} is not callable")
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise InvalidJob(
+                "processor", f"{name!r} is a generator function: a processor returns its result"
+            )
         self.processors[name] = fn
         self._async[name] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
