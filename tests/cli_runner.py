@@ -3,11 +3,15 @@ wizd.cli.main, so every refusal goes through the same one-line error handling.""
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import wizd
 from wizd.cli import main
 
 
@@ -41,3 +45,22 @@ def invoke(args: list[str], env: dict[str, str | None] | None = None) -> Ran:
         stdout = out.getvalue().decode("utf-8", "replace")
         stderr = err.getvalue().decode("utf-8", "replace")
     return Ran(args, code, stdout, stderr, error)
+
+
+@pytest.fixture
+def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new SQLite database in the test's folder, which is the working directory, with no
+    WIZD_* variable set (import it as `db = cli_db` to use it as the fixture `db`)."""
+    for key in list(os.environ):
+        if key.startswith("WIZD_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / "wizd.db")
+    with wizd.connect_sync(path):
+        pass
+    return path
+
+
+def wizd_cmd(db: str, *args: str) -> Ran:
+    """`wizd --database DB ARGS`."""
+    return invoke(["--database", db, *args])

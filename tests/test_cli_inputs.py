@@ -17,29 +17,14 @@ from rich.console import Console
 
 import wizd
 import wizd.cli.render as render
-from tests.cli_runner import Ran, invoke
+from tests.cli_runner import Ran, cli_db, invoke, wizd_cmd
 from tests.conftest import FakeClock
 from wizd.store import Finish
 
+db = cli_db
 AGENT = "researcher"
 WIZD = Path(sys.executable).with_name("wizd")
 LONG_ERROR = "ValueError: the upstream API answered 503 Service Unavailable after 3 retries"
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key in list(os.environ):
-        if key.startswith("WIZD_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    path = str(tmp_path / "wizd.db")
-    with wizd.connect_sync(path):
-        pass
-    return path
-
-
-def wizd_cmd(db: str, *args: str) -> Ran:
-    return invoke(["--database", db, *args])
 
 
 def refused(ran: Ran, code: int | None = None) -> str:

@@ -4,34 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
-import pytest
 
 import wizd
-from tests.cli_runner import Ran, invoke
+from tests.cli_runner import Ran, cli_db, invoke, wizd_cmd
 
+db = cli_db
 AGENT = "researcher"
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key in list(os.environ):
-        if key.startswith("WIZD_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    path = str(tmp_path / "wizd.db")
-    with wizd.connect_sync(path):
-        pass
-    return path
-
-
-def wizd_cmd(db: str, *args: str) -> Ran:
-    return invoke(["--database", db, *args])
 
 
 def refused(ran: Ran) -> str:
