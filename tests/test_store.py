@@ -119,16 +119,16 @@ async def test_plain_jobs_inserted_with_the_short_row_equal_those_with_every_col
     """A bulk enqueue whose rows hold the table's defaults in every column but a dozen
     writes only those (INSERT_JOB_PLAIN); the jobs read back are the same as those written
     with every column (INSERT_JOB_WITH_ID), field for field but the id and the name."""
-    from wizd.store import ops
+    from wizd.store import enqueue
 
     used: list[str] = []
-    insert_many = ops.insert_many
+    insert_many = enqueue.insert_many
 
     def spy(c: object, sql: str, rows: list[tuple[object, ...]]) -> None:
         used.append(sql)
         insert_many(c, sql, rows)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ops, "insert_many", spy)
+    monkeypatch.setattr(enqueue, "insert_many", spy)
     shapes: list[dict[str, object]] = [
         {"payload": {"i": 1}},
         {"queue": "other", "priority": 5, "attempts": 4, "timeout": 2.5, "delay": 5},
@@ -159,13 +159,13 @@ async def test_bare_jobs_in_bulk_read_back_as_jobs_enqueued_one_by_one(
     defaults: only each queue's first is prepared, the others copy its row. Queues with
     and without defaults (a ttl makes the batch write every column), mixed in one call,
     read back as the same jobs enqueued one at a time, field for field but id and name."""
-    from wizd.store import ops
+    from wizd.store import enqueue
 
     prepared: list[str] = []
     used: list[str] = []
-    prepare, insert_many = ops.Inserter.prepare, ops.insert_many
+    prepare, insert_many = enqueue.Inserter.prepare, enqueue.insert_many
 
-    def count(self: ops.Inserter, new: NewJob, *args: Any) -> Any:
+    def count(self: enqueue.Inserter, new: NewJob, *args: Any) -> Any:
         prepared.append(new.name)
         return prepare(self, new, *args)
 
@@ -173,8 +173,8 @@ async def test_bare_jobs_in_bulk_read_back_as_jobs_enqueued_one_by_one(
         used.append(sql)
         insert_many(c, sql, rows)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ops.Inserter, "prepare", count)
-    monkeypatch.setattr(ops, "insert_many", spy)
+    monkeypatch.setattr(enqueue.Inserter, "prepare", count)
+    monkeypatch.setattr(enqueue, "insert_many", spy)
     await q.set_defaults("tuned", priority="high", attempts=5, timeout=3.0)
     await q.set_defaults("expiring", ttl=60)
     for queues, statement in (

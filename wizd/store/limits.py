@@ -1,7 +1,7 @@
 """Per-queue limits and concurrency keys: applied inside the claim transaction, and set by
 operators.
 
-A claim reads its queue's row first (wizd.store.ops.claim). A queue with no limit and no
+A claim reads its queue's row first (wizd.store.claims.claim). A queue with no limit and no
 job ever carrying a concurrency key takes the plain CLAIM at no extra cost. Otherwise the
 claim reads the row again (QUEUE_CLAIM_LOCK: SQLite's write lock is held already;
 PostgreSQL locks the row), counts what runs, draws from the queue's token bucket kept in
