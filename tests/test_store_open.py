@@ -233,6 +233,23 @@ def test_create_without_a_database_setting_says_where_it_made_one(tmp_path: Path
     assert again.stderr == ""
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "-a", "researcher", "-t", "research", "--priority", "urgent"],
+        ["schedule", "add", "-a", "researcher", "-t", "x", "--cron", "0 0 30 2 *"],
+        ["job", "create", "--distributed", "--prompt", "p", "--subtask", ""],
+    ],
+    ids=["create", "schedule add", "job create"],
+)
+def test_refused_input_leaves_no_new_database_behind(tmp_path: Path, args: list[str]) -> None:
+    refused = wizd_cli(*args, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "created a new database" not in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_read_only_client_refuses_every_write(backend_url: str) -> None:
     async with wizd.connect(backend_url) as q:
         job = await q.enqueue("t")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import anyio
 import click
 
+from wizd.errors import WizdError
 from wizd.queue import Queue, connect
 from wizd.settings import Settings, load_settings
 
@@ -60,21 +62,34 @@ def with_queue(
 ) -> T:
     """Run `work(queue, settings)` on a client of the configured store; closed afterwards.
     A SQLite file that does not exist is refused (a typo must not make an empty database)
-    unless `create`, and a new one is announced on stderr. With `read_only` (commands that
+    unless `create`: a new one is announced on stderr once the command succeeded, and
+    removed again if the command's input was refused. With `read_only` (commands that
     only read) the store is opened read-only: nothing is created, migrated or written, and
     a user who may only read the database can run the command."""
     settings = current_settings()
     options = {**settings.store_options(), "create": create, "read_only": read_only}
+    created: list[str] = []  # the SQLite file this command made, if it made one
 
     async def main() -> T:
         async with connect(settings.database, limits=settings.size_limits(), **options) as q:
             if getattr(q.store, "created", False):
-                announce_created(getattr(q.store, "path", settings.database))
+                created.append(str(getattr(q.store, "path", settings.database)))
             return await until_interrupted(work(q, settings))
 
-    return anyio.run(main)
+    try:
+        result = anyio.run(main)
+    except WizdError:
+        # Refused input changes nothing: not even the new, empty database made to hold it.
+        for path in map(os.path.abspath, created):
+            for name in (path, f"{path}-wal", f"{path}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+        raise
+    if created:
+        announce_created(os.path.abspath(created[0]))
+    return result
 
 
 def announce_created(path: str) -> None:
     """Say on stderr where a command made a new database (often ./wizd.db by default)."""
-    click.echo(f"wizd: created a new database at {os.path.abspath(path)}", err=True)
+    click.echo(f"wizd: created a new database at {path}", err=True)
