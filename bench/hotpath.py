@@ -1,12 +1,13 @@
 """Hot-path A/B: CPU per job of the daemon's own code, two trees of wizd in one run.
 
-    python -m bench.hotpath [--jobs N] [--rounds R] [NAME=TREE ...]
+    python -m bench.hotpath [--jobs N] [--rounds R] [--postgres URL] [NAME=TREE ...]
 
 Each round runs, for every tree in turn (interleaved, so that the machine's drift falls on
 all alike), a fresh subprocess whose `wizd` is imported from TREE (its folder holding the
 `wizd` package; the default is this checkout). The subprocess enqueues N no-op jobs on a new
-SQLite file, then runs the real Supervisor in-process at concurrency 10 until every job has
-completed, and reports the CPU time (user + system) and wall time from the daemon's ready to
+SQLite file (or, with --postgres, in a new schema of that database, dropped afterwards),
+then runs the real Supervisor in-process at concurrency 10 until every job has completed,
+and reports the CPU time (user + system, all threads) and wall time from the first claim to
 the last completion. Printed: per tree the median CPU per job (µs) and jobs/s, and each
 tree's ratio to the first. Nothing is asserted: machines are shared.
 """
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import anyio
 import wizd
 from wizd.agent import Agent
 from wizd.cli.daemon import serve
+from wizd.logging import configure_logging
 from wizd.settings import Settings
 
 jobs, db = int(sys.argv[1]), sys.argv[2]
@@ -75,6 +78,7 @@ async def main():
         agent=["bench"], database=db, concurrency=10, metrics_port=0, log_level="warning",
         _env_file=None,
     )
+    configure_logging("json", "warning")  # as the daemon does: no line per job
     stop = anyio.Event()
     hooks = Count(stop)
     await serve(settings, {"bench": agent}, hooks=hooks, stop=stop)
@@ -87,18 +91,27 @@ anyio.run(main)
 """
 
 
-def run_once(tree: Path, jobs: int) -> dict[str, Any]:
+def run_once(tree: Path, jobs: int, postgres: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wizd-hotpath-") as folder:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WIZD_")}
         env["PYTHONPATH"] = str(tree)
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(jobs), str(Path(folder) / "bench.db")],
-            env=env,
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        schema = f"hotpath_{uuid.uuid4().hex[:10]}"
+        db = f"{postgres}?schema={schema}" if postgres else str(Path(folder) / "bench.db")
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(jobs), db],
+                env=env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            if postgres:
+                import psycopg
+
+                with psycopg.connect(postgres, autocommit=True) as c:
+                    c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     if out.returncode != 0:
         raise SystemExit(f"{tree}: the run failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL database instead of SQLite")
     parser.add_argument("trees", nargs="*", metavar="NAME=TREE")
     args = parser.parse_args(argv)
     trees: dict[str, Path] = {}
@@ -122,14 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     for round_ in range(1, args.rounds + 1):
         for name, tree in trees.items():
-            result = run_once(tree, args.jobs)
+            result = run_once(tree, args.jobs, args.postgres)
             runs[name].append(result)
             us = result["cpu"] / args.jobs * 1e6
             print(f"round {round_} {name:>10}: {us:6.1f} us CPU/job, "
                   f"{args.jobs / result['wall']:8.0f} jobs/s", flush=True)  # fmt: skip
     first = next(iter(trees))
     base = statistics.median(r["cpu"] for r in runs[first])
-    print(f"\n{args.jobs} no-op jobs, concurrency 10, SQLite, {args.rounds} interleaved rounds")
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\n{args.jobs} no-op jobs, concurrency 10, {store}, {args.rounds} interleaved rounds")
     for name in trees:
         cpu = statistics.median(r["cpu"] for r in runs[name])
         rate = statistics.median(args.jobs / r["wall"] for r in runs[name])
