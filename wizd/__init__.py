@@ -12,6 +12,7 @@ from wizd.errors import (
     InvalidJob,
     JobNotFound,
     LostJob,
+    NonDeterministic,
     QueueNotEmpty,
     QueueNotFound,
     RetryLater,
@@ -33,6 +34,7 @@ from wizd.model import (
     WorkerInfo,
 )
 from wizd.queue import Queue, SyncQueue, connect, connect_sync
+from wizd.step_model import Step
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,7 @@ __all__ = [
     "JobOptions",
     "JobStatus",
     "LostJob",
+    "NonDeterministic",
     "Queue",
     "QueueLimits",
     "QueueNotEmpty",
@@ -62,6 +65,7 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleRun",
     "SizeLimits",
+    "Step",
     "StoreError",
     "SyncQueue",
     "WizdError",

@@ -10,8 +10,9 @@ from typing import Any, TypeAlias
 
 from wizd import arguments
 from wizd.errors import InvalidJob, LostJob
-from wizd.model import Job, check_identifier
+from wizd.model import Backoff, Job, check_identifier
 from wizd.queue import Queue
+from wizd.steps import History
 
 Processor: TypeAlias = Callable[["JobContext"], Awaitable[Any] | Any]
 
@@ -35,6 +36,7 @@ class JobContext:
         self.force_kill = False
         self._stop_requested = False
         self._stop_event: threading.Event | None = None  # a synchronous run's, see below
+        self._steps: History | None = None  # made by the first step call
 
     def should_stop(self) -> bool:
         """True once the run should end: its timeout passed, its job was killed or
@@ -107,6 +109,33 @@ class JobContext:
     async def children(self) -> list[Job]:
         """This job's children with their status, result and error."""
         return await self.queue.list(parent=self.job.id, sort="id", order="asc", limit=10_000)
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        attempts: int = 1,
+        backoff: Backoff | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A durable step: the first run calls fn(*args, **kwargs) (sync in a thread, or
+        async) and stores its JSON result; every later run of this job returns the stored
+        result without calling fn. fn's keyword arguments go in `kwargs=`; `attempts=`
+        runs a raising fn again in place, after `backoff`. See wizd.steps."""
+        history = self._history()
+        return await history.step(name, fn, args, kwargs, attempts, backoff)
+
+    def step_key(self, name: str, occurrence: int | None = None) -> str:
+        """`"{job id}:{name}#{occurrence}"`, the same in every run of this job: an
+        idempotency key for what step `name` does (by default its next call)."""
+        return self._history().key(name, occurrence)
+
+    def _history(self) -> History:
+        if self._steps is None:
+            self._steps = History(self.job, self.queue.store, self.worker_id, self.queue.limits)
+        return self._steps
 
     def wait_for_children(self, note: Any = None) -> WaitForChildren:
         """`return ctx.wait_for_children()`: run again when all children are final."""

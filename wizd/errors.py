@@ -87,6 +87,22 @@ class LostJob(WizdError):
     """A worker tried to finish a run it no longer owns (reaped, cancelled or re-claimed)."""
 
 
+class NonDeterministic(WizdError):
+    """A run called its durable steps in another order than the job's stored history: the
+    stored results cannot be replayed safely, so the run fails instead of getting wrong
+    values (change the processor back, or `wizd retry ID --from-step NAME`)."""
+
+    def __init__(self, job_id: int, position: int, expected: str, called: str) -> None:
+        self.job_id = job_id
+        self.position = position
+        self.expected = expected
+        self.called = called
+        super().__init__(
+            f"job {job_id}: step {position} of its history is {expected}, but this run "
+            f"called {called} there (the processor is not deterministic)"
+        )
+
+
 class RetryLater(WizdError):
     """Raised by a processor: run this job again in `seconds`, without charging an attempt."""
 

@@ -45,6 +45,7 @@ from wizd.model import (
     zero_counts,
 )
 from wizd.scheduling import Scheduling
+from wizd.step_model import Step
 from wizd.store import Store, open_store
 
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
@@ -271,9 +272,19 @@ class Queue(Distributed, Scheduling):
         """Cancel every job given (and their unfinished children), or none of them."""
         return await self.store.cancel(self._ids(ids))
 
-    async def retry(self, *ids: int | str | Job) -> Jobs:
-        """Requeue failed or cancelled jobs with a fresh attempt count; all or none."""
-        return await self.store.retry(self._ids(ids))
+    async def retry(self, *ids: int | str | Job, from_step: str | None = None) -> Jobs:
+        """Requeue failed or cancelled jobs with a fresh attempt count; all or none.
+        from_step (one job): keep only its durable steps before that step's first call."""
+        if from_step is None:
+            return await self.store.retry(self._ids(ids))
+        chosen = self._ids(ids)
+        if len(chosen) != 1:
+            raise InvalidJob("from_step", f"retries one job at a time, got {len(chosen)}")
+        return [await self.store.retry_from_step(chosen[0], from_step)]
+
+    async def steps(self, id: int | str | Job) -> builtins.list[Step]:
+        """The job's durable steps (ctx.step), in the order its runs called them."""
+        return await self.store.steps(job_id(id))
 
     async def kill(self, id: int | str | Job, force: bool = False) -> Job:
         """Cancel a job; if it is running, its daemon stops the run within a poll interval

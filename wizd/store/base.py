@@ -27,6 +27,7 @@ from wizd.model import (
     ScheduleRun,
     WorkerInfo,
 )
+from wizd.step_model import Step, StepOutcome
 
 Outcome = Literal["completed", "failed", "later", "requeue", "cancelled", "wait_children"]
 
@@ -283,6 +284,17 @@ class Store(Protocol):
         self, job_id: int, message: str, *, worker_id: str | None = None, attempt: int | None = None
     ) -> None:
         """Append a log line to the job's events."""
+
+    async def save_step(self, outcome: StepOutcome) -> bool:
+        """Store one finished step of a run the worker owns (fenced, wizd.store.steps.save),
+        with a `step` event; False (nothing written) if it lost the job."""
+
+    async def steps(self, job_id: int) -> list[Step]:
+        """The job's stored steps in the order its runs called them; JobNotFound."""
+
+    async def retry_from_step(self, job_id: int, name: str) -> Job:
+        """Requeue a failed or cancelled job keeping only the steps before `name`'s first
+        occurrence; InvalidJob if it has no such step, IllegalTransition as retry."""
 
     async def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial read."""

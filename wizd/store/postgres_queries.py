@@ -518,3 +518,21 @@ SCHEDULES_DUE = f"""
 SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE paused = 0 AND next_at <= %(now)s
 ORDER BY next_at LIMIT %(n)s FOR UPDATE SKIP LOCKED
 """
+
+# -- durable steps (wizd.store.steps) -------------------------------------------------------
+STEP_FENCE = f"UPDATE jobs SET updated_at = %(now)s WHERE {FENCE}"
+STEP_COLUMNS = (
+    "job_id, name, occurrence, position, kind, status, result, error, attempts, "
+    "started_at, finished_at"
+)
+STEP_SAVE = f"""
+INSERT INTO job_steps ({STEP_COLUMNS})
+VALUES (%(id)s, %(name)s, %(occurrence)s, %(position)s, %(kind)s, %(status)s, %(result)s,
+    %(error)s, %(attempts)s, %(started_at)s, %(now)s)
+ON CONFLICT (job_id, name, occurrence) DO UPDATE SET position = excluded.position,
+    status = excluded.status, result = excluded.result, error = excluded.error,
+    attempts = job_steps.attempts + excluded.attempts, started_at = excluded.started_at,
+    finished_at = excluded.finished_at
+"""
+STEPS_OF = f"SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = %s ORDER BY position"
+STEPS_FORGET_FROM = "DELETE FROM job_steps WHERE job_id = %s AND position >= %s"

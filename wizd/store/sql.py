@@ -17,12 +17,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 
-from wizd.checks import DEFAULT_LIMITS
+from wizd.checks import DEFAULT_LIMITS, truncate
 from wizd.errors import StoreError, WizdError
 from wizd.model import (
     MAX_CHILDREN,
@@ -40,9 +41,11 @@ from wizd.model import (
     ScheduleRun,
     WorkerInfo,
 )
+from wizd.step_model import Step, StepOutcome
 from wizd.store import admin, flows, limits, ops, outcomes, reads, schedules
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
+from wizd.store import steps as step_ops
 from wizd.store.base import Claimed, Finish, Fired, Interrupted
 from wizd.store.conn import reset_group_cache
 
@@ -443,6 +446,18 @@ class SQLStore:
         self, job_id: int, message: str, *, worker_id: str | None = None, attempt: int | None = None
     ) -> None:
         await self._write(lambda c, now: ops.log(c, now, job_id, message, worker_id, attempt))
+
+    async def save_step(self, outcome: StepOutcome) -> bool:
+        error = outcome.error
+        if error is not None:
+            outcome = replace(outcome, error=truncate(error, self.size_limits.error))
+        return await self._write(lambda c, now: step_ops.save(c, now, outcome))
+
+    async def steps(self, job_id: int) -> list[Step]:
+        return await self._read(lambda c: step_ops.history(c, job_id))
+
+    async def retry_from_step(self, job_id: int, name: str) -> Job:
+        return await self._write(lambda c, now: step_ops.retry_from(c, now, job_id, name))
 
     async def promote_due(self) -> int:
         return await self._write(ops.promote_due)

@@ -527,3 +527,21 @@ SELECT schedule_id, fire_at, job_id, fired_at FROM schedule_runs WHERE schedule_
 ORDER BY fire_at DESC LIMIT ?
 """
 SCHEDULE_RUNS_PRUNE = "DELETE FROM schedule_runs WHERE fired_at < ?"
+
+# -- durable steps (wizd.store.steps) -------------------------------------------------------
+STEP_FENCE = f"UPDATE jobs SET updated_at = :now WHERE {FENCE}"
+STEP_COLUMNS = (
+    "job_id, name, occurrence, position, kind, status, result, error, attempts, "
+    "started_at, finished_at"
+)
+STEP_SAVE = f"""
+INSERT INTO job_steps ({STEP_COLUMNS})
+VALUES (:id, :name, :occurrence, :position, :kind, :status, :result, :error, :attempts,
+    :started_at, :now)
+ON CONFLICT (job_id, name, occurrence) DO UPDATE SET position = excluded.position,
+    status = excluded.status, result = excluded.result, error = excluded.error,
+    attempts = job_steps.attempts + excluded.attempts, started_at = excluded.started_at,
+    finished_at = excluded.finished_at
+"""
+STEPS_OF = f"SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
+STEPS_FORGET_FROM = "DELETE FROM job_steps WHERE job_id = ? AND position >= ?"

@@ -1,0 +1,85 @@
+"""A job's durable history (ctx.step): the entries its runs finished, written fenced on the
+run that finished them, read back by every later run, and cut back by a retry from a step.
+
+An entry is written only while (job id, worker id, attempt) still owns the job, as progress
+is: a run that was reaped, cancelled or claimed again writes nothing and is told so."""
+
+from __future__ import annotations
+
+from wizd.checks import shorten, truncate
+from wizd.errors import InvalidJob, JobNotFound
+from wizd.model import Job
+from wizd.step_model import Step, StepOutcome
+from wizd.store import admin
+from wizd.store import rows as rowmap
+from wizd.store import sqlite_queries as Q
+from wizd.store.conn import Conn
+
+EVENT = "step"  # the kind of a job event that says a step finished (wizd logs)
+PREVIEW = 80  # characters of a result in its step event
+
+
+def save(c: Conn, now: float, s: StepOutcome) -> bool:
+    """Store one finished entry of the run's history; False (nothing written) when the run
+    no longer owns its job. A step written before (a failed one run again) is replaced,
+    its attempts added up."""
+    fence = {"id": s.job_id, "worker": s.worker_id, "attempt": s.attempt, "now": now}
+    if c.execute(Q.STEP_FENCE, fence).rowcount == 0:
+        return False
+    c.execute(
+        Q.STEP_SAVE,
+        {
+            "id": s.job_id,
+            "name": s.name,
+            "occurrence": s.occurrence,
+            "position": s.position,
+            "kind": s.kind,
+            "status": s.status,
+            "result": s.result_json,
+            "error": s.error,
+            "attempts": s.attempts,
+            "started_at": now - s.duration,
+            "now": now,
+        },
+    )
+    rowmap.event(c, now, s.job_id, EVENT, None, s.attempt, s.worker_id, event_message(s))
+    return True
+
+
+def event_message(s: StepOutcome) -> str:
+    """`search#2 completed in 0.31s: {"hits": 3}` (a failed step: its error)."""
+    tries = f" after {s.attempts} attempts" if s.attempts > 1 else ""
+    head = f"{s.name}#{s.occurrence} {s.status} in {s.duration:.3g}s{tries}"
+    if s.status == "completed":
+        return f"{head}: {shorten_text(s.result_json or 'null')}"
+    return f"{head}: {truncate(s.error or '', 1000)}"
+
+
+def shorten_text(text: str) -> str:
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def history(c: Conn, job_id: int) -> list[Step]:
+    """The job's history, in the order its runs called the steps; JobNotFound for no job."""
+    rows = c.execute(Q.STEPS_OF, (job_id,)).fetchall()
+    if not rows and c.execute(Q.GET_STATUS, (job_id,)).fetchone() is None:
+        raise JobNotFound(job_id)
+    return [Step.from_row(tuple(r)) for r in rows]
+
+
+def retry_from(c: Conn, now: float, job_id: int, name: str) -> Job:
+    """Requeue a failed or cancelled job as `retry` does, keeping the steps before the first
+    occurrence of `name`: that step and every later entry run again. All or nothing."""
+    steps = history(c, job_id)
+    first = next((s.position for s in steps if s.name == name), None)
+    if first is None:
+        names = list(dict.fromkeys(s.name for s in steps))
+        more = ", …" if len(names) > 10 else ""
+        have = f"its steps: {', '.join(names[:10])}{more}" if names else "it has none stored"
+        raise InvalidJob("from_step", f"job {job_id} has no step named {shorten(name)} ({have})")
+    (job,) = admin.retry(c, now, [job_id])  # refuses a job that is not failed or cancelled
+    c.execute(Q.STEPS_FORGET_FROM, (job_id, first))
+    kept = first - 1
+    note = f"retry from step {name}: {kept} earlier step(s) kept, the rest run again"
+    rowmap.event(c, now, job_id, EVENT, None, None, None, note)
+    return job
