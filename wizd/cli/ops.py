@@ -31,6 +31,7 @@ from wizd.cli.render import (
     jobs_table,
     print_json,
     show,
+    steps_table,
     symbol,
     timings,
     tree_view,
@@ -40,6 +41,7 @@ from wizd.errors import JobNotFound
 from wizd.model import Event, Job, JobFilter, JobStatus
 from wizd.queue import Queue
 from wizd.settings import Settings
+from wizd.step_model import Step
 from wizd.worker import STOP_NOTE
 
 FOLLOW_INTERVAL = 0.3  # seconds between polls of `logs -f`
@@ -117,7 +119,7 @@ def jobs(
 @json_option
 @click.argument("id")
 def info(id: str, as_json: bool) -> None:
-    async def work(q: Queue, s: Settings) -> tuple[Job, dict[str, list[Job]]]:
+    async def work(q: Queue, s: Settings) -> tuple[Job, dict[str, list[Job]], list[Step]]:
         job = await q.get(id)
         try:
             parent = [await q.get(job.parent_id)] if job.parent_id is not None else []
@@ -129,16 +131,19 @@ def info(id: str, as_json: bool) -> None:
             "parent": parent,
             "children": await q.children(job),
         }
-        return job, related
+        return job, related, await q.steps(job)
 
-    job, related = with_queue(work, read_only=True)
+    job, related, steps = with_queue(work, read_only=True)
     if as_json:
         doc: dict[str, Any] = {"job": job.to_dict(), "timings": timings(job)}
         doc.update({key: [brief(j) for j in jobs] for key, jobs in related.items()})
         doc["parent"] = doc["parent"][0] if doc["parent"] else None
+        doc["steps"] = [step.to_dict() for step in steps]
         print_json(doc)
     else:
         show(job_detail(job, related))
+        if steps:
+            show(steps_table(steps))
 
 
 async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
@@ -323,9 +328,18 @@ async def _stop_note(q: Queue, job: Job) -> str | None:
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--failed", is_flag=True, help="Retry every failed job of -a AGENT.")
 @click.option("-a", "--agent", help="The agent whose failed jobs --failed retries.")
-def retry(ids: tuple[str, ...], failed: bool, agent: str | None, as_json: bool) -> None:
+@click.option(
+    "--from-step",
+    metavar="NAME",
+    help="One job: keep its durable steps before step NAME's first call; run the rest again.",
+)
+def retry(
+    ids: tuple[str, ...], failed: bool, agent: str | None, from_step: str | None, as_json: bool
+) -> None:
     if failed == bool(ids) or (failed and not agent):
         raise click.UsageError("give job ids, or --failed -a AGENT")
+    if from_step is not None and (failed or len(ids) != 1):
+        raise click.UsageError("--from-step retries one job: give its id")
 
     async def work(q: Queue, s: Settings) -> list[Job]:
         chosen: list[str | Job] = list(ids)
@@ -333,7 +347,7 @@ def retry(ids: tuple[str, ...], failed: bool, agent: str | None, as_json: bool) 
             chosen = list(await q.list(queue=agent, status="failed", limit=MAX_LIST))
             if not chosen:
                 return []
-        return await q.retry(*chosen)
+        return await q.retry(*chosen, from_step=from_step)
 
     retried = with_queue(work)
     if not retried and not as_json:

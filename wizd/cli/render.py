@@ -23,6 +23,7 @@ from rich.tree import Tree
 
 from wizd.cli.demo import SYMBOLS
 from wizd.model import ALL_STATUSES, Event, Job, QueueLimits, Schedule, WorkerInfo, shown
+from wizd.step_model import Step
 
 NAME_WIDTH = 20  # a queue, job or worker name in a terminal's jobs table
 NAME_FLOOR = 8  # … cut down to this on a narrow terminal, before the error shrinks
@@ -190,6 +191,22 @@ def job_detail(job: Job, related: Mapping[str, Sequence[Job]]) -> Table:
     rows += [(key, related_line(jobs)) for key, jobs in related.items()]
     rows.append(("last error", escape(job.error or "-")))
     return key_values(rows)
+
+
+def steps_table(steps: Sequence[Step]) -> Table:
+    """A job's durable steps: name#occurrence, status, attempts, time, result or error."""
+    grid = table("step", "status", "attempts", "took", "result / error")
+    for step in steps:
+        done = step.status == "completed"
+        shown_value = json.dumps(step.result, ensure_ascii=False) if done else step.error or ""
+        grid.add_row(
+            escape(step.label),
+            symbol("completed" if done else "failed"),
+            str(step.attempts),
+            span(step.duration),
+            escape(shown_value if len(shown_value) <= 60 else shown_value[:59] + "…"),
+        )
+    return grid
 
 
 def event_line(event: Event) -> str:

@@ -47,9 +47,10 @@ def save(c: Conn, now: float, s: StepOutcome) -> bool:
 
 
 def event_message(s: StepOutcome) -> str:
-    """`search#2 completed in 0.31s: {"hits": 3}` (a failed step: its error)."""
+    """`search#2 completed in 310ms: {"hits":3}` (a failed step: its error)."""
     tries = f" after {s.attempts} attempts" if s.attempts > 1 else ""
-    head = f"{s.name}#{s.occurrence} {s.status} in {s.duration:.3g}s{tries}"
+    took = f"{s.duration * 1000:.0f}ms" if s.duration < 1 else f"{s.duration:.2f}s"
+    head = f"{s.name}#{s.occurrence} {s.status} in {took}{tries}"
     if s.status == "completed":
         return f"{head}: {shorten_text(s.result_json or 'null')}"
     return f"{head}: {truncate(s.error or '', 1000)}"
