@@ -221,7 +221,9 @@ async def test_create_then_list_inspect_and_peek(cli_wizd: Cli, tmp_path: Path) 
     assert search["priority"] == 4
     assert search["tags"] == ["demo", "x"]
     doc = info.json()
-    assert list(doc) == ["job", "timings", "dependencies", "dependents", "parent", "children"]
+    keys = ["job", "timings", "dependencies", "dependents", "parent", "children", "steps"]
+    assert list(doc) == keys
+    assert doc["steps"] == []
     assert doc["job"]["id"] == second["id"]
     assert doc["parent"] is None
     assert [d["id"] for d in doc["dependencies"]] == [first_id]

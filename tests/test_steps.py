@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 import wizd
@@ -269,3 +271,62 @@ async def test_steps_go_with_their_job(q: wizd.Queue) -> None:
     await q.delete(job)
     with pytest.raises(wizd.JobNotFound):
         await q.steps(job)
+
+
+async def test_steps_started_together_are_numbered_in_call_order(q: wizd.Queue) -> None:
+    job = await q.enqueue("agent", queue=Q, attempts=3)
+    ctx = await run_of(q, job)
+    first_may_end = anyio.Event()
+
+    async def slow() -> str:
+        await first_may_end.wait()
+        return "slow"
+
+    async def fast() -> str:
+        first_may_end.set()
+        return "fast"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ctx.step, "slow", slow)
+        tg.start_soon(ctx.step, "fast", fast)
+    steps = await q.steps(job)
+    assert [(s.label, s.position) for s in sorted(steps, key=lambda s: s.position)] == [
+        ("slow#1", 1),
+        ("fast#1", 2),
+    ]
+    await crash(q)
+    ctx = await run_of(q, job)
+    assert await ctx.step("slow", Counter()) == "slow"
+    assert await ctx.step("fast", Counter()) == "fast"
+
+
+async def test_a_cancelled_run_waits_for_its_sync_step_thread(q: wizd.Queue) -> None:
+    """The thread of a sync body is never abandoned: a cancelled run goes on only once the
+    thread has returned, and the result of a body that returned is kept (fenced)."""
+    job = await q.enqueue("agent", queue=Q, attempts=2)
+    ctx = await run_of(q, job)
+    started, release = threading.Event(), threading.Event()
+    ended = anyio.Event()
+
+    def body() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    async def run(scope: anyio.CancelScope) -> None:
+        with scope:
+            await ctx.step("blocking", body)
+        ended.set()
+
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+        tg.start_soon(run, scope)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        scope.cancel()
+        with anyio.move_on_after(0.1):
+            await ended.wait()
+        assert not ended.is_set()  # cancelled, yet waiting for its thread
+        release.set()
+    assert ended.is_set()
+    (step,) = await q.steps(job)
+    assert (step.status, step.result) == ("completed", "late")

@@ -138,7 +138,11 @@ class History:
             job.id, self.worker_id, job.attempt, name, occurrence, position, status,
             result_json, error, tries, took,
         )  # fmt: skip
-        if not await self.store.save_step(out):
+        # Shielded: the result of a body that returned is kept even if the run is being
+        # cancelled meanwhile (fenced all the same: a run that lost its job stores nothing).
+        with anyio.CancelScope(shield=True):
+            owned = await self.store.save_step(out)
+        if not owned:
             message = (
                 f"job {job.id} attempt {job.attempt} is no longer ours: "
                 f"step {step_label(name, occurrence)} was not stored"
