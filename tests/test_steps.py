@@ -330,3 +330,35 @@ async def test_a_cancelled_run_waits_for_its_sync_step_thread(q: wizd.Queue) -> 
     assert ended.is_set()
     (step,) = await q.steps(job)
     assert (step.status, step.result) == ("completed", "late")
+
+
+async def test_a_step_cut_short_beside_a_finished_later_one_runs_again(q: wizd.Queue) -> None:
+    """Steps 1 and 2 start together; 2 finishes, 1 is cut short (a crash): the next run
+    runs 1 and replays 2 (the gap at position 1 is not taken for a different order)."""
+    job = await q.enqueue("agent", queue=Q, attempts=3)
+    ctx = await run_of(q, job)
+    fast_stored = anyio.Event()
+
+    async def never() -> str:
+        await anyio.sleep_forever()
+        return "never"
+
+    async def fast() -> str:
+        return "fast"
+
+    async def fast_then_note() -> None:
+        await ctx.step("fast", fast)
+        fast_stored.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ctx.step, "slow", never)
+        tg.start_soon(fast_then_note)
+        await fast_stored.wait()
+        tg.cancel_scope.cancel()
+    assert [(s.label, s.position) for s in await q.steps(job)] == [("fast#1", 2)]
+    await crash(q)
+    ctx = await run_of(q, job)
+    again = Counter("slow now")
+    assert await ctx.step("slow", again) == "slow now"
+    assert await ctx.step("fast", Counter()) == "fast"
+    assert again.calls == 1

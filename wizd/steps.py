@@ -55,7 +55,7 @@ class History:
         self.limits = limits
         self.calls = 0  # step calls made by this run: the position of the last
         self.occurrences: dict[str, int] = {}
-        self._stored: list[Step] | None = None
+        self._stored: dict[int, Step] | None = None  # by position
         self._loading = anyio.Lock()
 
     def key(self, name: str, occurrence: int | None = None) -> str:
@@ -154,16 +154,19 @@ class History:
         if self._stored is None:
             async with self._loading:
                 if self._stored is None:
-                    self._stored = await self.store.steps(self.job.id)
-        stored = self._stored
-        return stored[position - 1] if position <= len(stored) else None
+                    steps = await self.store.steps(self.job.id)
+                    self._stored = {step.position: step for step in steps}
+        # By position, not index: a step cut short (a crash, a cancel) while a later one,
+        # started beside it, finished, leaves a gap.
+        return self._stored.get(position)
 
 
 async def _run(call: Callable[[], Any]) -> Any:
     """Await an async body; run a sync one in a thread that is waited for, never abandoned
     (a cancelled run goes on once the thread returns)."""
-    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
-        getattr(call.func, "__call__", None) if isinstance(call, functools.partial) else None  # noqa: B004
+    fn = call.func if isinstance(call, functools.partial) else call
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     ):
         return await call()
     value = await anyio.to_thread.run_sync(call)
