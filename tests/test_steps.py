@@ -362,3 +362,34 @@ async def test_a_step_cut_short_beside_a_finished_later_one_runs_again(q: wizd.Q
     assert await ctx.step("slow", again) == "slow now"
     assert await ctx.step("fast", Counter()) == "fast"
     assert again.calls == 1
+    await crash(q)
+    ctx = await run_of(q, job)  # the stored order is now slow#1, fast#1
+    body = Counter()
+    with pytest.raises(
+        wizd.NonDeterministic, match=r"step 1 .* slow#1, but this run called fast#1"
+    ):
+        await ctx.step("fast", body)
+    assert body.calls == 0
+
+
+async def test_a_step_called_where_the_history_has_a_gap_is_checked_too(q: wizd.Queue) -> None:
+    job = await q.enqueue("agent", queue=Q, attempts=3)
+    ctx = await run_of(q, job)
+    fast_stored = anyio.Event()
+
+    async def fast_then_note() -> None:
+        await ctx.step("fast", lambda: "fast")
+        fast_stored.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ctx.step, "slow", anyio.sleep_forever)
+        tg.start_soon(fast_then_note)
+        await fast_stored.wait()
+        tg.cancel_scope.cancel()
+    await crash(q)
+    ctx = await run_of(q, job)
+    body = Counter()
+    with pytest.raises(wizd.NonDeterministic, match=r"\(none; fast#1 is step 2\), but this"):
+        await ctx.step("fast", body)  # called first now: position 1, a gap
+    assert body.calls == 0
+    assert [(s.label, s.position) for s in await q.steps(job)] == [("fast#1", 2)]

@@ -56,6 +56,7 @@ class History:
         self.calls = 0  # step calls made by this run: the position of the last
         self.occurrences: dict[str, int] = {}
         self._stored: dict[int, Step] | None = None  # by position
+        self._positions: dict[str, int] = {}  # the position of each stored label
         self._loading = anyio.Lock()
 
     def key(self, name: str, occurrence: int | None = None) -> str:
@@ -86,13 +87,16 @@ class History:
         position = self.calls
         occurrence = self.occurrences[name] = self.occurrences.get(name, 0) + 1
         stored = await self._entry(position)
-        if stored is not None:
-            if (stored.name, stored.occurrence) != (name, occurrence):
-                raise NonDeterministic(
-                    self.job.id, position, stored.label, step_label(name, occurrence)
-                )
-            if stored.status == "completed":
-                return stored.result
+        label = step_label(name, occurrence)
+        if stored is None:
+            elsewhere = self._positions.get(label)
+            if elsewhere is not None:  # a gap here, and this step stored at another place
+                expected = f"(none; {label} is step {elsewhere})"
+                raise NonDeterministic(self.job.id, position, expected, label)
+        elif stored.label != label:
+            raise NonDeterministic(self.job.id, position, stored.label, label)
+        elif stored.status == "completed":
+            return stored.result
         where = (name, occurrence, position)
         call = functools.partial(fn, *args, **(kwargs or {}))
         started = time.monotonic()
@@ -155,6 +159,7 @@ class History:
             async with self._loading:
                 if self._stored is None:
                     steps = await self.store.steps(self.job.id)
+                    self._positions = {step.label: step.position for step in steps}
                     self._stored = {step.position: step for step in steps}
         # By position, not index: a step cut short (a crash, a cancel) while a later one,
         # started beside it, finished, leaves a gap.
