@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
-from wizd.errors import LostJob, RetryLater, StoreError
+from wizd.errors import LostJob, NonDeterministic, RetryLater, StoreError
 from wizd.hooks import Hooks, NoHooks
 from wizd.model import Job
 from wizd.processors import CommandProcessor
@@ -451,7 +451,9 @@ class QueueWorker:
         if isinstance(exc, LostJob):
             run.stop_reason = "lost"
             return None
-        return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}")
+        # A processor whose steps do not match its history fails the same way every time.
+        retry = not isinstance(exc, NonDeterministic)
+        return self._finish(job, "failed", error=f"{type(exc).__name__}: {exc}", retry=retry)
 
     def _thread_stopped(self, run: Run, returned: Returned) -> Finish | None:
         """The outcome of a synchronous run that was asked to stop, written only now that

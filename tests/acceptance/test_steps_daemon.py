@@ -67,3 +67,16 @@ def test_a_job_killed_in_step_3_resumes_there_on_a_new_daemon(store_harness: Har
         ]
         step_lines = [e for e in q.events(job_id) if e.kind == "step"]
         assert [e.attempt for e in step_lines] == [1, 1, 2, 2, 2]
+
+
+def test_a_processor_that_changes_its_steps_fails_without_more_retries(
+    store_harness: Harness,
+) -> None:
+    h = store_harness
+    daemon = h.start("A", env=ENV, **FAST).ready()
+    with wizd.connect_sync(str(h.db)) as q:
+        job_id = q.enqueue("changes_its_steps", queue=AGENT, attempts=5, backoff={"delay": 0}).id
+        job = wait_until(lambda: (j := q.get(job_id)).final and j, 30, f"job {job_id} final")
+    assert job.status is wizd.JobStatus.FAILED, daemon.tail()
+    assert job.attempt == 2, "NonDeterministic is not retried: it would fail the same way"
+    assert (job.error or "").startswith("NonDeterministic: "), job.error

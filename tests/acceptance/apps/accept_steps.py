@@ -47,3 +47,17 @@ async def five_steps(ctx: JobContext) -> list[int]:
         body = held_step if n == 3 else sync_step
         results.append(await ctx.step(f"step{n}", body, folder, n))
     return results
+
+
+async def _value(n: int) -> int:
+    return n
+
+
+@researcher.processor("changes_its_steps")
+async def changes_its_steps(ctx: JobContext) -> int:
+    """Attempt 1 stores step `a`, then fails; a later attempt calls `b` first: not the
+    history it replays, so that attempt fails NonDeterministic."""
+    if ctx.attempt == 1:
+        await ctx.step("a", _value, 1)
+        raise RuntimeError("first attempt fails after step a")
+    return int(await ctx.step("b", _value, 2))
