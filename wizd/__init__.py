@@ -10,6 +10,7 @@ from wizd.errors import (
     DuplicateJob,
     IllegalTransition,
     InvalidJob,
+    JobFailed,
     JobNotFound,
     LostJob,
     QueueNotEmpty,
@@ -17,6 +18,7 @@ from wizd.errors import (
     RetryLater,
     ScheduleNotFound,
     StoreError,
+    WaitTimeout,
     WizdError,
 )
 from wizd.model import (
@@ -47,6 +49,7 @@ __all__ = [
     "InvalidJob",
     "Job",
     "JobContext",
+    "JobFailed",
     "JobNotFound",
     "JobOptions",
     "JobStatus",
@@ -64,6 +67,7 @@ __all__ = [
     "SizeLimits",
     "StoreError",
     "SyncQueue",
+    "WaitTimeout",
     "WizdError",
     "WorkerInfo",
     "__version__",
