@@ -90,6 +90,7 @@ class FinalListener:
         self._connect = connect
         self.channel = final_channel(channel)
         self._conn: Any = None
+        self._opening = anyio.Lock()
         self.wakeups = Wakeups()
         from psycopg import sql  # the PostgreSQL store is made: it is installed
 
@@ -98,8 +99,9 @@ class FinalListener:
 
     async def ready(self) -> int:
         """Listen from now on (a notification sent from now is not lost); the count."""
-        if self._conn is None or self._conn.closed:
-            await self._open()
+        async with self._opening:  # tasks that wait at once share one session
+            if self._conn is None or self._conn.closed:
+                await self._open()
         return self.wakeups.count
 
     async def _open(self) -> None:
