@@ -231,3 +231,30 @@ def test_sync_client_waits_and_iterates(backend_url: str) -> None:
             q.result(b)
         with pytest.raises(wizd.InvalidJob, match=r"^jobs: "):
             q.as_completed([])
+
+
+async def test_postgres_client_listens_only_while_it_waits(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session left listening by a client that no longer reads it would hold back the
+    server's notification queue: the client UNLISTENs when its last wait ends."""
+    async with in_own_task(wizd.connect(postgres_url)) as q:
+        listener = q.store._final  # type: ignore[attr-defined]
+
+        async def channels() -> list[str]:
+            cur = await listener._conn.execute("SELECT pg_listening_channels()")
+            return [row[0] for row in await cur.fetchall()]
+
+        asleep = sleeping(q, monkeypatch)
+        job = await q.enqueue("search", queue="nobody")
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(q.wait, job)
+                await asleep()
+                assert listener._waiting == 1
+                await q.cancel(job)
+        assert listener._waiting == 0
+        assert await channels() == []
+        with pytest.raises(wizd.WaitTimeout):
+            await q.wait(await q.enqueue("search", queue="nobody"), timeout=0)
+        assert await channels() == []

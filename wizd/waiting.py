@@ -41,27 +41,33 @@ async def completions(
     """Each job once it is final, in the order they became final (by finished_at); raise
     WaitTimeout naming the first job still not final after `timeout` seconds."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    left = ids
-    while True:
-        mark = await store.final_mark()  # before the read: a change after it wakes
-        jobs = await store.get_many(left)
-        done = sorted(
-            (j for j in jobs if j.final), key=lambda j: (j.finished_at is None, j.finished_at, j.id)
-        )
-        for job in done:
-            yield job
-        waiting = [j for j in jobs if not j.final]
-        if not waiting:
-            return
-        left = [j.id for j in waiting]
-        nap = SAFETY_NET
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                assert timeout is not None
-                raise WaitTimeout(waiting[0].id, waiting[0].status, timeout)
-            nap = min(nap, remaining)
-        await store.wait_for_final(mark, nap)
+    await store.start_waiting()
+    try:
+        left = ids
+        while True:
+            mark = await store.final_mark()  # before the read: a change after it wakes
+            jobs = await store.get_many(left)
+            for job in sorted((j for j in jobs if j.final), key=finished):
+                yield job
+            waiting = [j for j in jobs if not j.final]
+            if not waiting:
+                return
+            left = [j.id for j in waiting]
+            nap = SAFETY_NET
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    assert timeout is not None
+                    raise WaitTimeout(waiting[0].id, waiting[0].status, timeout)
+                nap = min(nap, remaining)
+            await store.wait_for_final(mark, nap)
+    finally:
+        await store.stop_waiting()
+
+
+def finished(job: Job) -> tuple[float, int]:
+    """The order jobs became final in: by finished_at, then id."""
+    return (job.finished_at.timestamp() if job.finished_at else 0.0, job.id)
 
 
 async def wait_many(store: Store, ids: list[int], timeout: float | None) -> list[Job]:

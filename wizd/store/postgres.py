@@ -44,7 +44,7 @@ from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
 from wizd.store.pg_statements import PgConn, lock_timed_out
 from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
 from wizd.store.sql import Op, PlainEnqueue, SQLStore
-from wizd.store.waits import FinalListener, makes_final, making_final
+from wizd.store.waits import FinalListener, NotifiedWaits, makes_final, making_final
 
 try:
     import psycopg
@@ -74,7 +74,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(NotifiedWaits, SQLStore):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
@@ -460,13 +460,6 @@ class PostgresStore(SQLStore):
         return promoted
 
     # -- change notifications --------------------------------------------------------------
-    async def final_mark(self) -> int:
-        return await self._final.ready()
-
-    async def wait_for_final(self, mark: int, timeout: float) -> None:
-        """Return after a NOTIFY that jobs may have become final (wizd.store.waits)."""
-        await self._final.wait(mark, timeout)
-
     async def wait_for_change(self, timeout: float) -> None:
         """Return when jobs of any queue became pending (NOTIFY), or after `timeout`."""
         with anyio.move_on_after(timeout):

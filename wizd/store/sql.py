@@ -94,6 +94,12 @@ class SQLStore:
     async def wait_for_change(self, timeout: float) -> None:
         raise NotImplementedError
 
+    async def start_waiting(self) -> None:
+        raise NotImplementedError
+
+    async def stop_waiting(self) -> None:
+        raise NotImplementedError
+
     async def final_mark(self) -> int:
         raise NotImplementedError
 

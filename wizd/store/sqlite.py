@@ -361,8 +361,13 @@ class SQLiteStore(SQLStore):
         for a second), or after `timeout` seconds. Concurrent callers share one watch."""
         await self.wakeups.wait(self.wakeups.count, timeout, self._next_change)
 
-    async def final_mark(self) -> int:
+    async def start_waiting(self) -> None:
         self._watcher()  # a read-only store's watch starts before the caller reads
+
+    async def stop_waiting(self) -> None:
+        pass
+
+    async def final_mark(self) -> int:
         return self.wakeups.count
 
     async def wait_for_final(self, mark: int, timeout: float) -> None:

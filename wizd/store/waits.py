@@ -4,21 +4,21 @@ final, from any process, without busy polling (the client side is wizd.waiting).
 A wake-up only says "look again": the waiting client re-reads its jobs' rows, which decide.
 Each store counts the wake-ups it has seen (`Wakeups.count`), so that a commit that lands
 between a client's read and its next wait is not lost: the client takes the count before
-it reads, and a wait for a count already passed returns at once.
+it reads, and a wait for a count already passed returns at once. A client brackets its
+waiting with start_waiting / stop_waiting.
 
 - SQLite: the change watcher every store has (`PRAGMA data_version`, wizd.store.sqlite);
   every commit of any process wakes.
 - PostgreSQL: a transaction that may have made jobs final (an op wrapped in `making_final`)
-  commits with `NOTIFY "wizd_<schema>:final"`, in the same round trip as its COMMIT; the
-  waiting client LISTENs on that channel with a session of its own (`FinalListener`), opened
-  on its first wait, so that idle daemons are not woken by every outcome.
+  commits with `NOTIFY "wizd_<schema>:final"`, in the same round trip as its COMMIT; a
+  client LISTENs on that channel while it waits, with a session of its own
+  (`FinalListener`), so that idle daemons are not woken by every outcome.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Any, TypeVar
 
 import anyio
@@ -83,39 +83,51 @@ class Wakeups:
 
 
 class FinalListener:
-    """A PostgreSQL session that LISTENs on the schema's final channel, made on first use
-    (and again after a failure); `watch` reads its next notification."""
+    """A PostgreSQL session that LISTENs on the schema's final channel while a task of the
+    process waits (between the first start_waiting and the last stop_waiting): a session
+    left listening by a client that no longer reads it would hold back the server's
+    notification queue. The session itself is kept (and made again after a failure)."""
 
     def __init__(self, connect: Callable[[], Awaitable[Any]], channel: str) -> None:
-        self._connect = connect
-        self.channel = final_channel(channel)
-        self._conn: Any = None
-        self._opening = anyio.Lock()
-        self.wakeups = Wakeups()
         from psycopg import sql  # the PostgreSQL store is made: it is installed
 
+        self._connect = connect
+        self.channel = final_channel(channel)
+        self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+        self._unlisten = sql.SQL("UNLISTEN {}").format(sql.Identifier(self.channel))
         # What a transaction that may have made jobs final commits with: one round trip.
         self.commit_notifying = sql.SQL("NOTIFY {}; COMMIT").format(sql.Identifier(self.channel))
+        self._conn: Any = None
+        self._lock = anyio.Lock()  # held while the session is made, (un)listens
+        self._waiting = 0  # tasks between start_waiting and stop_waiting
+        self.wakeups = Wakeups()
 
-    async def ready(self) -> int:
-        """Listen from now on (a notification sent from now is not lost); the count."""
-        async with self._opening:  # tasks that wait at once share one session
+    async def start_waiting(self) -> None:
+        """Listen from now on: a notification sent after this returns is not lost."""
+        async with self._lock:
+            self._waiting += 1
+            if self._waiting > 1 and self._conn is not None and not self._conn.closed:
+                return
+            await self._statement(self._listen)
+
+    async def stop_waiting(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._waiting -= 1
+                if self._waiting == 0 and self._conn is not None and not self._conn.closed:
+                    await self._statement(self._unlisten)
+
+    async def _statement(self, statement: Any) -> None:
+        """Run LISTEN or UNLISTEN (making the session first if need be); a failure drops
+        the session: waits then sleep out their safety net until it is made again."""
+        import psycopg
+
+        try:
             if self._conn is None or self._conn.closed:
-                await self._open()
-        return self.wakeups.count
-
-    async def _open(self) -> None:
-        import psycopg  # the PostgreSQL store is open: it is installed
-        from psycopg import sql
-
-        with suppress(psycopg.Error):
-            conn = await self._connect()
-            try:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
+                self._conn = await self._connect()
+            await self._conn.execute(statement)
+        except psycopg.Error:
+            await self.close()
 
     async def wait(self, mark: int, timeout: float) -> None:
         await self.wakeups.wait(mark, timeout, self._watch)
@@ -142,3 +154,21 @@ class FinalListener:
         if conn is not None:
             with anyio.CancelScope(shield=True):
                 await conn.close()
+
+
+class NotifiedWaits:
+    """The Store's waiting methods on PostgreSQL (wizd.store.base), over `_final`."""
+
+    _final: FinalListener
+
+    async def start_waiting(self) -> None:
+        await self._final.start_waiting()
+
+    async def stop_waiting(self) -> None:
+        await self._final.stop_waiting()
+
+    async def final_mark(self) -> int:
+        return self._final.wakeups.count
+
+    async def wait_for_final(self, mark: int, timeout: float) -> None:
+        await self._final.wait(mark, timeout)
