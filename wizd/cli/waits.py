@@ -69,8 +69,9 @@ def print_result(job: Job, timed_out: str | None, as_json: bool) -> None:
 
 
 @click.command(
-    help="Wait until jobs are final (completed, failed or cancelled), from any process; "
-    "prints one line per job (or a JSON list with --json).\n\n"
+    help="Wait until jobs are final; exit 0 only if all completed.\n\n"
+    "Final: completed, failed or cancelled, whichever process ran them. Prints one line per "
+    "job (or a JSON list with --json).\n\n"
     "Exit code: 0 if every job completed; 1 if any failed or was cancelled, if --timeout "
     "ran out first, or on an error."
 )
