@@ -10,6 +10,7 @@ from wizd.errors import (
     DuplicateJob,
     IllegalTransition,
     InvalidJob,
+    JobFailed,
     JobNotFound,
     LostJob,
     NonDeterministic,
@@ -18,6 +19,7 @@ from wizd.errors import (
     RetryLater,
     ScheduleNotFound,
     StoreError,
+    WaitTimeout,
     WizdError,
 )
 from wizd.model import (
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidJob",
     "Job",
     "JobContext",
+    "JobFailed",
     "JobNotFound",
     "JobOptions",
     "JobStatus",
@@ -68,6 +71,7 @@ __all__ = [
     "Step",
     "StoreError",
     "SyncQueue",
+    "WaitTimeout",
     "WizdError",
     "WorkerInfo",
     "__version__",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WizdError(Exception):
     """Base of every error wizd raises on purpose."""
@@ -123,3 +125,22 @@ class RetryLater(WizdError):
 
 class ConfigError(WizdError):
     """A setting is unknown or has a bad value."""
+
+
+class WaitTimeout(WizdError, TimeoutError):
+    """A job awaited (Queue.wait, result, wait_many, as_completed) was not final in time."""
+
+    def __init__(self, job_id: int, status: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.timeout = timeout
+        super().__init__(f"job {job_id} is still {status} after waiting {timeout:g}s")
+
+
+class JobFailed(WizdError):
+    """The job awaited for its result failed or was cancelled: `.job` holds it."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+        why = f": {job.error}" if job.error else ""
+        super().__init__(f"job {job.id} {job.status}{why}")

@@ -11,7 +11,7 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Unpack
 
 from wizd import arguments as arg
+from wizd import waiting
 from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
 from wizd.arguments import Seconds, epoch, job_id, seconds
 from wizd.arguments import Unset as Unset
@@ -199,6 +200,33 @@ class Queue(Distributed, Scheduling):
 
     async def get(self, id: int | str | Job) -> Job:
         return await self.store.get(job_id(id))
+
+    # -- awaiting jobs (wizd.waiting) ------------------------------------------------------
+
+    async def wait(self, id: int | str | Job, timeout: Seconds | None = None) -> Job:
+        """The job once it is final (completed, failed, cancelled), whichever process ran
+        it; WaitTimeout if it is not within `timeout` seconds (None: wait for ever)."""
+        return await waiting.wait(self.store, id, timeout)
+
+    async def result(self, id: int | str | Job, timeout: Seconds | None = None) -> Any:
+        """The result of the job once completed; JobFailed (with .job) if it failed or was
+        cancelled, WaitTimeout as wait."""
+        return await waiting.result(self.store, id, timeout)
+
+    async def wait_many(
+        self, jobs: Iterable[int | str | Job], timeout: Seconds | None = None
+    ) -> Jobs:
+        """The jobs once all are final, in the order given; WaitTimeout as wait."""
+        ids, limit = waiting.ids_of(jobs), waiting.timeout_of(timeout)
+        return await waiting.wait_many(self.store, ids, limit)
+
+    def as_completed(
+        self, jobs: Iterable[int | str | Job], timeout: Seconds | None = None
+    ) -> AsyncIterator[Job]:
+        """`async for job in q.as_completed(jobs)`: each job once final, in the order they
+        became final; WaitTimeout once `timeout` seconds passed with jobs left."""
+        ids, limit = waiting.ids_of(jobs), waiting.timeout_of(timeout)
+        return waiting.completions(self.store, ids, limit)
 
     async def list(
         self,
@@ -462,6 +490,15 @@ class SyncQueue:
 
     def close(self) -> None:
         self.__exit__(None, None, None)
+
+    def as_completed(
+        self, jobs: Iterable[int | str | Job], timeout: Seconds | None = None
+    ) -> Iterator[Job]:
+        """`for job in q.as_completed(jobs)`: as Queue.as_completed, blocking."""
+        completions = self._queue.as_completed(jobs, timeout)
+        if self._portal is None:
+            raise RuntimeError("use `with wizd.connect_sync(url) as q:`")
+        return waiting.blocking_iterator(self._portal, completions)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._queue, name)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import anyio
 import click
 
+from wizd.cli import waits
 from wizd.cli.options import (
     json_option,
     parse_duration,
@@ -192,7 +193,7 @@ def logs(id: str, as_json: bool, follow: bool) -> None:
         show(event_line(event))
 
 
-@click.command(help="Add a job to an agent's queue; prints its id.")
+@click.command(help="Add a job to an agent's queue; prints its id (with --wait, its result).")
 @store
 @json_option
 @click.option("-a", "--agent", required=True, help="The agent (queue) to run it.")
@@ -208,6 +209,13 @@ def logs(id: str, as_json: bool, follow: bool) -> None:
 @click.option("--timeout", help="Longest a run may take: 5m.")
 @click.option("--attempts", type=int, help="Runs allowed before failing.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option(
+    "--wait",
+    "wait",
+    is_flag=True,
+    help="Wait until the job is final and print its result (JSON); exit 1 unless it completed.",
+)
+@click.option("--wait-timeout", metavar="DURATION", help="With --wait: give up after this long.")
 @unique_options
 def create(
     as_json: bool,
@@ -224,9 +232,14 @@ def create(
     timeout: str | None,
     attempts: int | None,
     tags: tuple[str, ...],
+    wait: bool,
+    wait_timeout: str | None,
     **unique: Any,
 ) -> None:
     body = parse_payload(query, payload)
+    if wait_timeout is not None and not wait:
+        raise click.UsageError("--wait-timeout needs --wait")
+    limit = parse_duration("wait_timeout", wait_timeout) if wait_timeout is not None else None
     options: dict[str, Any] = {
         "delay": parse_duration("delay", delay) if delay is not None else None,
         "run_at": parse_time("at", at) if at is not None else None,
@@ -249,7 +262,10 @@ def create(
         )
 
     job = with_queue(work, create=True)
-    if as_json:
+    if wait:
+        (final,), timed_out = waits.wait_for([job.id], limit)
+        waits.print_result(final, timed_out, as_json)
+    elif as_json:
         print_json(job.to_dict())
     else:
         click.echo(job.id)
@@ -399,4 +415,4 @@ def tree(id: str, as_json: bool) -> None:
         show(tree_view(root, statuses))
 
 
-COMMANDS = (jobs, info, logs, create, cancel, kill, retry, delete, tree)
+COMMANDS = (jobs, info, logs, create, waits.wait, cancel, kill, retry, delete, tree)

@@ -307,6 +307,22 @@ class Store(Protocol):
         """Return soon after anything may have been committed (by any process), or after
         `timeout` seconds. Lets idle daemons pick up work without busy polling."""
 
+    async def start_waiting(self) -> None:
+        """A task starts awaiting jobs (wizd.waiting): from now until its stop_waiting,
+        jobs becoming final wake wait_for_final (PostgreSQL LISTENs meanwhile)."""
+
+    async def stop_waiting(self) -> None:
+        """The task that called start_waiting awaits no more (shielded)."""
+
+    async def final_mark(self) -> int:
+        """A counter of wake-ups for jobs becoming final, to take before reading the jobs
+        awaited and to pass to wait_for_final (wizd.store.waits)."""
+
+    async def wait_for_final(self, mark: int, timeout: float) -> None:
+        """Return soon after jobs may have become final (by any process) since `mark` was
+        taken (at once if a wake-up came since), or after `timeout` seconds. A wake-up
+        only says "look again": the caller re-reads the jobs."""
+
     def handed_over(self, queue: str, worker_id: str) -> Claimed:
         """Jobs of the queue that enqueues handed over to this worker since it last asked:
         claimed for it already (running, attempt + 1), so they are its to run at once.

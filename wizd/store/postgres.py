@@ -44,6 +44,7 @@ from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
 from wizd.store.pg_statements import PgConn, lock_timed_out
 from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
 from wizd.store.sql import Op, PlainEnqueue, SQLStore
+from wizd.store.waits import FinalListener, NotifiedWaits, makes_final, making_final
 
 try:
     import psycopg
@@ -73,7 +74,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(NotifiedWaits, SQLStore):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
@@ -106,6 +107,8 @@ class PostgresStore(SQLStore):
         # Rows of jobs handed over to this store's workers, by (queue, worker), until that
         # worker asks for them (handed_over).
         self._handed: dict[tuple[str, str], list[list[Any]]] = {}
+        # Clients awaiting jobs listen on a session of their own (wizd.store.waits).
+        self._final = FinalListener(partial(connect_async, config), self.channel)
 
     @property
     def path(self) -> str:
@@ -208,6 +211,7 @@ class PostgresStore(SQLStore):
             self._fail_pending()
             if self._listen is not None:
                 await self._listen.close()
+            await self._final.close()
             await self._drop_loop_connection()
             if self._pool is not None:
                 await anyio.to_thread.run_sync(self._pool.close)
@@ -256,15 +260,27 @@ class PostgresStore(SQLStore):
     def _changes(self, c: PgConn) -> int:
         return c.changes
 
+    def _commit(self, c: PgConn) -> None:
+        """COMMIT; a transaction that may have made jobs final notifies the clients that
+        await jobs in the same round trip (wizd.store.waits)."""
+        if makes_final(c):
+            c.conn.execute(self._final.commit_notifying)
+        else:
+            c.execute("COMMIT")
+
     # -- recovery, beside the group commit -------------------------------------------------
     async def recover_worker(self, worker_id: str, reason: str) -> list[Interrupted]:
-        return await self._apart(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
+        return await self._apart(
+            making_final(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
+        )
 
     async def reap_hung(self, older_than: float, reason: str = "hung") -> list[Interrupted]:
-        return await self._apart(lambda c, now: ops.reap_hung(c, now, older_than, reason))
+        return await self._apart(
+            making_final(lambda c, now: ops.reap_hung(c, now, older_than, reason))
+        )
 
     async def expire(self) -> list[int]:
-        return await self._apart(ops.expire)
+        return await self._apart(making_final(ops.expire))
 
     async def _apart(self, op: Op[T]) -> T:
         """Run `op` in a transaction of its own on a pooled connection, beside the group

@@ -48,6 +48,7 @@ from wizd.store import sqlite_queries as Q
 from wizd.store import steps as step_ops
 from wizd.store.base import Claimed, Finish, Fired, Interrupted
 from wizd.store.conn import reset_group_cache
+from wizd.store.waits import making_final
 
 T = TypeVar("T")
 Op = Callable[[Any, float], T]
@@ -96,6 +97,18 @@ class SQLStore:
     async def wait_for_change(self, timeout: float) -> None:
         raise NotImplementedError
 
+    async def start_waiting(self) -> None:
+        raise NotImplementedError
+
+    async def stop_waiting(self) -> None:
+        raise NotImplementedError
+
+    async def final_mark(self) -> int:
+        raise NotImplementedError
+
+    async def wait_for_final(self, mark: int, timeout: float) -> None:
+        raise NotImplementedError
+
     def handed_over(self, queue: str, worker_id: str) -> Claimed:
         return Claimed()
 
@@ -116,6 +129,9 @@ class SQLStore:
 
     def _rollback(self, c: Any) -> None:
         raise NotImplementedError
+
+    def _commit(self, c: Any) -> None:
+        c.execute("COMMIT")
 
     def _changes(self, c: Any) -> int:
         """A counter of rows changed on `c` (any number that grows when rows change)."""
@@ -257,7 +273,7 @@ class SQLStore:
                         c.execute("ROLLBACK TO op")
                         outcomes.append((False, _as_store_error(exc)))
                     c.execute("RELEASE op")
-            c.execute("COMMIT")
+            self._commit(c)
         except WizdError as exc:  # the single op refused: nothing written
             self._rollback(c)
             return [(False, exc)], False
@@ -427,7 +443,7 @@ class SQLStore:
 
     async def finish(self, items: Sequence[Finish]) -> list[bool]:
         batch = [outcomes.storable(f, self.size_limits) for f in items]
-        return await self._write(lambda c, now: ops.finish_many(c, now, batch))
+        return await self._write(making_final(lambda c, now: ops.finish_many(c, now, batch)))
 
     async def heartbeat(
         self, worker_id: str, busy: int, runs: Sequence[int] | None = None
@@ -463,14 +479,18 @@ class SQLStore:
         return await self._write(ops.promote_due)
 
     async def expire(self) -> list[int]:
-        return await self._write(ops.expire)
+        return await self._write(making_final(ops.expire))
 
     # -- recovery --------------------------------------------------------------------------
     async def recover_worker(self, worker_id: str, reason: str) -> list[Interrupted]:
-        return await self._write(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
+        return await self._write(
+            making_final(lambda c, now: ops.recover_worker(c, now, worker_id, reason))
+        )
 
     async def reap_hung(self, older_than: float, reason: str = "hung") -> list[Interrupted]:
-        return await self._write(lambda c, now: ops.reap_hung(c, now, older_than, reason))
+        return await self._write(
+            making_final(lambda c, now: ops.reap_hung(c, now, older_than, reason))
+        )
 
     async def stale_running(self, older_than: float) -> list[Job]:
         return await self._read(lambda c: reads.stale_running(c, self.clock(), older_than))
@@ -481,7 +501,7 @@ class SQLStore:
     # -- operator changes ------------------------------------------------------------------
     async def cancel(self, job_ids: Sequence[int], reason: str = "cancelled") -> list[Job]:
         ids = list(job_ids)
-        return await self._write(lambda c, now: admin.cancel(c, now, ids, reason))
+        return await self._write(making_final(lambda c, now: admin.cancel(c, now, ids, reason)))
 
     async def retry(self, job_ids: Sequence[int]) -> list[Job]:
         ids = list(job_ids)

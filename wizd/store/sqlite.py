@@ -30,6 +30,7 @@ from wizd.store.sqlite_files import (
     read_only_uri,
     refuse_missing,
 )
+from wizd.store.waits import Wakeups
 
 T = TypeVar("T")
 # Seconds between cross-process change checks (PRAGMA data_version): CHANGE_CHECK_INTERVAL
@@ -119,6 +120,7 @@ class SQLiteStore(SQLStore):
         self._watch: sqlite3.Connection | None = None
         self._seen_version = -1
         self._last_change = 0.0  # monotonic time of the last change seen
+        self.wakeups = Wakeups()  # one watch shared by every waiting task
         self.created = False  # whether open() created the database file
         # The file's stamp when a read-only reader opened it immutable (sqlite_files).
         self._immutable: Stamp | None = None
@@ -356,8 +358,26 @@ class SQLiteStore(SQLStore):
     async def wait_for_change(self, timeout: float) -> None:
         """Return soon after any connection commits (this process's writer at once, others'
         through `PRAGMA data_version` within 4 ms, or 25 ms once the database has been still
-        for a second), or after `timeout` seconds."""
-        watch = self._watch
+        for a second), or after `timeout` seconds. Concurrent callers share one watch."""
+        await self.wakeups.wait(self.wakeups.count, timeout, self._next_change)
+
+    async def start_waiting(self) -> None:
+        self._watcher()  # a read-only store's watch starts before the caller reads
+
+    async def stop_waiting(self) -> None:
+        pass
+
+    async def final_mark(self) -> int:
+        return self.wakeups.count
+
+    async def wait_for_final(self, mark: int, timeout: float) -> None:
+        """Every commit may have made jobs final: the change watcher wakes the caller."""
+        await self.wakeups.wait(mark, timeout, self._next_change)
+
+    async def _next_change(self, timeout: float) -> bool:
+        """Whether a commit came within `timeout` seconds (watched by one task at a time:
+        wizd.store.waits.Wakeups)."""
+        watch = self._watcher()
         with anyio.move_on_after(timeout):
             while True:
                 still = time.monotonic() - self._last_change > CHANGE_CHECK_STILL
@@ -365,15 +385,31 @@ class SQLiteStore(SQLStore):
                 committed = await self._committed_within(every)
                 if watch is None:
                     if committed:
-                        return
+                        return True
                     continue
                 try:
                     version = watch.execute(Q.DATA_VERSION).fetchone()[0]
                 except sqlite3.Error:
-                    return  # cannot tell: let the caller look
+                    return True  # cannot tell: let the caller look
                 # The caller looks at everything committed so far: a commit seen here (this
                 # process's own included) must not wake the next wait as well.
                 if committed or version != self._seen_version:
                     self._seen_version = version
                     self._last_change = time.monotonic()
-                    return
+                    return True
+        return False
+
+    def _watcher(self) -> sqlite3.Connection | None:
+        """The connection that reads data_version. A read-only store makes it on first use
+        (plain `mode=ro`), unless its reader is immutable: no other connection has the file
+        open, so nothing can commit until one does (and the reader then opens it again)."""
+        if self._watch is None and self.read_only and self._immutable is None and self._open:
+            uri = read_only_uri(self.config.path)[0].replace("&immutable=1", "")
+            try:
+                self._watch = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0
+                )
+                self._seen_version = self._watch.execute(Q.DATA_VERSION).fetchone()[0]
+            except sqlite3.Error:
+                self._watch = None
+        return self._watch
