@@ -319,6 +319,7 @@ def trace_postgres(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     psycopg.sql, is left out), prefixed `loop:` when it was sent from the event loop (an
     async connection) rather than the writer's thread."""
     import psycopg
+    import psycopg.sql
 
     from wizd.store import postgres_queries as PQ
 
@@ -326,6 +327,10 @@ def trace_postgres(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ran: list[str] = []
 
     def name_of(query: Any) -> str | None:
+        if isinstance(query, psycopg.sql.Composable):
+            # A composed COMMIT that notifies waiters (wizd.store.waits): one round trip.
+            text = query.as_string(None)
+            return "COMMIT" if text.startswith("NOTIFY ") and text.endswith("; COMMIT") else None
         if not isinstance(query, str):
             return None
         name = names.get(query) or query.split()[0]

@@ -1017,7 +1017,9 @@ async def test_postgresql_vacuums_the_jobs_table_after_a_burst(
             assert stats()[1] == 0  # nothing dead yet: no vacuum
             await burst()
             await q.store.promote_due()
-            assert stats() == (0, 1)  # vacuumed: nothing dead
+            # Vacuumed. What it could remove is not asserted: a transaction open anywhere in
+            # the database (another test run's) holds back the dead rows it may reclaim.
+            assert stats()[1] == 1
 
             await burst()  # due again by its count, but within VACUUM_EVERY of the first
             await q.store.promote_due()
