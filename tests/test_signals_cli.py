@@ -59,7 +59,7 @@ def test_signal_refuses_bad_data_and_final_jobs_in_one_line(db: str) -> None:
     ran = wizd_cmd(db, "signal", str(job_id), "approval", "--data", "{nope")
     assert ran.code != 0
     assert ran.err.count("\n") == 1, ran
-    assert "data is not valid JSON" in ran.err, ran
+    assert "data: is not valid JSON" in ran.err, ran
     assert wizd_cmd(db, "cancel", str(job_id)).code == 0
     ran = wizd_cmd(db, "signal", str(job_id), "approval")
     assert ran.code != 0
