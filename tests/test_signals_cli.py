@@ -46,6 +46,8 @@ def test_jobs_waiting_signal_lists_the_waits_and_signal_brings_one_back(db: str)
     ]
     ran = wizd_cmd(db, "jobs", "-s", "waiting_signal", "--json")
     assert [j["id"] for j in json.loads(ran.out)] == [job_id]
+    (row,) = json.loads(wizd_cmd(db, "status", "--json").out)
+    assert row["counts"]["waiting_signal"] == 1
 
     ran = wizd_cmd(db, "signal", str(job_id), "approval", "--data", '{"ok": true}')
     assert ran.code == 0, ran
