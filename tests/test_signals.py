@@ -167,3 +167,19 @@ async def test_a_run_that_sleeps_where_its_history_waited_fails_non_deterministi
     ctx = await run_of(q, job)
     with pytest.raises(wizd.NonDeterministic, match="signal sleep#1"):
         await ctx.sleep(1)
+
+
+async def test_a_child_waiting_for_a_signal_keeps_its_parent_waiting(q: wizd.Queue) -> None:
+    parent = await q.enqueue("agent", queue=Q, start_waiting_children=True)
+    child = await q.enqueue("agent", queue=Q, parent=parent.id)
+    other = await q.enqueue("agent", queue=Q, parent=parent.id)
+    await waits(await run_of(q, child), "approval")
+    (ran,) = await q.store.claim(Q, WORKER, 1)
+    assert ran.id == other.id
+    await q.store.finish([Finish(other.id, WORKER, ran.attempt, "completed")])
+    assert (await q.get(parent)).status == S.WAITING_CHILDREN  # one child still waits
+    await q.signal(child, "approval", True)
+    ctx = await run_of(q, child)
+    assert await ctx.wait_for_signal("approval") is True
+    await q.store.finish([Finish(child.id, WORKER, ctx.job.attempt, "completed")])
+    assert (await q.get(parent)).status == S.PENDING
