@@ -122,6 +122,18 @@ async def test_cancelling_a_waiting_job_ends_it(q: wizd.Queue) -> None:
     assert await q.signal_waits() == []
 
 
+async def test_a_job_whose_ttl_passes_while_it_waits_fails_expired(
+    q: wizd.Queue, clock: FakeClock
+) -> None:
+    job = await q.enqueue("agent", queue=Q, ttl=60)
+    await waits(await run_of(q, job), "approval")
+    clock.advance(61)
+    assert await q.store.expire() == [job.id]
+    expired = await q.get(job)
+    assert expired.status == S.FAILED
+    assert "expired" in (expired.error or "")
+
+
 async def test_a_signal_to_a_final_or_unknown_job_is_refused(q: wizd.Queue) -> None:
     job = await q.enqueue("agent", queue=Q)
     await q.cancel(job)

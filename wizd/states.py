@@ -43,8 +43,9 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     # completed: a distributed parent is consolidated when its sub-tasks are all final.
     # waiting: its children are done but a dependency of its own is not.
     S.WAITING_CHILDREN: frozenset({S.PENDING, S.WAITING, S.COMPLETED, S.FAILED, S.CANCELLED}),
-    # pending: the signal it waits for came, or its wait timed out (wizd.store.signals).
-    S.WAITING_SIGNAL: frozenset({S.PENDING, S.CANCELLED}),
+    # pending: the signal it waits for came, or its wait timed out (wizd.store.signals);
+    # failed: its ttl passed while it waited.
+    S.WAITING_SIGNAL: frozenset({S.PENDING, S.CANCELLED, S.FAILED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only an explicit retry (requeue) leaves failed or cancelled; a distributed job's
