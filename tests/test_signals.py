@@ -168,6 +168,8 @@ async def test_a_sleep_leaves_the_slot_and_returns_once_its_time_came(
     await ctx.sleep(0)  # a second sleep, already due
     steps = await q.steps(job)
     assert [(s.label, s.kind) for s in steps] == [("sleep#1", "sleep"), ("sleep#2", "sleep")]
+    lines = [e.message for e in await q.events(job) if e.kind == "step"]
+    assert lines[0] == f"sleep#1 until {slept.run_at.isoformat()}"
 
 
 async def test_a_run_that_sleeps_where_its_history_waited_fails_non_deterministic(
