@@ -556,7 +556,7 @@ class QueueWorker:
                 "job_failed", error=finish.error, seconds=round(elapsed, 6), **_job_fields(job)
             )
         elif self._log_info:  # one line per job: skipped whole when info is not logged
-            event = f"job_{_PAST.get(outcome, outcome)}"
+            event = f"job_{_PAST.get(outcome) or outcome.replace('wait_', 'waiting_')}"
             self.log.info(event, seconds=round(elapsed, 6), **_job_fields(job))
         self.hooks.job_finished(job, outcome, elapsed)
 
@@ -582,12 +582,7 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-_PAST = {
-    "later": "rescheduled",
-    "requeue": "requeued",
-    "wait_children": "waiting_children",
-    "wait_signal": "waiting_signal",
-}
+_PAST = {"later": "rescheduled", "requeue": "requeued"}  # wait_x: waiting_x
 
 
 def _job_fields(job: Job) -> dict[str, Any]:
