@@ -197,3 +197,12 @@ async def test_a_child_waiting_for_a_signal_keeps_its_parent_waiting(q: wizd.Que
     assert await ctx.wait_for_signal("approval") is True
     await q.store.finish([Finish(child.id, WORKER, ctx.job.attempt, "completed")])
     assert (await q.get(parent)).status == S.PENDING
+
+
+async def test_signals_not_taken_go_with_their_job(q: wizd.Queue) -> None:
+    job = await q.enqueue("agent", queue=Q)
+    await q.signal(job, "approval", "for the deleted job")
+    await q.cancel(job)
+    await q.delete(job)
+    again = await q.enqueue("agent", queue=Q)  # SQLite may give it the same id
+    await waits(await run_of(q, again), "approval")
