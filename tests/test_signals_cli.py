@@ -49,6 +49,9 @@ def test_jobs_waiting_signal_lists_the_waits_and_signal_brings_one_back(db: str)
     (row,) = json.loads(wizd_cmd(db, "status", "--json").out)
     assert row["counts"]["waiting_signal"] == 1
 
+    ran = wizd_cmd(db, "info", str(job_id))
+    assert "approval#1 (signal)" in ran.out, ran
+    assert "waiting for a signal" in ran.out, ran
     ran = wizd_cmd(db, "signal", str(job_id), "approval", "--data", '{"ok": true}')
     assert ran.code == 0, ran
     assert f"job {job_id} signal 'approval' sent" in ran.out
