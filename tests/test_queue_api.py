@@ -358,7 +358,7 @@ async def test_a_list_by_status_finds_every_job_in_those_statuses(
     of one queue or all, selects exactly the jobs in them, newest first."""
     made: list[Job] = []
     for queue in ("a", "b"):
-        for outcome in ("completed", "failed", "running"):
+        for outcome in ("completed", "failed", "running", "wait_signal"):
             made.append(await q.enqueue("t", queue=queue))
             clock.advance(1)
             job = await run(q, queue)

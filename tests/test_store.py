@@ -670,9 +670,11 @@ async def job_in(q: wizd.Queue, store: Store, status: JobStatus) -> Job:
         job = await q.enqueue("t", queue=queue, delay=60)
     else:
         job = await q.enqueue("t", queue=queue)
-    if status in (S.RUNNING, S.WAITING_CHILDREN, S.COMPLETED, S.FAILED):
+    if status in (S.RUNNING, S.WAITING_CHILDREN, S.WAITING_SIGNAL, S.COMPLETED, S.FAILED):
         run = await claim_one(store, queue)
-        if status is S.WAITING_CHILDREN:
+        if status is S.WAITING_SIGNAL:
+            await store.finish([done(run, "wait_signal", error="approval")])
+        elif status is S.WAITING_CHILDREN:
             await q.enqueue("child", queue=f"{queue}-kids", parent=job.id)
             await store.finish([done(run, "wait_children")])
         elif status is S.COMPLETED:

@@ -6,9 +6,11 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
-from wizd import arguments
+from wizd import arguments, signals
+from wizd.arguments import UNSET
 from wizd.errors import InvalidJob, LostJob
 from wizd.model import Backoff, Job, check_identifier
 from wizd.queue import Queue
@@ -126,6 +128,20 @@ class JobContext:
         runs a raising fn again in place, after `backoff`. See wizd.steps."""
         history = self._history()
         return await history.step(name, fn, args, kwargs, attempts, backoff)
+
+    async def sleep(self, when: float | timedelta | datetime) -> None:
+        """A durable sleep: the job leaves its slot and runs again at `when` (seconds, or an
+        aware datetime), replaying its finished steps; the sleep then returns. See
+        wizd.signals."""
+        await signals.sleep(self._history(), when)
+
+    async def wait_for_signal(
+        self, name: str, timeout: float | timedelta | None = None, default: Any = UNSET
+    ) -> Any:
+        """The data of signal `name` (q.signal, `wizd signal`): the job leaves its slot,
+        `waiting_signal`, until it comes; a signal sent earlier is taken at once. Past
+        `timeout` seconds: SignalTimeout, or `default` if given. See wizd.signals."""
+        return await signals.wait_for_signal(self._history(), name, timeout, default)
 
     def step_key(self, name: str, occurrence: int | None = None) -> str:
         """`"{job id}:{name}#{occurrence}"`, the same in every run of this job: an

@@ -123,6 +123,25 @@ class RetryLater(WizdError):
         super().__init__(f"retry in {seconds}s" + (f": {reason}" if reason else ""))
 
 
+class SignalTimeout(WizdError, TimeoutError):
+    """Raised in a processor by `ctx.wait_for_signal(name, timeout=...)` when no signal of
+    that name came in time (and no `default` was given)."""
+
+    def __init__(self, job_id: int, name: str) -> None:
+        self.job_id = job_id
+        self.name = name
+        super().__init__(f"job {job_id}: no signal {name!r} came before the wait's timeout")
+
+
+class WaitingForSignal(Exception):
+    """Raised by `ctx.wait_for_signal` to the daemon: the run leaves its slot and the job
+    waits for signal `name` (a processor must let it through, not catch it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"waiting for signal {name!r}")
+
+
 class ConfigError(WizdError):
     """A setting is unknown or has a bad value."""
 

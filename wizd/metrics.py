@@ -53,7 +53,7 @@ class Metrics:
         self.processed = Counter(
             "wizd_jobs_processed",
             "Runs that ended, by outcome (completed, failed, later, requeue, cancelled, "
-            "wait_children, lost)",
+            "wait_children, wait_signal, lost)",
             ["queue", "name", "outcome"],
             registry=r,
         )

@@ -46,8 +46,9 @@ from wizd.model import (
     zero_counts,
 )
 from wizd.scheduling import Scheduling
-from wizd.step_model import Step
+from wizd.step_model import Step, check_signal_name
 from wizd.store import Store, open_store
+from wizd.store.outcomes import encode_result
 
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
 DEFAULT_HUNG_TIMEOUT = 300.0
@@ -313,6 +314,17 @@ class Queue(Distributed, Scheduling):
     async def steps(self, id: int | str | Job) -> builtins.list[Step]:
         """The job's durable steps (ctx.step), in the order its runs called them."""
         return await self.store.steps(job_id(id))
+
+    async def signal(self, id: int | str | Job, name: str, data: Any = None) -> Job:
+        """Send the job signal `name` with JSON `data`: a wait for it (ctx.wait_for_signal)
+        returns the data; a job waiting for it becomes pending. Kept until a wait takes it.
+        JobNotFound; IllegalTransition for a final job."""
+        text = encode_result(data, self.limits.payload)  # InvalidJob naming `result`
+        return await self.store.signal(job_id(id), check_signal_name(name), text)
+
+    async def signal_waits(self) -> builtins.list[tuple[int, str, float | None]]:
+        """(job id, signal name, timeout time or None) of every job waiting for a signal."""
+        return await self.store.signal_waits()
 
     async def kill(self, id: int | str | Job, force: bool = False) -> Job:
         """Cancel a job; if it is running, its daemon stops the run within a poll interval

@@ -16,6 +16,7 @@ class JobStatus(StrEnum):
     DELAYED = "delayed"  # claimable from run_at
     RUNNING = "running"
     WAITING_CHILDREN = "waiting_children"
+    WAITING_SIGNAL = "waiting_signal"  # its run left its slot until a signal (or timeout)
     PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -36,11 +37,15 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.PENDING: frozenset({S.RUNNING, S.WAITING, S.PAUSED, S.CANCELLED, S.FAILED}),
     S.DELAYED: frozenset({S.PENDING, S.WAITING, S.PAUSED, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset(
-        {S.COMPLETED, S.FAILED, S.DELAYED, S.PENDING, S.WAITING_CHILDREN, S.CANCELLED}
+        {S.COMPLETED, S.FAILED, S.DELAYED, S.PENDING, S.WAITING_CHILDREN, S.WAITING_SIGNAL}
+        | {S.CANCELLED}
     ),
     # completed: a distributed parent is consolidated when its sub-tasks are all final.
     # waiting: its children are done but a dependency of its own is not.
     S.WAITING_CHILDREN: frozenset({S.PENDING, S.WAITING, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    # pending: the signal it waits for came, or its wait timed out (wizd.store.signals);
+    # failed: its ttl passed while it waited.
+    S.WAITING_SIGNAL: frozenset({S.PENDING, S.CANCELLED, S.FAILED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only an explicit retry (requeue) leaves failed or cancelled; a distributed job's

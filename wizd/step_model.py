@@ -13,7 +13,7 @@ from wizd.errors import InvalidJob
 from wizd.jobs import utc_at
 
 MAX_STEP_NAME = 200  # characters
-StepStatus = Literal["completed", "failed"]
+StepStatus = Literal["completed", "failed", "waiting"]  # waiting: a signal wait
 
 
 def check_step_name(name: object) -> str:
@@ -25,6 +25,19 @@ def check_step_name(name: object) -> str:
         raise InvalidJob(
             "step",
             f"{shorten(name)}: a step's name is printable text of at most {MAX_STEP_NAME} "
+            "characters, without '#'",
+        )
+    return name
+
+
+def check_signal_name(name: object) -> str:
+    """A signal's name: as a step's (printable text, at most MAX_STEP_NAME, no '#')."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidJob("signal", f"a signal's name must be non-empty text, got {shorten(name)}")
+    if len(name) > MAX_STEP_NAME or "#" in name or not name.isprintable():
+        raise InvalidJob(
+            "signal",
+            f"{shorten(name)}: a signal's name is printable text of at most {MAX_STEP_NAME} "
             "characters, without '#'",
         )
     return name
@@ -114,3 +127,20 @@ class StepOutcome:
     attempts: int
     duration: float
     kind: str = "step"
+
+
+Armed = Literal["lost", "data", "timeout", "wait"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWait:
+    """A run's wait for signal `name` (its `occurrence`-th, at `position` of the history),
+    fenced on (job_id, worker_id, attempt); `timeout` in seconds from when it is first armed."""
+
+    job_id: int
+    worker_id: str
+    attempt: int
+    name: str
+    occurrence: int
+    position: int
+    timeout: float | None

@@ -13,8 +13,8 @@ A body runs at least once, not exactly once: a crash after it returned and befor
 result was stored runs it again. `key()` gives each step a key that stays the same across
 runs, for the idempotency keys of the services a body calls.
 
-Sleeps and signal waits are meant to be entries of the same history (a `kind` other than
-'step'), replayed the same way once the run is re-entered.
+Sleeps and signal waits (wizd.signals) are entries of the same history, of kind 'sleep'
+and 'signal', numbered and replayed the same way.
 """
 
 from __future__ import annotations
@@ -83,19 +83,9 @@ class History:
             raise InvalidJob("backoff", f"must be a wizd.Backoff, got {type(backoff).__name__}")
         # Numbered before the first await, so steps started together (a task group, gather)
         # are numbered in the order they were called.
-        self.calls += 1
-        position = self.calls
-        occurrence = self.occurrences[name] = self.occurrences.get(name, 0) + 1
-        stored = await self._entry(position)
-        label = step_label(name, occurrence)
-        if stored is None:
-            elsewhere = self._positions.get(label)
-            if elsewhere is not None:  # a gap here, and this step stored at another place
-                expected = f"(none; {label} is step {elsewhere})"
-                raise NonDeterministic(self.job.id, position, expected, label)
-        elif stored.label != label:
-            raise NonDeterministic(self.job.id, position, stored.label, label)
-        elif stored.status == "completed":
+        position, occurrence = self.number(name)
+        stored = await self.replayed(position, name, occurrence, "step")
+        if stored is not None and stored.status == "completed":
             return stored.result
         where = (name, occurrence, position)
         call = functools.partial(fn, *args, **(kwargs or {}))
@@ -111,20 +101,43 @@ class History:
                     await anyio.sleep((backoff or Backoff()).delay_for(tries))
                     continue
                 error = f"{type(exc).__name__}: {exc}"
-                await self._save(where, "failed", None, error, tries, started, exc)
+                await self.save(where, "failed", None, error, tries, started, exc)
                 raise
         try:
             encoded = encode_result(value, self.limits.result)
         except InvalidJob as exc:
             refused = InvalidJob("step", f"{step_label(name, occurrence)}: {exc}")
-            await self._save(where, "failed", None, str(refused), tries, started, refused)
+            await self.save(where, "failed", None, str(refused), tries, started, refused)
             raise refused from None
-        await self._save(where, "completed", encoded, None, tries, started, None)
+        await self.save(where, "completed", encoded, None, tries, started, None)
         # What a replay would return, so the first run sees the same value (a tuple comes
         # back as a list, a dict's int keys as strings).
         return json.loads(encoded)
 
-    async def _save(
+    def number(self, name: str) -> tuple[int, int]:
+        """The position and occurrence of the entry called now (steps, sleeps and signal
+        waits share both counts)."""
+        self.calls += 1
+        occurrence = self.occurrences[name] = self.occurrences.get(name, 0) + 1
+        return self.calls, occurrence
+
+    async def replayed(self, position: int, name: str, occurrence: int, kind: str) -> Step | None:
+        """The stored entry this call replays (None: none stored); NonDeterministic when
+        the history holds another entry there, or this one elsewhere."""
+        stored = await self._entry(position)
+        label = step_label(name, occurrence)
+        if stored is None:
+            elsewhere = self._positions.get(label)
+            if elsewhere is not None:  # a gap here, and this step stored at another place
+                expected = f"(none; {label} is step {elsewhere})"
+                raise NonDeterministic(self.job.id, position, expected, label)
+        elif stored.label != label or stored.kind != kind:
+            expected = stored.label if stored.kind == kind else f"{stored.kind} {stored.label}"
+            called = label if stored.kind == kind else f"{kind} {label}"
+            raise NonDeterministic(self.job.id, position, expected, called)
+        return stored
+
+    async def save(
         self,
         where: tuple[str, int, int],
         status: StepStatus,
@@ -133,14 +146,15 @@ class History:
         tries: int,
         started: float,
         cause: BaseException | None,
+        kind: str = "step",
     ) -> None:
-        """Store the step's outcome, fenced; LostJob (from `cause`) if the run lost its job."""
+        """Store the entry's outcome, fenced; LostJob (from `cause`) if the run lost its job."""
         name, occurrence, position = where
         job = self.job
         took = time.monotonic() - started
         out = StepOutcome(
             job.id, self.worker_id, job.attempt, name, occurrence, position, status,
-            result_json, error, tries, took,
+            result_json, error, tries, took, kind,
         )  # fmt: skip
         # Shielded: the result of a body that returned is kept even if the run is being
         # cancelled meanwhile (fenced all the same: a run that lost its job stores nothing).

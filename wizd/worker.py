@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
-from wizd.errors import LostJob, NonDeterministic, RetryLater, StoreError
+from wizd.errors import LostJob, NonDeterministic, RetryLater, StoreError, WaitingForSignal
 from wizd.hooks import Hooks, NoHooks
 from wizd.model import Job
 from wizd.processors import CommandProcessor
@@ -448,6 +448,8 @@ class QueueWorker:
             return self._finish(job, "completed", result=result)
         if isinstance(exc, RetryLater):
             return self._finish(job, "later", delay=exc.seconds, error=exc.reason or None)
+        if isinstance(exc, WaitingForSignal):
+            return self._finish(job, "wait_signal", error=exc.name)
         if isinstance(exc, LostJob):
             run.stop_reason = "lost"
             return None
@@ -554,7 +556,7 @@ class QueueWorker:
                 "job_failed", error=finish.error, seconds=round(elapsed, 6), **_job_fields(job)
             )
         elif self._log_info:  # one line per job: skipped whole when info is not logged
-            event = f"job_{_PAST.get(outcome, outcome)}"
+            event = f"job_{_PAST.get(outcome) or outcome.replace('wait_', 'waiting_')}"
             self.log.info(event, seconds=round(elapsed, 6), **_job_fields(job))
         self.hooks.job_finished(job, outcome, elapsed)
 
@@ -580,7 +582,7 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-_PAST = {"later": "rescheduled", "requeue": "requeued", "wait_children": "waiting_children"}
+_PAST = {"later": "rescheduled", "requeue": "requeued"}  # wait_x: waiting_x
 
 
 def _job_fields(job: Job) -> dict[str, Any]:

@@ -28,6 +28,7 @@ SYMBOLS = {
     "delayed": "[blue]◷ delayed[/]",
     "running": "[yellow]◉ running[/]",
     "waiting_children": "[cyan]⧖ waiting for children[/]",
+    "waiting_signal": "[cyan]✉ waiting for a signal[/]",
     "paused": "[magenta]‖ paused[/]",
     "completed": "[green]✓ completed[/]",
     "failed": "[red]✗ failed[/]",

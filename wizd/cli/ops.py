@@ -13,7 +13,7 @@ from typing import Any, Literal
 import anyio
 import click
 
-from wizd.cli import waits
+from wizd.cli import signals, waits
 from wizd.cli.options import (
     json_option,
     parse_duration,
@@ -76,6 +76,9 @@ def show_changed(jobs: list[Job], as_json: bool, what: str) -> None:
     help="Status (repeatable); aliases active/processing, and hung (stale heartbeat).",
 )
 @click.option("-a", "--agent", help="Only this agent's queue.")
+@click.option(
+    "--waiting-signal", is_flag=True, help="Jobs waiting for a signal, with its name (only -a)."
+)
 @click.option("-n", "--name", help="Only jobs of this name.")
 @click.option("--tag", "tags", multiple=True, help="Only jobs with this tag (repeatable).")
 @click.option("--since", help="Created within this long: 30m, 2h, 7d.")
@@ -86,6 +89,7 @@ def jobs(
     as_json: bool,
     statuses: tuple[str, ...],
     agent: str | None,
+    waiting_signal: bool,
     name: str | None,
     tags: tuple[str, ...],
     since: str | None,
@@ -93,6 +97,8 @@ def jobs(
     sort: str,
     order: Literal["asc", "desc"],
 ) -> None:
+    if waiting_signal:
+        return signals.waiting_signal(as_json, agent, limit)
     wanted, hung = parse_statuses(statuses, allow_hung=True)
     after = time.time() - parse_duration("since", since) if since is not None else None
 
@@ -415,4 +421,4 @@ def tree(id: str, as_json: bool) -> None:
         show(tree_view(root, statuses))
 
 
-COMMANDS = (jobs, info, logs, create, waits.wait, cancel, kill, retry, delete, tree)
+COMMANDS = (jobs, info, logs, create, waits.wait, signals.signal, cancel, kill, retry, delete, tree)

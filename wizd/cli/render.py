@@ -199,9 +199,10 @@ def steps_table(steps: Sequence[Step]) -> Table:
     for step in steps:
         done = step.status == "completed"
         shown_value = json.dumps(step.result, ensure_ascii=False) if done else step.error or ""
+        status = {"completed": "completed", "waiting": "waiting_signal"}.get(step.status, "failed")
         grid.add_row(
-            escape(step.label),
-            symbol("completed" if done else "failed"),
+            escape(step.label if step.kind == "step" else f"{step.label} ({step.kind})"),
+            symbol(status),
             str(step.attempts),
             span(step.duration),
             escape(shown_value if len(shown_value) <= 60 else shown_value[:59] + "…"),

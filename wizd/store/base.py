@@ -7,7 +7,7 @@ checked against wizd.model.TRANSITIONS and writes an event. Times are the store'
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -27,9 +27,11 @@ from wizd.model import (
     ScheduleRun,
     WorkerInfo,
 )
-from wizd.step_model import Step, StepOutcome
+from wizd.step_model import Armed, SignalWait, Step, StepOutcome
 
-Outcome = Literal["completed", "failed", "later", "requeue", "cancelled", "wait_children"]
+Outcome = Literal[
+    "completed", "failed", "later", "requeue", "cancelled", "wait_children", "wait_signal"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ class Finish:
     remain and `retry` is true, else final. later: back to delayed/pending after `delay`
     seconds, attempt not charged. requeue: the same, for a run stopped by shutdown.
     cancelled: final, for a run stopped by a cancel request. wait_children: the job waits
-    for its children and runs again when all are final.
+    for its children and runs again when all are final. wait_signal: the job waits for
+    the signal named by `error`, not charged (wizd.store.signals).
     """
 
     job_id: int
@@ -60,6 +63,7 @@ class Finish:
             "requeue",
             "cancelled",
             "wait_children",
+            "wait_signal",
         ):
             raise InvalidJob("outcome", f"unknown outcome {self.outcome!r}")
 
@@ -119,6 +123,7 @@ class Store(Protocol):
     # What a run's outcome may hold: finish fails a job whose result is over the cap (or
     # nested too deep, or not valid Unicode) and cuts an error text to it (store.outcomes).
     size_limits: SizeLimits
+    clock: Callable[[], float]  # the store's time (epoch seconds)
 
     async def __aenter__(self) -> Store: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -291,6 +296,18 @@ class Store(Protocol):
 
     async def steps(self, job_id: int) -> list[Step]:
         """The job's stored steps in the order its runs called them; JobNotFound."""
+
+    async def signal(self, job_id: int, name: str, data_json: str) -> Job:
+        """Keep signal `name` (its data as JSON text) for the job; if the job waits for that
+        name, its wait takes it and the job becomes pending (wizd.store.signals.send).
+        JobNotFound; IllegalTransition for a final job."""
+
+    async def arm_signal(self, wait: SignalWait) -> tuple[Armed, str | None]:
+        """A run's wait for a signal, fenced (wizd.store.signals.arm): the data of a signal
+        already sent, a timeout, or `wait` (the run then leaves with `wait_signal`)."""
+
+    async def signal_waits(self) -> list[tuple[int, str, float | None]]:
+        """(job id, signal name, timeout time or None) of every job waiting for a signal."""
 
     async def retry_from_step(self, job_id: int, name: str) -> Job:
         """Requeue a failed or cancelled job keeping only the steps before `name`'s first

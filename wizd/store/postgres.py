@@ -43,6 +43,7 @@ from wizd.store.migrations import bundled
 from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
 from wizd.store.pg_statements import PgConn, lock_timed_out
 from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
+from wizd.store.signals import SignalStore
 from wizd.store.sql import Op, PlainEnqueue, SQLStore
 from wizd.store.waits import FinalListener, NotifiedWaits, makes_final, making_final
 
@@ -74,7 +75,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(NotifiedWaits, SQLStore):
+class PostgresStore(SignalStore, NotifiedWaits, SQLStore):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"

@@ -389,7 +389,7 @@ WHERE d.depends_on = %s AND j.status NOT IN ('completed', 'failed', 'cancelled')
 """
 LIVE_CHILDREN = """
 SELECT EXISTS (SELECT 1 FROM jobs WHERE parent_id = %s
-    AND status IN ('waiting', 'pending', 'delayed', 'running', 'waiting_children', 'paused'))
+    AND status NOT IN ('completed', 'failed', 'cancelled'))
 """
 CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = %s"
 CHILDREN_IDS_ONLY = "SELECT id FROM jobs WHERE parent_id = %s ORDER BY id"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from wizd.errors import InvalidJob, JobNotFound
 from wizd.model import Backoff, JobStatus
-from wizd.store import flows
+from wizd.store import flows, signals
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Finish
@@ -96,6 +96,8 @@ def finish(c: Conn, now: float, f: Finish) -> bool:
             c, now, f.job_id, "waiting_children", S.WAITING_CHILDREN, attempt, f.worker_id, None
         )
         flows.release_parent(c, now, f.job_id)
+    elif kind == "wait_signal":
+        signals.wait(c, now, f.job_id, f.worker_id, attempt, f.error or "")
     else:  # pragma: no cover - Finish validates its outcome
         raise InvalidJob("outcome", f"unknown outcome {kind!r}")
     return True

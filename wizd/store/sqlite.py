@@ -21,6 +21,7 @@ from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import sqlite_queries as Q
 from wizd.store.migrations import bundled
+from wizd.store.signals import SignalStore
 from wizd.store.sql import SQLStore
 from wizd.store.sqlite_files import (
     Stamp,
@@ -103,7 +104,7 @@ class GroupConnection(sqlite3.Connection):
         self.group_cache = {}
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(SignalStore, SQLStore):
     """The Store protocol on one SQLite file (see wizd.store.base for each method's contract)."""
 
     backend = "sqlite"

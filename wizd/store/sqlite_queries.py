@@ -392,7 +392,7 @@ WHERE d.depends_on = ? AND j.status NOT IN ('completed', 'failed', 'cancelled')
 """
 LIVE_CHILDREN = """
 SELECT EXISTS (SELECT 1 FROM jobs WHERE parent_id = ?
-    AND status IN ('waiting', 'pending', 'delayed', 'running', 'waiting_children', 'paused'))
+    AND status NOT IN ('completed', 'failed', 'cancelled'))
 """
 CHILDREN_IDS = "SELECT id, status FROM jobs WHERE parent_id = ?"
 CHILDREN_IDS_ONLY = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"

@@ -6,6 +6,9 @@ is: a run that was reaped, cancelled or claimed again writes nothing and is told
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 from wizd.checks import shorten, truncate
 from wizd.errors import InvalidJob, JobNotFound
 from wizd.model import Job
@@ -48,6 +51,9 @@ def save(c: Conn, now: float, s: StepOutcome) -> bool:
 
 def event_message(s: StepOutcome) -> str:
     """`search#2 completed in 310ms: {"hits":3}` (a failed step: its error)."""
+    if s.kind == "sleep":  # `sleep#1 until 2026-01-01T00:00:00+00:00`
+        until = json.loads(s.result_json or "{}").get("until", 0.0)
+        return f"{s.name}#{s.occurrence} until {datetime.fromtimestamp(until, UTC).isoformat()}"
     tries = f" after {s.attempts} attempts" if s.attempts > 1 else ""
     took = f"{s.duration * 1000:.0f}ms" if s.duration < 1 else f"{s.duration:.2f}s"
     head = f"{s.name}#{s.occurrence} {s.status} in {took}{tries}"

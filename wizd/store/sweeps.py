@@ -4,7 +4,7 @@ lost worker or hung jobs (retried or failed), and expiry of jobs past their ttl.
 from __future__ import annotations
 
 from wizd.model import FINAL, Job, JobStatus
-from wizd.store import flows
+from wizd.store import flows, signals
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Interrupted
@@ -16,7 +16,7 @@ S = JobStatus
 def promote_due(c: Conn, now: float) -> int:
     rows = c.execute(Q.PROMOTE_ALL, {"now": now}).fetchall()
     rowmap.events(c, now, [(r[0], "promoted", S.PENDING, r[1], None, None) for r in rows])
-    return len(rows)
+    return len(rows) + signals.promote_timed_out(c, now)
 
 
 def recover_worker(c: Conn, now: float, worker_id: str, reason: str) -> list[Interrupted]:
