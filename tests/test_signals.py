@@ -11,7 +11,7 @@ import pytest
 
 import wizd
 from tests.conftest import FakeClock
-from wizd.errors import IllegalTransition, InvalidJob, JobNotFound, RetryLater, WaitingForSignal
+from wizd.errors import IllegalTransition, InvalidJob, JobNotFound, Sleeping, WaitingForSignal
 from wizd.store import Finish
 
 Q = "signals"
@@ -153,7 +153,7 @@ async def test_a_sleep_leaves_the_slot_and_returns_once_its_time_came(
 ) -> None:
     job = await q.enqueue("agent", queue=Q, attempts=1)
     ctx = await run_of(q, job)
-    with pytest.raises(RetryLater) as caught:
+    with pytest.raises(Sleeping) as caught:
         await ctx.sleep(3600)
     assert caught.value.seconds == pytest.approx(3600)
     await q.store.finish(

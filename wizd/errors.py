@@ -133,9 +133,23 @@ class SignalTimeout(WizdError, TimeoutError):
         super().__init__(f"job {job_id}: no signal {name!r} came before the wait's timeout")
 
 
-class WaitingForSignal(Exception):
-    """Raised by `ctx.wait_for_signal` to the daemon: the run leaves its slot and the job
-    waits for signal `name` (a processor must let it through, not catch it)."""
+class LeavesRun(BaseException):
+    """Raised to the daemon by `ctx.sleep` and `ctx.wait_for_signal`: the run leaves its slot
+    and the job comes back later. A BaseException, as a cancellation is, so that a
+    processor's `except Exception:` does not swallow it (a processor must let it through)."""
+
+
+class Sleeping(LeavesRun):
+    """`ctx.sleep`: run this job again in `seconds`, without charging an attempt."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        self.seconds = seconds
+        self.reason = reason
+        super().__init__(reason)
+
+
+class WaitingForSignal(LeavesRun):
+    """`ctx.wait_for_signal`: the job waits for signal `name`."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -2,7 +2,7 @@
 run leave its slot and come back.
 
 `sleep` records its wake time as an entry of kind 'sleep' and, while that time is ahead,
-ends the run with RetryLater: the job is delayed until then, not charged an attempt, its
+ends the run with Sleeping: the job is delayed until then, not charged an attempt, its
 history kept. The next run replays its finished steps up to the sleep, which returns at
 once. `wait_for_signal` records a wait (kind 'signal') in the store (wizd.store.signals):
 a signal already sent is taken at once; else the run ends with WaitingForSignal, the job
@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from wizd.arguments import UNSET, Unset, epoch, seconds
-from wizd.errors import InvalidJob, LostJob, RetryLater, SignalTimeout, WaitingForSignal
+from wizd.errors import InvalidJob, LostJob, SignalTimeout, Sleeping, WaitingForSignal
 from wizd.model import compact_json
 from wizd.step_model import SignalWait, check_signal_name
 from wizd.steps import History
 
-MAX_WAIT = 100 * 365.25 * 86400  # seconds: as far as RetryLater reaches
+MAX_WAIT = 100 * 365.25 * 86400  # seconds: as far as a delay reaches (RetryLater's limit)
 
 
 async def sleep(history: History, when: float | int | timedelta | datetime) -> None:
@@ -47,7 +47,7 @@ async def sleep(history: History, when: float | int | timedelta | datetime) -> N
     left = until - clock()
     if left > 0:
         wake = datetime.fromtimestamp(until).astimezone().isoformat(timespec="seconds")
-        raise RetryLater(min(left, MAX_WAIT), f"sleeping until {wake}")
+        raise Sleeping(min(left, MAX_WAIT), f"sleeping until {wake}")
 
 
 async def wait_for_signal(

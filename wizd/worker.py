@@ -22,7 +22,15 @@ import anyio
 import anyio.abc
 
 from wizd.agent import Agent, JobContext, WaitForChildren
-from wizd.errors import LostJob, NonDeterministic, RetryLater, StoreError, WaitingForSignal
+from wizd.errors import (
+    LeavesRun,
+    LostJob,
+    NonDeterministic,
+    RetryLater,
+    Sleeping,
+    StoreError,
+    WaitingForSignal,
+)
 from wizd.hooks import Hooks, NoHooks
 from wizd.model import Job
 from wizd.processors import CommandProcessor
@@ -404,7 +412,7 @@ class QueueWorker:
             awaitable = returned.value  # a plain wrapper returned its coroutine: run it here
         try:
             result = await (processor(ctx) if awaitable is None else awaitable)
-        except (Exception, SystemExit) as exc:  # a processor's failure (even sys.exit())
+        except (Exception, SystemExit, LeavesRun) as exc:  # failed (even sys.exit()), or left
             return self._settle(run, Returned(error=exc))
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelling():
@@ -446,7 +454,7 @@ class QueueWorker:
             if isinstance(result, WaitForChildren):
                 return self._finish(job, "wait_children", result=result.note)
             return self._finish(job, "completed", result=result)
-        if isinstance(exc, RetryLater):
+        if isinstance(exc, RetryLater | Sleeping):
             return self._finish(job, "later", delay=exc.seconds, error=exc.reason or None)
         if isinstance(exc, WaitingForSignal):
             return self._finish(job, "wait_signal", error=exc.name)

@@ -48,6 +48,7 @@ COMPLETES: dict[str, Any] = {
     "partial": "partial",
     "sync_wrapper": "sync_wrapper",
     "never_awaits": "never_awaits",
+    "sleeps_inside_try": "slept",
 }
 # name -> the start of the failed job's error (a callable gets the job).
 FAILS: dict[str, Any] = {

@@ -229,3 +229,13 @@ def sync_cancelled(ctx: JobContext) -> str:
     Path(ctx.payload["dir"], f"{ctx.id}.in").touch()
     ctx.wait_for_stop(120)
     return "stopped"
+
+
+@zoo.processor("sleeps_inside_try")
+async def sleeps_inside_try(ctx: JobContext) -> str:
+    """A durable sleep inside `except Exception`: the run must still leave and come back."""
+    try:
+        await ctx.sleep(0.05)
+    except Exception as exc:
+        return f"swallowed {type(exc).__name__}"
+    return "slept"
