@@ -36,6 +36,10 @@ SYMBOLS = {
 }
 
 QUESTION = "How do heat pumps perform in cold climates?"
+APPROVED = (
+    "job {id} waits for a person's approval; the demo approves it itself after a moment, as "
+    "`wizd signal {id} approval --data '{{\"ok\": true}}'` would"
+)
 BRANDS = ["Daikin Altherma 3", "Mitsubishi Zubadan", "Nibe S2125"]
 SUBTASKS = [
     "heat pump efficiency below -15 C field studies",
@@ -103,6 +107,26 @@ def demo_agent(pace: float) -> Agent:
     async def reminder(ctx: JobContext) -> Any:
         return {"reminded": ctx.payload["text"]}
 
+    async def write_draft(topic: str) -> str:
+        await anyio.sleep(pace)
+        return f"Draft: {topic}, in 300 words"
+
+    async def publish(draft: str) -> str:
+        await anyio.sleep(pace)
+        return f"https://blog.example.org/{abs(hash(draft)) % 10_000}"
+
+    @agent.processor("post")
+    async def post(ctx: JobContext) -> Any:
+        """Drafts (a durable step), waits for a person's approval without holding a slot,
+        then publishes (a step): the draft is not written again when the job comes back."""
+        draft = await ctx.step("draft", write_draft, ctx.payload["topic"])
+        await ctx.log("draft ready; waiting for approval")
+        decision = await ctx.wait_for_signal("approval", timeout=600)
+        if not decision.get("ok"):
+            return {"published": False, "draft": draft}
+        url = await ctx.step("publish", publish, draft)
+        return {"published": True, "url": url, "approved_by": decision.get("by")}
+
     return agent
 
 
@@ -125,7 +149,22 @@ async def enqueue_demo(q: Queue) -> list[int]:
         prompt="Compare three heat pump brands", subtasks=BRANDS, queue="researcher", ttl=60
     )
     await q.dispatch(brain)
-    return [j.id for j in (research, fetch, extract, summary, flaky, later, brain)]
+    post = await q.enqueue("post", {"topic": "heat pumps in the cold"}, queue="researcher")
+    return [j.id for j in (research, fetch, extract, summary, flaky, later, post, brain)]
+
+
+APPROVAL = {"ok": True, "by": "the demo"}
+
+
+async def approve_waiting(q: Queue, jobs: list[Job], seen: dict[int, float], after: float) -> None:
+    """Play the person in the loop: approve a job once it has waited `after` seconds."""
+    now = time.monotonic()
+    for job in jobs:
+        if job.status is JobStatus.WAITING_SIGNAL:
+            since = seen.setdefault(job.id, now)
+            if now - since >= after:
+                await q.signal(job.id, "approval", APPROVAL)
+                seen[job.id] = float("inf")  # sent once
 
 
 def render(jobs: list[Job]) -> Table:
@@ -183,10 +222,15 @@ def demo(database: str | None, pace: float) -> None:
         async def watch(q: Queue) -> None:
             started = time.monotonic()
             ids = await enqueue_demo(q)
+            waited: dict[int, float] = {}
             with Live(console=console, refresh_per_second=8) as live:
                 while True:
                     jobs = await q.list(sort="id", order="asc", limit=1000)
-                    live.update(render(jobs))
+                    await approve_waiting(q, jobs, waited, after=max(1.0, 3 * pace))
+                    table = render(jobs)
+                    if waited:
+                        table.caption = APPROVED.format(id=next(iter(waited)))
+                    live.update(table)
                     if jobs and all(j.status in FINAL for j in jobs):
                         break
                     await anyio.sleep(0.1)
@@ -215,6 +259,14 @@ def demo(database: str | None, pace: float) -> None:
         )
     )
     console.print_json(json.dumps(brain.result))
+    post = next(j for j in jobs if j.id == result["ids"][-2])
+    console.print(
+        f"\n[bold]Waiting on a person[/]: job {post.id} drafted, waited for approval without "
+        f"holding a slot, and published ({SYMBOLS[post.status]}). The demo approved it "
+        f"itself; with a real person it is `wizd signal {post.id} approval --data "
+        f"'{{\"ok\": true}}'`."
+    )
+    console.print_json(json.dumps(post.result))
     done = sum(1 for j in jobs if j.status is JobStatus.COMPLETED)
     console.print(
         f"\n{done} of {len(jobs)} jobs completed in {result['seconds']:.1f}s.\n"
