@@ -13,6 +13,7 @@ import anyio.to_thread
 import pytest
 
 import wizd
+from tests.conftest import FakeClock
 from wizd.store import Finish
 
 Q = "steps"
@@ -241,6 +242,37 @@ async def test_retry_from_step_keeps_the_steps_before_it(q: wizd.Queue) -> None:
     assert (plan.calls, search.calls) == (0, 1)
     notes = [e.message for e in await q.events(job) if e.kind == "step"]
     assert "retry from step search: 1 earlier step(s) kept, the rest run again" in notes
+
+
+async def test_retry_from_step_runs_a_completed_job_again_and_keeps_its_first_run(
+    q: wizd.Queue, clock: FakeClock
+) -> None:
+    job = await q.enqueue("agent", queue=Q, attempts=1)
+    ctx = await run_of(q, job)
+    for name in ("plan", "write"):
+        await ctx.step(name, lambda name=name: name)
+    clock.advance(1)
+    await q.store.finish([Finish(job.id, WORKER, 1, "completed", result="first draft")])
+    first = [(e.kind, e.status) for e in await q.events(job)]
+    assert first[-2:] == [("claimed", "running"), ("completed", "completed")]
+
+    clock.advance(1)
+    (retried,) = await q.retry(job, from_step="write")
+    assert (retried.status, retried.result) == (wizd.JobStatus.PENDING, None)
+    assert [s.label for s in await q.steps(job)] == ["plan#1"]
+    clock.advance(1)
+    ctx = await run_of(q, job)
+    plan, write = Counter("p"), Counter("second draft")
+    assert await ctx.step("plan", plan) == "plan"
+    assert await ctx.step("write", write) == "second draft"
+    assert (plan.calls, write.calls) == (0, 1)
+    clock.advance(1)
+    await q.store.finish([Finish(job.id, WORKER, 1, "completed", result="second draft")])
+    assert (await q.get(job)).result == "second draft"
+    # The first run's claim and completion stay in the history, before the second run's.
+    statuses = [e.status for e in await q.events(job) if e.kind in ("claimed", "completed")]
+    assert statuses == ["running", "completed", "running", "completed"]
+    assert (await q.counts(Q))["completed"] == 1
 
 
 async def test_retry_from_step_refuses_what_it_cannot_do_and_changes_nothing(

@@ -47,7 +47,8 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     # failed: its ttl passed while it waited.
     S.WAITING_SIGNAL: frozenset({S.PENDING, S.CANCELLED, S.FAILED}),
     S.PAUSED: frozenset({S.PENDING, S.DELAYED, S.WAITING, S.CANCELLED, S.FAILED}),
-    S.COMPLETED: frozenset(),
+    # Only `retry --from-step` runs a completed job again (wizd.store.steps.retry_from).
+    S.COMPLETED: frozenset({S.PENDING, S.WAITING}),
     # Only an explicit retry (requeue) leaves failed or cancelled; a distributed job's
     # retry waits for its sub-tasks again.
     S.FAILED: frozenset({S.PENDING, S.WAITING, S.WAITING_CHILDREN}),

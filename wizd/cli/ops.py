@@ -353,7 +353,8 @@ async def _stop_note(q: Queue, job: Job) -> str | None:
 @click.option(
     "--from-step",
     metavar="NAME",
-    help="One job: keep its durable steps before step NAME's first call; run the rest again.",
+    help="One job (failed, cancelled or completed): keep its durable steps before step NAME's "
+    "first call; run the rest again.",
 )
 def retry(
     ids: tuple[str, ...], failed: bool, agent: str | None, from_step: str | None, as_json: bool

@@ -379,7 +379,7 @@ UPDATE jobs SET status = %(status)s, attempt = 0, run_at = %(now)s, updated_at =
     expires_at = %(expires_at)s,
     finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
     progress = NULL, progress_message = NULL
-WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+WHERE id = %(id)s AND status IN ('failed', 'cancelled', 'completed')
 """
 DELETE_JOB_EVENTS = "DELETE FROM job_events WHERE job_id = %s"
 DELETE_JOB = "DELETE FROM jobs WHERE id = %s"

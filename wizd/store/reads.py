@@ -105,7 +105,11 @@ def derived(row: tuple[Any, ...], stored: list[Line]) -> list[Line]:
     lines: list[Line] = []
     if not any(line[2] == "enqueued" for line in stored):
         lines.append(((FIRST, 0, 0), created_at, "enqueued", S.PENDING, 0, None, None))
-    completed = status == S.COMPLETED and not any(line[3] == S.COMPLETED for line in stored)
+    # A completed run's end is derived unless stored: a run that a retry from a step
+    # followed stored its claim and completion then, before this run's start.
+    completed = status == S.COMPLETED and not any(
+        line[3] == S.COMPLETED and (started_at is None or line[1] >= started_at) for line in stored
+    )
     if status == S.RUNNING or completed:
         lines.append(
             ((started_at, 1, 0), started_at, "claimed", S.RUNNING, attempt, worker_id, None)

@@ -382,7 +382,7 @@ UPDATE jobs SET status = :status, attempt = 0, run_at = :now, updated_at = :now,
     expires_at = :expires_at,
     finished_at = NULL, error = NULL, result = NULL, worker_id = NULL, heartbeat_at = NULL,
     progress = NULL, progress_message = NULL
-WHERE id = :id AND status IN ('failed', 'cancelled')
+WHERE id = :id AND status IN ('failed', 'cancelled', 'completed')
 """
 DELETE_JOB_EVENTS = "DELETE FROM job_events WHERE job_id = ?"
 DELETE_JOB = "DELETE FROM jobs WHERE id = ?"

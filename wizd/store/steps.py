@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from wizd.checks import shorten, truncate
 from wizd.errors import InvalidJob, JobNotFound
 from wizd.model import Job
+from wizd.states import S
 from wizd.step_model import Step, StepOutcome
-from wizd.store import admin
+from wizd.store import admin, flows
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn
@@ -75,8 +76,9 @@ def history(c: Conn, job_id: int) -> list[Step]:
 
 
 def retry_from(c: Conn, now: float, job_id: int, name: str) -> Job:
-    """Requeue a failed or cancelled job as `retry` does, keeping the steps before the first
-    occurrence of `name`: that step and every later entry run again. All or nothing."""
+    """Requeue a failed, cancelled or completed job as `retry` does, keeping the steps before
+    the first occurrence of `name`: that step and every later entry run again. All or
+    nothing."""
     steps = history(c, job_id)
     first = next((s.position for s in steps if s.name == name), None)
     if first is None:
@@ -84,9 +86,29 @@ def retry_from(c: Conn, now: float, job_id: int, name: str) -> Job:
         more = ", …" if len(names) > 10 else ""
         have = f"its steps: {', '.join(names[:10])}{more}" if names else "it has none stored"
         raise InvalidJob("from_step", f"job {job_id} has no step named {shorten(name)} ({have})")
-    (job,) = admin.retry(c, now, [job_id])  # refuses a job that is not failed or cancelled
+    job = rowmap.get(c, job_id)
+    if job.status is S.COMPLETED and job.kind != "distributed":
+        keep_completed_run(c, job)
+        flows.requeue(c, now, job, S.PENDING if flows.deps_satisfied(c, job) else S.WAITING)
+        job = rowmap.get(c, job_id)
+    else:
+        (job,) = admin.retry(c, now, [job_id])  # refuses a job that is not failed or cancelled
     c.execute(Q.STEPS_FORGET_FROM, (job_id, first))
     kept = first - 1
     note = f"retry from step {name}: {kept} earlier step(s) kept, the rest run again"
     rowmap.event(c, now, job_id, EVENT, None, None, None, note)
     return job
+
+
+def keep_completed_run(c: Conn, job: Job) -> None:
+    """Store the claim and completion of a completed job's run, which its history reads from
+    the job row (wizd.store.reads.derived) until the row is reused by a new run."""
+    if any(row[3] == S.COMPLETED for row in c.execute(Q.EVENTS, (job.id,))):
+        return
+    if job.started_at is not None:
+        rowmap.event(
+            c, job.started_at.timestamp(), job.id, "claimed", S.RUNNING, job.attempt,
+            job.worker_id, None,
+        )  # fmt: skip
+    at = (job.finished_at or job.updated_at).timestamp()
+    rowmap.event(c, at, job.id, "completed", S.COMPLETED, job.attempt, job.worker_id, None)
