@@ -12,8 +12,10 @@ drift falls on both alike); there is one run, no rounds.
   `ctx.step("noop", noop)` ten times; DBOS: a workflow calling a `@DBOS.step` ten times),
   enqueued first, then run by one executor at concurrency 10 (wizd: the real Supervisor
   in-process, as bench/hotpath.py runs it; DBOS: `DBOS.launch()` and a queue with
-  worker_concurrency=10 in-process, which is how DBOS runs). Timed from the first
-  job/workflow starting to the last one's body returning.
+  worker_concurrency=10 in-process, which is how DBOS runs; its workflows and steps are
+  plain functions run in its threads, its usual form, as `async def` is wizd's). Timed from
+  the first job/workflow starting to the last one finishing (wizd: its outcome written;
+  DBOS: its body returned).
 - jobs/s: the same with one step each. A step's cost is (10-step time - 1-step time) / 9
   per job, printed as a fraction of a whole 1-step job.
 - enqueue -> await: a client process enqueues one 1-step job at a time and awaits its
