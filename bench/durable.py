@@ -26,7 +26,9 @@ drift falls on both alike); there is one run, no rounds.
   is killed with SIGKILL there, and a new executor process is started on the same store;
   timed from starting that process to the recovered run finishing (wizd recovers a dead
   daemon's jobs of this host at start-up; DBOS recovers its executor's PENDING workflows at
-  launch). Includes each process's start (interpreter, imports, opening the store).
+  launch). Includes each process's start (interpreter, imports, opening the store). The
+  step bodies must have run 1-5, then 5-10 (1-4 replayed from the store), and every
+  throughput run must leave all its jobs completed, or the benchmark stops.
 
 DBOS is given its fast settings: queue polling every 0.01 s (its default is 1 s) and result
 polling every 0.005 s (default 1 s). Nothing is asserted: machines are shared. Results go
@@ -72,6 +74,8 @@ async def noop():
 
 
 async def block(i):
+    with open(os.path.join(folder, "calls"), "a") as f:
+        f.write(f"{i}\n")
     if i == 5 and not os.path.exists(os.path.join(folder, "go")):
         open(os.path.join(folder, "in-step-5"), "w").close()
         while not os.path.exists(os.path.join(folder, "go")):
@@ -149,7 +153,11 @@ async def main():
     hooks = Hooks(stop, n if mode == "throughput" else 1 if mode == "recover" else -1)
     await serve(settings, {"bench": agent}, hooks=hooks, stop=stop)
     if mode == "throughput":
-        print(json.dumps({"wall": hooks.t1 - hooks.t0}))
+        async with wizd.connect(db) as q:
+            completed = (await q.counts("bench"))["completed"]
+            last = (await q.list(queue="bench", limit=1))[0]
+            stored = len(await q.steps(last))
+        print(json.dumps({"wall": hooks.t1 - hooks.t0, "completed": completed, "steps": stored}))
 
 
 anyio.run(main)
@@ -174,6 +182,8 @@ def noop():
 
 @DBOS.step()
 def block(i):
+    with open(os.path.join(folder, "calls"), "a") as f:
+        f.write(f"{i}\n")
     if i == 5 and not os.path.exists(os.path.join(folder, "go")):
         open(os.path.join(folder, "in-step-5"), "w").close()
         while not os.path.exists(os.path.join(folder, "go")):
@@ -223,7 +233,15 @@ elif mode == "throughput":
     c.destroy()
     launch()
     done.wait()
-    print(json.dumps({"wall": state["t1"] - state["t0"]}))
+    wall = state["t1"] - state["t0"]
+    deadline = time.monotonic() + 30  # the last status write follows the body's return
+    while True:
+        ok = DBOS.list_workflows(status="SUCCESS", load_input=False, load_output=False)
+        if len(ok) >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    stored = len(DBOS.list_workflow_steps(ok[-1].workflow_id, load_output=False)) if ok else 0
+    print(json.dumps({"wall": wall, "completed": len(ok), "steps": stored}))
     DBOS.destroy()
 elif mode == "serve":
     launch()
@@ -315,8 +333,13 @@ def child(s: Store, mode: str, n: int = 0, steps: int = 0, timeout: float = 600)
 
 
 def throughput(s: Store, n: int, steps: int) -> float:
-    """Jobs (workflows) per second of `steps`-step no-op jobs."""
-    return n / float(child(s, "throughput", n, steps)["wall"])
+    """Jobs (workflows) per second of `steps`-step no-op jobs, every one of them completed
+    in the store and the last one holding its `steps` steps."""
+    found = child(s, "throughput", n, steps)
+    if (found["completed"], found["steps"]) != (n, steps):
+        raise SystemExit(f"{s.system}: {found['completed']} of {n} completed, {found['steps']} "
+                         f"steps stored of the last, not {steps}")  # fmt: skip
+    return n / float(found["wall"])
 
 
 def await_latency(s: Store, n: int) -> tuple[float, float]:
@@ -364,6 +387,9 @@ def restart_to_recovered(s: Store) -> float:
             second.wait()
     if not line:
         raise SystemExit(f"{s.system}: the recovered run did not finish")
+    calls = [int(x) for x in (s.folder / "calls").read_text().split()]
+    if calls != [1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10]:  # steps 1-4 replayed, not run again
+        raise SystemExit(f"{s.system}: the step bodies ran {calls}, not 1-5 then 5-10")
     return float(json.loads(line)["done"]) - start
 
 
