@@ -128,3 +128,28 @@ def test_bench_scaling_verifies_each_postgresql_queue_at_each_process_count(
             assert rss["processes"] == int(p), (key, p)
             assert rss["value"] > 0, (key, p)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_durable_prints_every_figure_of_wizd_and_dbos(tmp_path: Path) -> None:
+    """`python -m bench.durable --quick` (issue 21's side-by-side with DBOS) at tiny sizes on
+    SQLite: both systems ran every figure, including a run recovered after a SIGKILL, and
+    the table and the results files were written."""
+    require(["dbos"], {})
+    out = tmp_path / "results"
+    run, results = run_bench(["bench.durable", "--quick", "--jobs", "20", "--awaits", "5"],
+                             out / "durable", 110)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list(results["results"]) == ["SQLite"]
+    figures = results["results"]["SQLite"]
+    assert set(figures) == {"wizd", "dbos"}
+    keys = {"steps_per_s", "jobs_per_s", "await_p50_ms", "await_p99_ms", "recovery_s"}
+    for system, found in figures.items():
+        assert keys <= set(found), system
+        assert all(found[key] > 0 for key in keys), (system, found)
+        assert found["await_p50_ms"] <= found["await_p99_ms"], (system, found)
+    for kind in ("wizd", "dbos"):
+        assert f"SQLite {kind:>5}: restart -> recovered" in run.stdout, run.stdout
+    assert "| SQLite | 10-step job: steps/s |" in run.stdout
+    assert (out / "durable.md").read_text().startswith("wizd ")
