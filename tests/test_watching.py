@@ -8,6 +8,7 @@ polled.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -15,7 +16,7 @@ import pytest
 
 import wizd
 from tests.conftest import in_own_task
-from wizd import watching
+from wizd import streaming, watching
 from wizd.store.base import Finish
 
 Q = "agent"
@@ -170,3 +171,88 @@ async def test_a_bad_cursor_is_one_clear_error(watcher: wizd.Queue) -> None:
         events = watcher.watch(after=bad)
         with pytest.raises(wizd.InvalidJob, match="after"):
             await events.__anext__()
+
+
+# -- ctx.stream (wizd.streaming) ----------------------------------------------------------
+
+
+async def running(q: wizd.Queue) -> wizd.Job:
+    await q.enqueue("llm", {}, queue=Q)
+    (job,) = await q.store.claim(Q, "w1", 1)
+    return job
+
+
+async def test_stream_pieces_are_coalesced_into_few_writes(other: wizd.Queue) -> None:
+    job = await running(other)
+    stream = streaming.Stream(other.store, job.id, cap=1_000_000)
+    pieces = [f"tok{i} " for i in range(300)]
+    start = time.monotonic()
+    for piece in pieces:  # about 1,000 pieces a second
+        await stream.write(piece)
+        await anyio.sleep(0.001)
+    await stream.close()
+    took = time.monotonic() - start
+    assert await other.stream_text(job) == "".join(pieces)
+    assert stream.writes <= took / streaming.FLUSH_EVERY + 2, (stream.writes, took)
+    assert stream.writes < len(pieces) / 5
+
+
+async def test_a_watcher_sees_streamed_pieces_within_50_ms_of_their_write(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    job = await running(other)
+    stream = streaming.Stream(other.store, job.id, cap=1000)
+    written: list[float] = []
+    original = other.store.append_stream
+
+    async def append_stream(job_id: int, piece: str, cap: int = 1000) -> None:
+        await original(job_id, piece, cap)
+        written.append(time.monotonic())
+
+    other.store.append_stream = append_stream  # type: ignore[method-assign]
+    events = watcher.watch(job=job)
+    async with anyio.create_task_group() as tg:
+        seen: list[tuple[str | None, float]] = []
+
+        async def follow() -> None:
+            for event in await take(events, 1):
+                seen.append((event.message, time.monotonic()))
+            for event in await take(events, 1):
+                seen.append((event.message, time.monotonic()))
+
+        tg.start_soon(follow)
+        await registered(watcher)
+        await stream.write("Hel")  # written at once
+        await stream.write("lo")  # waits for the timer (FLUSH_EVERY)
+        await stream.close()
+    await events.aclose()  # type: ignore[attr-defined]
+    assert [message for message, _ in seen] == ["Hel", "lo"]
+    assert len(written) == 2
+    for (_, at), flushed in zip(seen, written, strict=True):
+        assert at - flushed < 0.05
+
+
+async def test_the_stored_stream_keeps_its_tail_with_a_marker(other: wizd.Queue) -> None:
+    job = await running(other)
+    assert await other.stream_text(job) == ""
+    await other.store.append_stream(job.id, "abcdefgh", 10)
+    assert await other.stream_text(job) == "abcdefgh"
+    await other.store.append_stream(job.id, "ijklm", 10)
+    assert await other.stream_text(job) == "[... 3 characters dropped]\ndefghijklm"
+    with pytest.raises(wizd.JobNotFound):
+        await other.stream_text(job.id + 100)
+
+
+async def test_ctx_stream_writes_what_is_left_when_the_run_ends(
+    backend_url: str,
+) -> None:
+    limits = wizd.SizeLimits(stream=8)
+    async with in_own_task(wizd.connect(backend_url, limits=limits)) as q:
+        job = await running(q)
+        ctx = wizd.JobContext(job, q, "w1")
+        for piece in ("one ", "two ", "three"):
+            await ctx.stream(piece)
+        with pytest.raises(wizd.InvalidJob, match="str"):
+            await ctx.stream(b"bytes")  # type: ignore[arg-type]
+        await ctx.end_stream()
+        assert await q.stream_text(job) == "[... 5 characters dropped]\nwo three"

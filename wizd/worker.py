@@ -404,7 +404,9 @@ class QueueWorker:
             awaitable = returned.value  # a plain wrapper returned its coroutine: run it here
         try:
             result = await (processor(ctx) if awaitable is None else awaitable)
+            await ctx.end_stream()
         except (Exception, SystemExit) as exc:  # a processor's failure (even sys.exit())
+            await ctx.end_stream()
             return self._settle(run, Returned(error=exc))
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelling():
