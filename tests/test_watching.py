@@ -210,7 +210,7 @@ async def test_a_watcher_sees_streamed_pieces_within_50_ms_of_their_write(
         written.append(time.monotonic())
 
     other.store.append_stream = append_stream  # type: ignore[method-assign]
-    events = watcher.watch(job=job)
+    events = watcher.watch(job=job, after=0)  # from the feed's start: no history first
     async with anyio.create_task_group() as tg:
         seen: list[tuple[str | None, float]] = []
 
@@ -256,3 +256,27 @@ async def test_ctx_stream_writes_what_is_left_when_the_run_ends(
             await ctx.stream(b"bytes")  # type: ignore[arg-type]
         await ctx.end_stream()
         assert await q.stream_text(job) == "[... 5 characters dropped]\nwo three"
+
+
+async def test_a_jobs_watch_starts_with_its_history_so_far(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    job = await other.enqueue("search", {}, queue=Q)
+    (claimed,) = await other.store.claim(Q, "w1", 1)
+    assert await other.store.progress(job.id, "w1", claimed.attempt, 0.25, None)
+    events = watcher.watch(job=job)
+    async with anyio.create_task_group() as tg:
+        got: list[wizd.WatchEvent] = []
+
+        async def follow() -> None:
+            got.extend(await take(events, 5))
+
+        tg.start_soon(follow)
+        await registered(watcher)
+        await other.store.log(job.id, "late", worker_id="w1", attempt=claimed.attempt)
+        finish = Finish(job.id, "w1", claimed.attempt, "completed", None, None, retry=False)
+        assert await other.store.finish([finish]) == [True]
+    await events.aclose()  # type: ignore[attr-defined]
+    assert [e.kind for e in got] == ["enqueued", "claimed", "progress", "log", "completed"]
+    with pytest.raises(wizd.JobNotFound):
+        await watcher.watch(job=job.id + 50).__anext__()

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator
 
 from wizd.arguments import job_id, name
 from wizd.checks import check_int
-from wizd.errors import InvalidJob
+from wizd.errors import InvalidJob, JobNotFound
 from wizd.store import Store
 from wizd.store.feed import LEASE, WatchEvent
 
@@ -46,7 +47,8 @@ async def watch(
     store: Store, queue: str | None, job: object, after: object
 ) -> AsyncGenerator[WatchEvent, None]:
     """Every event of the queue's (or the job's, or all) jobs after the cursor `after`
-    (None: from now on), as they are committed, for ever."""
+    (None: from now on; a job's watch from now on starts with the job's history so far,
+    each line carrying the cursor the watch started at), as they are committed, for ever."""
     queue = name("queue", queue)
     wanted = None if job is None else job_id(job, "job")
     cursor = cursor_of(after)
@@ -55,13 +57,21 @@ async def watch(
     try:
         head = await store.watch_register(watcher, LEASE)
         renewed = time.monotonic()
+        seen: Counter[tuple[object, ...]] = Counter()
         if cursor is None:
             cursor = head
+            if wanted is not None:  # a job's watch from now: its history so far first
+                for event in await history(store, wanted, queue, head):
+                    seen[key(event)] += 1
+                    yield event
         while True:
             mark = await store.feed_mark()  # before the read: a commit after it wakes
             events = await store.feed_after(cursor, queue, wanted, BATCH)
             for event in events:
                 cursor = event.cursor
+                if seen[key(event)] > 0:  # committed after the lease, read in the history
+                    seen[key(event)] -= 1
+                    continue
                 yield event
             if time.monotonic() - renewed > LEASE / 3:
                 await store.watch_register(watcher, LEASE)
@@ -70,3 +80,30 @@ async def watch(
                 await store.wait_for_feed(mark, SAFETY_NET)
     finally:
         await store.stop_watching()
+
+
+def key(event: WatchEvent) -> tuple[object, ...]:
+    return (event.job_id, event.kind, event.at, event.attempt, event.message)
+
+
+async def history(store: Store, job: int, queue: str | None, cursor: int) -> list[WatchEvent]:
+    """The job's history so far (wizd.store.reads.events) as watch events at `cursor`."""
+    found = await store.get_many([job])
+    if not found:
+        raise JobNotFound(job)
+    if queue is not None and found[0].queue != queue:
+        return []
+    return [
+        WatchEvent(
+            cursor=cursor,
+            job_id=job,
+            queue=found[0].queue,
+            at=e.at,
+            kind=e.kind,
+            status=e.status,
+            attempt=e.attempt,
+            worker_id=e.worker_id,
+            message=e.message,
+        )
+        for e in await store.events(job)
+    ]
