@@ -6,7 +6,6 @@ or a few calls through `with_queue`, render the answer.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ import anyio
 import click
 
 from wizd.cli import waits
+from wizd.cli.follow import follow_events
 from wizd.cli.options import (
     json_option,
     parse_duration,
@@ -45,7 +45,6 @@ from wizd.settings import Settings
 from wizd.step_model import Step
 from wizd.worker import STOP_NOTE
 
-FOLLOW_INTERVAL = 0.3  # seconds between polls of `logs -f`
 MAX_LIST = 10_000
 ids_argument = click.argument("ids", nargs=-1, required=True, metavar="ID...")
 
@@ -147,25 +146,6 @@ def info(id: str, as_json: bool) -> None:
             show(steps_table(steps))
 
 
-async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
-    """Print the job's events as they come (JSON lines with as_json) until it is final; the
-    final job."""
-    last = 0
-    while True:
-        job = await q.get(ref)  # read before the events, so a final status's event is seen
-        for event in await q.events(job, after=last):
-            last = event.id
-            if as_json:
-                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
-            else:
-                show(event_line(event))
-        if job.final:
-            if not as_json:
-                show(f"job {job.id} is final: {symbol(job.status)}")
-            return job
-        await anyio.sleep(FOLLOW_INTERVAL)
-
-
 @click.command(
     help="Print a job's events and log lines; -f follows until it is final.\n\n"
     "With -f, --json prints one JSON object per line as the events come, and the exit code "
@@ -177,7 +157,8 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
 def logs(id: str, as_json: bool, follow: bool) -> None:
     if follow:
-        final = with_queue(lambda q, s: follow_events(id, as_json, q), read_only=True)
+        # -f takes a watcher's lease on the store's change feed: it writes (wizd.watching).
+        final = with_queue(lambda q, s: follow_events(id, as_json, q))
         if final.status is not JobStatus.COMPLETED:
             raise click.exceptions.Exit(1)
         return
