@@ -33,13 +33,19 @@ CREATE TABLE job_streams (
     dropped BIGINT  NOT NULL DEFAULT 0
 );
 
+-- Whether the transaction feeds: the first feeding row of a transaction looks for a lease,
+-- takes the lock and notifies; the others find the transaction-local mark it left.
 CREATE FUNCTION wizd_feed_lock() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('wizd.feeding', true) = 'on' THEN
+        RETURN true;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM feed_watchers) THEN
         RETURN false;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.job_feed'));
     PERFORM pg_notify('wizd_' || current_schema() || ':feed', '');
+    PERFORM set_config('wizd.feeding', 'on', true);
     RETURN true;
 END $$;
 
