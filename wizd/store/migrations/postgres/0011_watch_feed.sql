@@ -57,6 +57,11 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO job_feed (job_id, queue, at, kind, status, attempt, worker_id, message)
         VALUES (NEW.id, NEW.queue, NEW.created_at, 'enqueued', 'pending', 0, NULL, NULL);
+        IF NEW.status = 'running' THEN  -- handed over to an idle daemon (schema 7)
+            INSERT INTO job_feed (job_id, queue, at, kind, status, attempt, worker_id, message)
+            VALUES (NEW.id, NEW.queue, NEW.started_at, 'claimed', 'running', NEW.attempt,
+                    NEW.worker_id, NULL);
+        END IF;
     ELSE
         INSERT INTO job_feed (job_id, queue, at, kind, status, attempt, worker_id, message)
         VALUES (
@@ -83,7 +88,7 @@ END $$;
 
 CREATE CONSTRAINT TRIGGER job_feed_enqueued AFTER INSERT ON jobs
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (NEW.status = 'pending' AND NEW.error IS NULL)
+    WHEN (NEW.status IN ('pending', 'running') AND NEW.error IS NULL)
     EXECUTE FUNCTION wizd_feed_job();
 
 CREATE CONSTRAINT TRIGGER job_feed_status AFTER UPDATE OF status ON jobs
