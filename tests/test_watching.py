@@ -280,3 +280,12 @@ async def test_a_jobs_watch_starts_with_its_history_so_far(
     assert [e.kind for e in got] == ["enqueued", "claimed", "progress", "log", "completed"]
     with pytest.raises(wizd.JobNotFound):
         await watcher.watch(job=job.id + 50).__anext__()
+
+
+def test_connect_sync_watches_too(store_url: str) -> None:
+    with wizd.connect_sync(store_url) as q:
+        job = q.enqueue("search", {}, queue=Q)
+        events = q.watch(job=job)
+        first = next(events)
+        assert (first.job_id, first.kind) == (job.id, "enqueued")
+        events.close()  # type: ignore[attr-defined]

@@ -513,6 +513,14 @@ class SyncQueue:
             raise RuntimeError("use `with wizd.connect_sync(url) as q:`")
         return waiting.blocking_iterator(self._portal, completions)
 
+    def watch(
+        self, queue: str | None = None, job: int | str | Job | None = None, after: object = None
+    ) -> Iterator[WatchEvent]:
+        """`for event in q.watch()`: as Queue.watch, blocking."""
+        if self._portal is None:
+            raise RuntimeError("use `with wizd.connect_sync(url) as q:`")
+        return waiting.blocking_iterator(self._portal, self._queue.watch(queue, job, after))
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._queue, name)
         if not inspect.iscoroutinefunction(attr):

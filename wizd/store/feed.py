@@ -58,7 +58,11 @@ def register(c: Conn, now: float, watcher: str, lease: float) -> int:
     """Start or renew `watcher`'s lease (the feed records from the commit of this), drop
     expired leases and rows older than any lease can resume; the feed's last id."""
     c.execute("DELETE FROM feed_watchers WHERE expires_at < ?", (now,))
-    c.execute("DELETE FROM job_feed WHERE at < ?", (now - 2 * lease,))
+    # The last row stays: SQLite's next id is one past the largest (no cursor reused).
+    c.execute(
+        "DELETE FROM job_feed WHERE at < ? AND id < (SELECT MAX(id) FROM job_feed)",
+        (now - 2 * lease,),
+    )
     c.execute("DELETE FROM feed_watchers WHERE id = ?", (watcher,))
     c.execute("INSERT INTO feed_watchers (id, expires_at) VALUES (?, ?)", (watcher, now + lease))
     return head(c)

@@ -10,7 +10,7 @@
 -- job_streams holds the capped tail of what a job streamed (ctx.stream).
 
 CREATE TABLE job_feed (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id        INTEGER PRIMARY KEY,  -- never reused: pruning keeps the last row
     job_id    INTEGER NOT NULL,
     queue     TEXT    NOT NULL,
     at        REAL    NOT NULL,
