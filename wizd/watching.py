@@ -20,6 +20,8 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator
 
+import anyio
+
 from wizd.arguments import job_id, name
 from wizd.checks import check_int
 from wizd.errors import InvalidJob, JobNotFound
@@ -28,6 +30,7 @@ from wizd.store.feed import LEASE, WatchEvent
 
 SAFETY_NET = 2.0  # seconds between two reads of the feed at most
 BATCH = 500  # feed rows read at a time
+PACE = 0.01  # seconds at least between two reads that found events: busy, reads batch up
 
 
 def cursor_of(value: object) -> int | None:
@@ -64,8 +67,11 @@ async def watch(
                 for event in await history(store, wanted, queue, head):
                     seen[key(event)] += 1
                     yield event
+        read_at = float("-inf")
         while True:
             mark = await store.feed_mark()  # before the read: a commit after it wakes
+            await anyio.sleep(max(read_at + PACE - time.monotonic(), 0.0))
+            read_at = time.monotonic()
             events = await store.feed_after(cursor, queue, wanted, BATCH)
             for event in events:
                 cursor = event.cursor
@@ -76,6 +82,8 @@ async def watch(
             if time.monotonic() - renewed > LEASE / 3:
                 await store.watch_register(watcher, LEASE)
                 renewed = time.monotonic()
+            if not events:
+                read_at = float("-inf")  # quiet: the next change is read at once
             if len(events) < BATCH:
                 await store.wait_for_feed(mark, SAFETY_NET)
     finally:
