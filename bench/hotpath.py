@@ -1,6 +1,6 @@
 """Hot-path A/B: CPU per job of the daemon's own code, two trees of wizd in one run.
 
-    python -m bench.hotpath [--jobs N] [--rounds R] [--postgres URL] [NAME=TREE ...]
+    python -m bench.hotpath [--jobs N] [--rounds R] [--postgres URL] [--watch] [NAME=TREE ...]
 
 Each round runs, for every tree in turn (interleaved, so that the machine's drift falls on
 all alike), a fresh subprocess whose `wizd` is imported from TREE (its folder holding the
@@ -10,6 +10,10 @@ then runs the real Supervisor in-process at concurrency 10 until every job has c
 and reports the CPU time (user + system, all threads) and wall time from the first claim to
 the last completion. Printed: per tree the median CPU per job (µs) and jobs/s, and each
 tree's ratio to the first. Nothing is asserted: machines are shared.
+
+--watch runs every tree that can watch twice a round: as above, and with one watcher
+(another process following `Queue.watch(queue="bench")`, leased before the enqueue) for
+the whole burn-down; the watched run is named NAME+watch.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from wizd.cli.daemon import serve
 from wizd.logging import configure_logging
 from wizd.settings import Settings
 
-jobs, db = int(sys.argv[1]), sys.argv[2]
+jobs, db, watched = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "watch"
 agent = Agent("bench")
 
 
@@ -69,7 +73,30 @@ class Count:
         pass
 
 
+WATCHER = '''
+import sys, anyio, wizd
 async def main():
+    async with wizd.connect(sys.argv[1]) as q:
+        events = q.watch(queue="bench")
+        n = 0
+        async for _ in events:
+            n += 1
+anyio.run(main)
+'''
+
+
+async def main():
+    watcher = None
+    if watched:
+        import subprocess
+        async with wizd.connect(db) as q:  # the schema exists before the watcher connects
+            pass
+        watcher = subprocess.Popen([sys.executable, "-c", WATCHER, db])
+        async with wizd.connect(db) as q:
+            while not await q.store._read(
+                lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
+            ):
+                await anyio.sleep(0.05)
     async with wizd.connect(db) as q:
         for start in range(0, jobs, 1000):
             n = min(1000, jobs - start)
@@ -82,6 +109,9 @@ async def main():
     stop = anyio.Event()
     hooks = Count(stop)
     await serve(settings, {"bench": agent}, hooks=hooks, stop=stop)
+    if watcher is not None:
+        watcher.terminate()
+        watcher.wait()
     cpu = hooks.t1[0] - hooks.t0[0]
     wall = hooks.t1[1] - hooks.t0[1]
     print(json.dumps({"cpu": cpu, "wall": wall, "jobs": jobs, "wizd": wizd.__file__}))
@@ -91,7 +121,7 @@ anyio.run(main)
 """
 
 
-def run_once(tree: Path, jobs: int, postgres: str | None) -> dict[str, Any]:
+def run_once(tree: Path, jobs: int, postgres: str | None, watch: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wizd-hotpath-") as folder:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WIZD_")}
         env["PYTHONPATH"] = str(tree)
@@ -99,7 +129,7 @@ def run_once(tree: Path, jobs: int, postgres: str | None) -> dict[str, Any]:
         db = f"{postgres}?schema={schema}" if postgres else str(Path(folder) / "bench.db")
         try:
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(jobs), db],
+                [sys.executable, "-c", CHILD, str(jobs), db, "watch" if watch else "-"],
                 env=env,
                 cwd=folder,
                 capture_output=True,
@@ -125,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL database instead of SQLite")
+    parser.add_argument("--watch", action="store_true", help="also run with one watcher")
     parser.add_argument("trees", nargs="*", metavar="NAME=TREE")
     args = parser.parse_args(argv)
     trees: dict[str, Path] = {}
@@ -133,10 +164,14 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not (Path(path) / "wizd" / "__init__.py").is_file():
             parser.error(f"{spec!r}: give NAME=TREE, TREE a folder holding the wizd package")
         trees[name] = Path(path).resolve()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    variants = [(name, tree, False) for name, tree in trees.items()]
+    if args.watch:
+        watching = [(n, t) for n, t in trees.items() if (t / "wizd" / "watching.py").is_file()]
+        variants += [(name + "+watch", tree, True) for name, tree in watching]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
     for round_ in range(1, args.rounds + 1):
-        for name, tree in trees.items():
-            result = run_once(tree, args.jobs, args.postgres)
+        for name, tree, watch in variants:
+            result = run_once(tree, args.jobs, args.postgres, watch)
             runs[name].append(result)
             us = result["cpu"] / args.jobs * 1e6
             print(f"round {round_} {name:>10}: {us:6.1f} us CPU/job, "
@@ -145,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     base = statistics.median(r["cpu"] for r in runs[first])
     store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\n{args.jobs} no-op jobs, concurrency 10, {store}, {args.rounds} interleaved rounds")
-    for name in trees:
+    for name in runs:
         cpu = statistics.median(r["cpu"] for r in runs[name])
         rate = statistics.median(args.jobs / r["wall"] for r in runs[name])
         print(f"{name:>10}: median {cpu / args.jobs * 1e6:6.1f} us CPU/job, {rate:8.0f} jobs/s, "

@@ -38,6 +38,7 @@ from wizd.model import (
 )
 from wizd.queue import Queue, SyncQueue, connect, connect_sync
 from wizd.step_model import Step
+from wizd.store.feed import WatchEvent
 
 __version__ = "0.1.0"
 
@@ -74,6 +75,7 @@ __all__ = [
     "StoreError",
     "SyncQueue",
     "WaitTimeout",
+    "WatchEvent",
     "WizdError",
     "WorkerInfo",
     "__version__",

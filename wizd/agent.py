@@ -15,6 +15,7 @@ from wizd.errors import InvalidJob, LostJob
 from wizd.model import Backoff, Job, check_identifier
 from wizd.queue import Queue
 from wizd.steps import History
+from wizd.streaming import Stream
 
 Processor: TypeAlias = Callable[["JobContext"], Awaitable[Any] | Any]
 
@@ -37,6 +38,7 @@ class JobContext:
         # processors holding external resources (subprocesses) should not wait politely.
         self.force_kill = False
         self._stop_requested = False
+        self._stream: Stream | None = None
         self._stop_event: threading.Event | None = None  # a synchronous run's, see below
         self._steps: History | None = None  # made by the first step call
 
@@ -98,6 +100,25 @@ class JobContext:
         await self.queue.store.log(
             self.job.id, line, worker_id=self.worker_id, attempt=self.job.attempt
         )
+
+    async def stream(self, text: str) -> None:
+        """Output that arrives in pieces (LLM tokens): watchers see it within ~50 ms as
+        events of kind 'stream'; pieces are coalesced on write (wizd.streaming)."""
+        if self._stream is None:
+            self._stream = Stream(self.queue.store, self.job.id, self.queue.limits.stream)
+        await self._stream.write(text)
+
+    @property
+    def streaming(self) -> bool:
+        """The run has called ctx.stream (so end_stream has something to do)."""
+        return self._stream is not None
+
+    async def end_stream(self) -> None:
+        """The run ends, however it ends: write what ctx.stream still holds (the worker
+        calls this; shielded, and never raises)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.close()
 
     async def spawn(
         self, name: str, payload: Mapping[str, Any] | None = None, **options: Any

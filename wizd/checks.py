@@ -30,7 +30,8 @@ class SizeLimits:
     payload, context, log (one log line or progress message) and tags (how many; each tag
     is at most 200 characters) are refused over the cap with InvalidJob, before anything
     is written. A processor's result over `result` fails its job with an error saying so
-    (the result is not stored); an error text over `error` is cut with a marker."""
+    (the result is not stored); an error text over `error` is cut with a marker. A job's
+    streamed text (ctx.stream) keeps its last `stream` characters, with a marker."""
 
     payload: int = 1 * MiB
     context: int = 1 * MiB
@@ -38,9 +39,10 @@ class SizeLimits:
     log: int = 64 * KiB
     tags: int = 100
     error: int = 64 * KiB
+    stream: int = 64 * KiB  # characters of a job's ctx.stream text kept (older: dropped)
 
     def __post_init__(self) -> None:
-        for name in ("payload", "context", "result", "log", "tags", "error"):
+        for name in ("payload", "context", "result", "log", "tags", "error", "stream"):
             check_int(f"{name}_limit", getattr(self, name), low=1)
 
     def replace(self, **changes: int | None) -> SizeLimits:

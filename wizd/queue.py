@@ -20,7 +20,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Unpack
 
 from wizd import arguments as arg
-from wizd import waiting
+from wizd import waiting, watching
 from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
 from wizd.arguments import Seconds, epoch, job_id, seconds
 from wizd.arguments import Unset as Unset
@@ -48,6 +48,7 @@ from wizd.model import (
 from wizd.scheduling import Scheduling
 from wizd.step_model import Step, check_signal_name
 from wizd.store import Store, open_store
+from wizd.store.feed import WatchEvent
 from wizd.store.outcomes import encode_result
 
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
@@ -228,6 +229,18 @@ class Queue(Distributed, Scheduling):
         became final; WaitTimeout once `timeout` seconds passed with jobs left."""
         ids, limit = waiting.ids_of(jobs), waiting.timeout_of(timeout)
         return waiting.completions(self.store, ids, limit)
+
+    def watch(
+        self, queue: str | None = None, job: int | str | Job | None = None, after: object = None
+    ) -> AsyncIterator[WatchEvent]:
+        """`async for event in q.watch()`: every event of the queue's (or the job's) jobs,
+        from any process, in commit order, for ever; `after=event.cursor` resumes after an
+        event with nothing missed or repeated (wizd.watching says within what time)."""
+        return watching.watch(self.store, queue, job, after)
+
+    async def stream_text(self, id: int | str | Job) -> str:
+        """What the job streamed with ctx.stream (its last `stream_tail` characters)."""
+        return await self.store.stream_text(job_id(id))
 
     async def list(
         self,
@@ -511,6 +524,14 @@ class SyncQueue:
         if self._portal is None:
             raise RuntimeError("use `with wizd.connect_sync(url) as q:`")
         return waiting.blocking_iterator(self._portal, completions)
+
+    def watch(
+        self, queue: str | None = None, job: int | str | Job | None = None, after: object = None
+    ) -> Iterator[WatchEvent]:
+        """`for event in q.watch()`: as Queue.watch, blocking."""
+        if self._portal is None:
+            raise RuntimeError("use `with wizd.connect_sync(url) as q:`")
+        return waiting.blocking_iterator(self._portal, self._queue.watch(queue, job, after))
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._queue, name)

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     error_limit: int = Field(
         default=64 * 1024, gt=0, le=MAX_INT, description="bytes of an error text"
     )
+    stream_limit: int = Field(
+        default=64 * 1024, gt=0, le=MAX_INT, description="characters of streamed text kept"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(
         default=None,
@@ -225,6 +228,7 @@ class Settings(BaseSettings):
             log=self.log_limit,
             tags=self.max_tags,
             error=self.error_limit,
+            stream=self.stream_limit,
         )
 
     def concurrency_for(self, queue: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal
 
@@ -22,6 +22,7 @@ from wizd.jobs import Job
 from wizd.states import JobStatus
 from wizd.store import Store
 
+T = TypeVar("T")
 SAFETY_NET = 2.0  # seconds between two reads of the awaited jobs at most
 
 
@@ -94,8 +95,9 @@ async def result(store: Store, id: int | str | Job, timeout: Seconds | None) -> 
     return job.result
 
 
-def blocking_iterator(portal: BlockingPortal, jobs: AsyncIterator[Job]) -> Iterator[Job]:
-    """Step an async iterator of jobs from a thread outside the portal's event loop."""
+def blocking_iterator(portal: BlockingPortal, jobs: AsyncIterator[T]) -> Iterator[T]:
+    """Step an async iterator (of jobs, of watch events) from a thread outside the
+    portal's event loop."""
     try:
         while True:
             try:

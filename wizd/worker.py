@@ -420,6 +420,9 @@ class QueueWorker:
             # A cancellation that no scope of ours asked for: a library gave up inside the
             # processor. It is the job's failure; letting it out would end the runner.
             return self._settle(run, Returned(error=exc))
+        finally:
+            if ctx.streaming:  # what ctx.stream holds is written, however the run ended
+                await ctx.end_stream()
         return self._settle(run, Returned(result))
 
     async def _in_thread(self, processor: Any, ctx: JobContext, run: Run) -> Returned:

@@ -6,7 +6,6 @@ or a few calls through `with_queue`, render the answer.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ import anyio
 import click
 
 from wizd.cli import signals, waits
+from wizd.cli.follow import follow_events
 from wizd.cli.options import (
     json_option,
     parse_duration,
@@ -45,7 +45,6 @@ from wizd.settings import Settings
 from wizd.step_model import Step
 from wizd.worker import STOP_NOTE
 
-FOLLOW_INTERVAL = 0.3  # seconds between polls of `logs -f`
 MAX_LIST = 10_000
 ids_argument = click.argument("ids", nargs=-1, required=True, metavar="ID...")
 
@@ -151,25 +150,6 @@ def info(id: str, as_json: bool) -> None:
         show(job_detail(job, related))
         if steps:
             show(steps_table(steps))
-
-
-async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
-    """Print the job's events as they come (JSON lines with as_json) until it is final; the
-    final job."""
-    last = 0
-    while True:
-        job = await q.get(ref)  # read before the events, so a final status's event is seen
-        for event in await q.events(job, after=last):
-            last = event.id
-            if as_json:
-                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
-            else:
-                show(event_line(event))
-        if job.final:
-            if not as_json:
-                show(f"job {job.id} is final: {symbol(job.status)}")
-            return job
-        await anyio.sleep(FOLLOW_INTERVAL)
 
 
 @click.command(

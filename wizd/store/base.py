@@ -28,6 +28,7 @@ from wizd.model import (
     WorkerInfo,
 )
 from wizd.step_model import Armed, SignalWait, Step, StepOutcome
+from wizd.store.feed import WatchEvent
 
 Outcome = Literal[
     "completed", "failed", "later", "requeue", "cancelled", "wait_children", "wait_signal"
@@ -339,6 +340,35 @@ class Store(Protocol):
         """Return soon after jobs may have become final (by any process) since `mark` was
         taken (at once if a wake-up came since), or after `timeout` seconds. A wake-up
         only says "look again": the caller re-reads the jobs."""
+
+    async def start_watching(self) -> None:
+        """A task starts following the change feed (wizd.watching): wait_for_feed wakes on
+        its commits until stop_watching (PostgreSQL LISTENs meanwhile)."""
+
+    async def stop_watching(self) -> None:
+        """The task that called start_watching follows the feed no more (shielded)."""
+
+    async def feed_mark(self) -> int:
+        """A counter of feed wake-ups, to take before reading the feed (as final_mark)."""
+
+    async def wait_for_feed(self, mark: int, timeout: float) -> None:
+        """Return soon after the feed may have grown since `mark`, or after `timeout`."""
+
+    async def watch_register(self, watcher: str, lease: float = ...) -> int:
+        """Start or renew a watcher's lease: the feed records every job's history while
+        one is live (wizd.store.feed); the feed's last cursor."""
+
+    async def feed_after(
+        self, cursor: int, queue: str | None = None, job: int | None = None, limit: int = 500
+    ) -> list[WatchEvent]:
+        """The feed's events after `cursor`, of the queue and job if given, in order."""
+
+    async def append_stream(self, job_id: int, piece: str, cap: int = ...) -> None:
+        """Add streamed text to the job's stored stream (its last `cap` characters kept);
+        watchers get it as an event of kind 'stream'."""
+
+    async def stream_text(self, job_id: int) -> str:
+        """What the job streamed (its capped tail); JobNotFound."""
 
     def handed_over(self, queue: str, worker_id: str) -> Claimed:
         """Jobs of the queue that enqueues handed over to this worker since it last asked:

@@ -39,6 +39,7 @@ from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
 from wizd.store.base import Claimed, Finish, Interrupted
+from wizd.store.feed import FeedMethods
 from wizd.store.migrations import bundled
 from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
 from wizd.store.pg_statements import PgConn, lock_timed_out
@@ -75,7 +76,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SignalStore, NotifiedWaits, SQLStore):
+class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
@@ -213,6 +214,7 @@ class PostgresStore(SignalStore, NotifiedWaits, SQLStore):
             if self._listen is not None:
                 await self._listen.close()
             await self._final.close()
+            await self.close_feed()
             await self._drop_loop_connection()
             if self._pool is not None:
                 await anyio.to_thread.run_sync(self._pool.close)

@@ -20,6 +20,7 @@ import anyio
 from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import sqlite_queries as Q
+from wizd.store.feed import FeedMethods
 from wizd.store.migrations import bundled
 from wizd.store.signals import SignalStore
 from wizd.store.sql import SQLStore
@@ -104,7 +105,7 @@ class GroupConnection(sqlite3.Connection):
         self.group_cache = {}
 
 
-class SQLiteStore(SignalStore, SQLStore):
+class SQLiteStore(SignalStore, SQLStore, FeedMethods):
     """The Store protocol on one SQLite file (see wizd.store.base for each method's contract)."""
 
     backend = "sqlite"
@@ -374,6 +375,12 @@ class SQLiteStore(SignalStore, SQLStore):
     async def wait_for_final(self, mark: int, timeout: float) -> None:
         """Every commit may have made jobs final: the change watcher wakes the caller."""
         await self.wakeups.wait(mark, timeout, self._next_change)
+
+    # Watching (wizd.watching): every commit may have fed the change feed.
+    start_watching = start_waiting
+    stop_watching = stop_waiting
+    feed_mark = final_mark
+    wait_for_feed = wait_for_final
 
     async def _next_change(self, timeout: float) -> bool:
         """Whether a commit came within `timeout` seconds (watched by one task at a time:

@@ -88,11 +88,14 @@ class FinalListener:
     left listening by a client that no longer reads it would hold back the server's
     notification queue. The session itself is kept (and made again after a failure)."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]], channel: str) -> None:
+    def __init__(
+        self, connect: Callable[[], Awaitable[Any]], channel: str, suffix: str = "final"
+    ) -> None:
         from psycopg import sql  # the PostgreSQL store is made: it is installed
 
         self._connect = connect
-        self.channel = final_channel(channel)
+        self.base_channel = channel
+        self.channel = f"{channel}:{suffix}"  # final_channel(channel) unless a suffix
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
         self._unlisten = sql.SQL("UNLISTEN {}").format(sql.Identifier(self.channel))
         # What a transaction that may have made jobs final commits with: one round trip.
@@ -157,9 +160,33 @@ class FinalListener:
 
 
 class NotifiedWaits:
-    """The Store's waiting methods on PostgreSQL (wizd.store.base), over `_final`."""
+    """The Store's waiting and watching methods on PostgreSQL (wizd.store.base), over
+    `_final` and, made when first watched, `_feed`: the same listener on the channel the
+    change feed's triggers notify (`wizd_<schema>:feed`, wizd.store.feed)."""
 
     _final: FinalListener
+    _feed: FinalListener | None = None
+
+    def _feed_listener(self) -> FinalListener:
+        if self._feed is None:
+            self._feed = FinalListener(self._final._connect, self._final.base_channel, "feed")
+        return self._feed
+
+    async def start_watching(self) -> None:
+        await self._feed_listener().start_waiting()
+
+    async def stop_watching(self) -> None:
+        await self._feed_listener().stop_waiting()
+
+    async def feed_mark(self) -> int:
+        return self._feed_listener().wakeups.count
+
+    async def wait_for_feed(self, mark: int, timeout: float) -> None:
+        await self._feed_listener().wait(mark, timeout)
+
+    async def close_feed(self) -> None:
+        if self._feed is not None:
+            await self._feed.close()
 
     async def start_waiting(self) -> None:
         await self._final.start_waiting()

@@ -76,3 +76,13 @@ async def blocker(ctx: JobContext) -> dict[str, Any]:
         await _wait_for_file(ctx.payload["go"])
         time.sleep(ctx.payload["block"])  # noqa: ASYNC251 - blocking the loop is the point
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@researcher.processor("narrate")
+async def narrate(ctx: JobContext) -> dict[str, Any]:
+    """Reports progress, logs a line and streams `pieces` (for Queue.watch)."""
+    await ctx.progress(0.5, "half")
+    await ctx.log("halfway")
+    for piece in ctx.payload["pieces"]:
+        await ctx.stream(piece)
+    return {"pid": os.getpid()}

@@ -1,0 +1,151 @@
+"""The change feed Queue.watch reads, and the streamed tails of jobs (ctx.stream).
+
+While anybody watches (a live lease in feed_watchers), triggers (SQLite migration 0013,
+PostgreSQL 0011) copy every line of every job's history into job_feed: the lines a job's
+row holds (enqueued, claimed, completed), every stored event (progress, log, step,
+failed, ...) and every streamed piece. A row's id is its place in the commit order (SQLite
+writes one transaction at a time; PostgreSQL's feed triggers run at COMMIT under one
+advisory lock) and is the watchers' cursor: "rows after id N" is exact, so a watcher that
+reconnects with its last cursor misses nothing and sees nothing twice, as long as its
+lease (or another watcher's) kept the feed recording meanwhile (LEASE seconds after its
+last renewal). Nobody watching, the triggers write nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from wizd.errors import JobNotFound
+from wizd.jobs import utc_at
+from wizd.states import JobStatus
+from wizd.store.conn import Conn
+
+T = TypeVar("T")
+LEASE = 300.0  # seconds the feed keeps recording for a watcher after its last renewal
+STREAM_TAIL = 65536  # characters of a job's stream kept (older text is dropped)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One line of a job's history as a watcher sees it. `cursor` is its place in the
+    feed: pass it as `after=` to resume after it."""
+
+    cursor: int
+    job_id: int
+    queue: str
+    at: datetime
+    kind: str  # enqueued, claimed, completed, progress, log, step, failed, stream, ...
+    status: JobStatus | None
+    attempt: int | None
+    worker_id: str | None
+    message: str | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+READ = (
+    "SELECT id, job_id, queue, at, kind, status, attempt, worker_id, message FROM job_feed "
+    "WHERE id > ?{where} ORDER BY id LIMIT ?"
+)
+
+
+def register(c: Conn, now: float, watcher: str, lease: float) -> int:
+    """Start or renew `watcher`'s lease (the feed records from the commit of this), drop
+    expired leases and rows older than any lease can resume; the feed's last id."""
+    c.execute("DELETE FROM feed_watchers WHERE expires_at < ?", (now,))
+    # The last row stays: SQLite's next id is one past the largest (no cursor reused).
+    c.execute(
+        "DELETE FROM job_feed WHERE at < ? AND id < (SELECT MAX(id) FROM job_feed)",
+        (now - 2 * lease,),
+    )
+    c.execute("DELETE FROM feed_watchers WHERE id = ?", (watcher,))
+    c.execute("INSERT INTO feed_watchers (id, expires_at) VALUES (?, ?)", (watcher, now + lease))
+    return head(c)
+
+
+def head(c: Conn) -> int:
+    return int(c.execute("SELECT COALESCE(MAX(id), 0) FROM job_feed").fetchone()[0])
+
+
+def after(c: Conn, cursor: int, queue: str | None, job: int | None, limit: int) -> list[WatchEvent]:
+    """The feed's rows after `cursor`, of the queue and job if given, in order."""
+    where, args = "", [cursor]
+    if queue is not None:
+        where += " AND queue = ?"
+        args.append(queue)  # type: ignore[arg-type]
+    if job is not None:
+        where += " AND job_id = ?"
+        args.append(job)
+    rows = c.execute(READ.format(where=where), [*args, limit]).fetchall()
+    return [
+        WatchEvent(
+            cursor=int(r[0]),
+            job_id=int(r[1]),
+            queue=r[2],
+            at=utc_at(float(r[3])),
+            kind=r[4],
+            status=JobStatus(r[5]) if r[5] else None,
+            attempt=r[6],
+            worker_id=r[7],
+            message=r[8],
+        )
+        for r in rows
+    ]
+
+
+def append_stream(c: Conn, job_id: int, piece: str, cap: int) -> None:
+    """Add `piece` to the job's stored stream, keeping its last `cap` characters."""
+    row = c.execute("SELECT text, dropped FROM job_streams WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        text, dropped = piece[-cap:], max(len(piece) - cap, 0)
+        c.execute(
+            "INSERT INTO job_streams (job_id, text, piece, dropped) VALUES (?, ?, ?, ?)",
+            (job_id, text, piece, dropped),
+        )
+        return
+    whole = row[0] + piece
+    text, dropped = whole[-cap:], int(row[1]) + max(len(whole) - cap, 0)
+    c.execute(
+        "UPDATE job_streams SET text = ?, piece = ?, dropped = ? WHERE job_id = ?",
+        (text, piece, dropped, job_id),
+    )
+
+
+def stream_text(c: Conn, job_id: int) -> str:
+    """What the job streamed, its older text replaced by a marker once over the cap."""
+    row = c.execute("SELECT text, dropped FROM job_streams WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        if c.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            raise JobNotFound(job_id)
+        return ""
+    text, dropped = row
+    return f"[... {dropped} characters dropped]\n{text}" if dropped else str(text)
+
+
+class FeedMethods:
+    """The Store's feed methods over a SQLStore's `_read` / `_write`."""
+
+    async def _read(self, fn: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, op: Callable[[Any, float], T]) -> T:
+        raise NotImplementedError
+
+    async def watch_register(self, watcher: str, lease: float = LEASE) -> int:
+        return await self._write(lambda c, now: register(c, now, watcher, lease))
+
+    async def feed_after(
+        self, cursor: int, queue: str | None = None, job: int | None = None, limit: int = 500
+    ) -> list[WatchEvent]:
+        return await self._read(lambda c: after(c, cursor, queue, job, limit))
+
+    async def append_stream(self, job_id: int, piece: str, cap: int = STREAM_TAIL) -> None:
+        await self._write(lambda c, now: append_stream(c, job_id, piece, cap))
+
+    async def stream_text(self, job_id: int) -> str:
+        return await self._read(lambda c: stream_text(c, job_id))

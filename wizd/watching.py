@@ -1,0 +1,117 @@
+"""Watching jobs live, from any process: Queue.watch.
+
+A watcher takes a lease on the store's change feed (wizd.store.feed: while a lease is live,
+triggers copy every line of every job's history into it, in commit order), reads the feed
+after its cursor, and sleeps until the store says the feed may have grown (SQLite: the
+change watcher; PostgreSQL: NOTIFY on `wizd_<schema>:feed`, sent by the feed's triggers),
+or SAFETY_NET seconds. It renews its lease as it goes. Each event carries its cursor:
+`watch(after=event.cursor)` resumes right after it, missing nothing and repeating nothing,
+if the feed kept recording meanwhile (a lease lasts wizd.store.feed.LEASE seconds).
+
+Guarantees: one job's events come in the order they were committed; across jobs, in
+commit order (SQLite commits one transaction at a time; PostgreSQL's feed triggers run at
+COMMIT under one lock). Events of one transaction come in the order its statements ran.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator
+
+import anyio
+
+from wizd.arguments import job_id, name
+from wizd.checks import check_int
+from wizd.errors import InvalidJob, JobNotFound
+from wizd.store import Store
+from wizd.store.feed import LEASE, WatchEvent
+
+SAFETY_NET = 2.0  # seconds between two reads of the feed at most
+BATCH = 500  # feed rows read at a time
+PACE = 0.01  # seconds at least between two reads that found events: busy, reads batch up
+
+
+def cursor_of(value: object) -> int | None:
+    """A watch's `after`: None (from now), an event, or the cursor of one (int or digits)."""
+    if value is None:
+        return None
+    if isinstance(value, WatchEvent):
+        return value.cursor
+    if isinstance(value, str) and value.strip().isdecimal() and value.strip().isascii():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob("after", f"must be a watch event's cursor, got {value!r:.40}")
+    return check_int("after", value, low=0)
+
+
+async def watch(
+    store: Store, queue: str | None, job: object, after: object
+) -> AsyncGenerator[WatchEvent, None]:
+    """Every event of the queue's (or the job's, or all) jobs after the cursor `after`
+    (None: from now on; a job's watch from now on starts with the job's history so far,
+    each line carrying the cursor the watch started at), as they are committed, for ever."""
+    queue = name("queue", queue)
+    wanted = None if job is None else job_id(job, "job")
+    cursor = cursor_of(after)
+    watcher = uuid.uuid4().hex
+    await store.start_watching()  # before the lease commits: no wake-up after it is lost
+    try:
+        head = await store.watch_register(watcher, LEASE)
+        renewed = time.monotonic()
+        seen: Counter[tuple[object, ...]] = Counter()
+        if cursor is None:
+            cursor = head
+            if wanted is not None:  # a job's watch from now: its history so far first
+                for event in await history(store, wanted, queue, head):
+                    seen[key(event)] += 1
+                    yield event
+        read_at = float("-inf")
+        while True:
+            mark = await store.feed_mark()  # before the read: a commit after it wakes
+            await anyio.sleep(max(read_at + PACE - time.monotonic(), 0.0))
+            read_at = time.monotonic()
+            events = await store.feed_after(cursor, queue, wanted, BATCH)
+            for event in events:
+                cursor = event.cursor
+                if seen[key(event)] > 0:  # committed after the lease, read in the history
+                    seen[key(event)] -= 1
+                    continue
+                yield event
+            if time.monotonic() - renewed > LEASE / 3:
+                await store.watch_register(watcher, LEASE)
+                renewed = time.monotonic()
+            if not events:
+                read_at = float("-inf")  # quiet: the next change is read at once
+            if len(events) < BATCH:
+                await store.wait_for_feed(mark, SAFETY_NET)
+    finally:
+        await store.stop_watching()
+
+
+def key(event: WatchEvent) -> tuple[object, ...]:
+    return (event.job_id, event.kind, event.at, event.attempt, event.message)
+
+
+async def history(store: Store, job: int, queue: str | None, cursor: int) -> list[WatchEvent]:
+    """The job's history so far (wizd.store.reads.events) as watch events at `cursor`."""
+    found = await store.get_many([job])
+    if not found:
+        raise JobNotFound(job)
+    if queue is not None and found[0].queue != queue:
+        return []
+    return [
+        WatchEvent(
+            cursor=cursor,
+            job_id=job,
+            queue=found[0].queue,
+            at=e.at,
+            kind=e.kind,
+            status=e.status,
+            attempt=e.attempt,
+            worker_id=e.worker_id,
+            message=e.message,
+        )
+        for e in await store.events(job)
+    ]
