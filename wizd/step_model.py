@@ -19,25 +19,21 @@ StepStatus = Literal["completed", "failed", "waiting"]  # waiting: a signal wait
 def check_step_name(name: object) -> str:
     """A step's name: non-empty text of at most MAX_STEP_NAME characters, without '#'
     (which separates the name from the occurrence in `search#2`)."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidJob("step", f"a step's name must be non-empty text, got {shorten(name)}")
-    if len(name) > MAX_STEP_NAME or "#" in name or not name.isprintable():
-        raise InvalidJob(
-            "step",
-            f"{shorten(name)}: a step's name is printable text of at most {MAX_STEP_NAME} "
-            "characters, without '#'",
-        )
-    return name
+    return _history_name("step", name)
 
 
 def check_signal_name(name: object) -> str:
     """A signal's name: as a step's (printable text, at most MAX_STEP_NAME, no '#')."""
+    return _history_name("signal", name)
+
+
+def _history_name(what: str, name: object) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise InvalidJob("signal", f"a signal's name must be non-empty text, got {shorten(name)}")
+        raise InvalidJob(what, f"a {what}'s name must be non-empty text, got {shorten(name)}")
     if len(name) > MAX_STEP_NAME or "#" in name or not name.isprintable():
         raise InvalidJob(
-            "signal",
-            f"{shorten(name)}: a signal's name is printable text of at most {MAX_STEP_NAME} "
+            what,
+            f"{shorten(name)}: a {what}'s name is printable text of at most {MAX_STEP_NAME} "
             "characters, without '#'",
         )
     return name

@@ -272,6 +272,15 @@ def open_harness(tmp_path: Path, database: str | None = None) -> Iterator[Harnes
         h.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """A harness on a SQLite file, or on a PostgreSQL schema of the test's own: the test
+    runs once per store."""
+    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_harness(tmp_path, database) as h:
+        yield h
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     with open_harness(tmp_path) as h:

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wizd
 
-from .conftest import AGENT, Daemon, Harness, daemon_env, open_harness, wait_until
+from .conftest import AGENT, Daemon, Harness, daemon_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +32,10 @@ APP = "accept_scheduling:researcher"
 FINAL = {"completed", "failed", "cancelled"}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """Daemons on a SQLite file, or on a PostgreSQL schema of the test's own."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    with open_harness(tmp_path, url) as h:
-        yield h
+@pytest.fixture
+def harness(store_harness: Harness) -> Harness:
+    """Once per store (SQLite, PostgreSQL)."""
+    return store_harness
 
 
 def jobs_named(q: wizd.SyncQueue, name: str) -> list[wizd.Job]:

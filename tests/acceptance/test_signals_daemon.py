@@ -6,27 +6,19 @@ concurrency 1 runs other jobs while one sleeps or waits (neither holds the slot)
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import wizd
 
-from .conftest import AGENT, Harness, open_harness, wait_until
+from .conftest import AGENT, Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
 APP = "accept_signals:researcher"
 FAST = {"heartbeat_interval": 0.2, "hung_timeout": 5, "app": APP, "poll_interval": 0.1}
 S = wizd.JobStatus
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as h:
-        yield h
 
 
 def pids(folder: Path, name: str) -> list[str]:

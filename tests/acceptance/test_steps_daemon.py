@@ -6,27 +6,19 @@ which replays steps 1-2 from the store (their bodies do not run again), runs ste
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import wizd
 
-from .conftest import AGENT, Harness, open_harness, wait_until
+from .conftest import AGENT, Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
 APP = "accept_steps:researcher"
 FAST = {"heartbeat_interval": 0.2, "hung_timeout": 2, "app": APP, "concurrency": 2}
 ENV = {"WIZD_REAPER_INTERVAL": "0.2"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as h:
-        yield h
 
 
 def counts(folder: Path) -> dict[int, list[str]]:

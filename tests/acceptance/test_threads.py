@@ -6,7 +6,6 @@ files the processors of apps/accept_threads.py write (start time, then end time)
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 import wizd
 
-from .conftest import AGENT, Daemon, Harness, open_harness, wait_until
+from .conftest import AGENT, Daemon, Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +87,10 @@ def final(q: wizd.SyncQueue, ids: list[int], timeout: float = 30) -> list[wizd.J
     return wait_until(all_final, timeout, f"jobs {ids} final")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """Daemons on a SQLite file, or on a PostgreSQL schema of their own."""
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as h:
-        yield h
+@pytest.fixture
+def harness(store_harness: Harness) -> Harness:
+    """Once per store (SQLite, PostgreSQL)."""
+    return store_harness
 
 
 @pytest.fixture

@@ -9,15 +9,13 @@ returns was woken by the store (the change watcher, NOTIFY), not by polling.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
 
 import wizd
-from tests.acceptance.conftest import AGENT, Harness, open_harness
+from tests.acceptance.conftest import AGENT, Harness
 from tests.test_waiting import sleeping
 from wizd import waiting
 from wizd.model import JobStatus
@@ -25,11 +23,10 @@ from wizd.model import JobStatus
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as harness:
-        yield harness
+@pytest.fixture
+def h(store_harness: Harness) -> Harness:
+    """Once per store (SQLite, PostgreSQL)."""
+    return store_harness
 
 
 @pytest.fixture(autouse=True)

@@ -9,26 +9,24 @@ sees came because the store woke it (the change watcher, NOTIFY), not by polling
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.to_thread
 import pytest
 
 import wizd
-from tests.acceptance.conftest import AGENT, Harness, open_harness
+from tests.acceptance.conftest import AGENT, Harness
 from tests.test_watching import registered, take
 from wizd import watching
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as harness:
-        yield harness
+@pytest.fixture
+def h(store_harness: Harness) -> Harness:
+    """Once per store (SQLite, PostgreSQL)."""
+    return store_harness
 
 
 @pytest.fixture(autouse=True)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import wizd
-from tests.acceptance.conftest import Harness, open_harness, wait_until
+from tests.acceptance.conftest import Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +64,10 @@ CANCELLED = ("cancelled_inside", "sync_cancelled")  # each cancelled once it is 
 KINDS = [*COMPLETES, *FAILS, *CANCELLED]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def zoo_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    database = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with open_harness(tmp_path, database) as h:
-        yield h
+@pytest.fixture
+def zoo_harness(store_harness: Harness) -> Harness:
+    """Once per store (SQLite, PostgreSQL)."""
+    return store_harness
 
 
 def expected(table: dict[str, Any], job: wizd.Job) -> Any:
