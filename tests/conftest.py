@@ -159,3 +159,10 @@ async def sqlite_q(store_url: str, clock: FakeClock) -> AsyncIterator[wizd.Queue
 @pytest.fixture
 def store(q: wizd.Queue) -> Store:
     return q.store
+
+
+@pytest.fixture
+async def other(backend_url: str) -> AsyncIterator[wizd.Queue]:
+    """A second client of the same store: another connection, as another process has."""
+    async with in_own_task(wizd.connect(backend_url)) as queue:
+        yield queue

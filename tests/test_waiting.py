@@ -35,12 +35,6 @@ async def waiter(backend_url: str) -> AsyncIterator[wizd.Queue]:
         yield q
 
 
-@pytest.fixture
-async def other(backend_url: str) -> AsyncIterator[wizd.Queue]:
-    async with in_own_task(wizd.connect(backend_url)) as q:
-        yield q
-
-
 def sleeping(q: wizd.Queue, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Awaitable[None]]:
     """Return a function that returns once q's waits sleep (each call: the next sleep)."""
     asleep = [anyio.Event()]

@@ -33,12 +33,6 @@ async def watcher(backend_url: str) -> AsyncIterator[wizd.Queue]:
         yield q
 
 
-@pytest.fixture
-async def other(backend_url: str) -> AsyncIterator[wizd.Queue]:
-    async with in_own_task(wizd.connect(backend_url)) as q:
-        yield q
-
-
 async def take(events: AsyncIterator[wizd.WatchEvent], n: int) -> list[wizd.WatchEvent]:
     """The next n events of a watch (failing after 10 s)."""
     got = []
