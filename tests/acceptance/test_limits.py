@@ -3,29 +3,15 @@ processors write (a result, an error, a log line) is held to the limits in its s
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import wizd
 
-from .conftest import Harness
+from .conftest import Harness, wait_until
 
 pytestmark = pytest.mark.slow
 
-FINAL = {"completed", "failed", "cancelled"}
 LIMITS = {"WIZD_RESULT_LIMIT": "1000", "WIZD_ERROR_LIMIT": "200", "WIZD_LOG_LIMIT": "100"}
-
-
-def wait_final(q: wizd.SyncQueue, ids: list[int], timeout: float) -> list[wizd.Job]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [q.get(i) for i in ids]
-        if all(j.status in FINAL for j in jobs):
-            return jobs
-        if time.monotonic() > deadline:
-            pytest.fail(f"jobs not final within {timeout}s: {[j.status for j in jobs]}")
-        time.sleep(0.05)
 
 
 def test_a_daemon_holds_what_its_processors_write_to_its_size_limits(
@@ -42,7 +28,11 @@ def test_a_daemon_holds_what_its_processors_write_to_its_size_limits(
         ]
     )
 
-    big, fits, failed, long_line, line = wait_final(queue, [j.id for j in jobs], 30)
+    def all_final() -> list[wizd.Job] | None:
+        found = [queue.get(j.id) for j in jobs]
+        return found if all(j.final for j in found) else None
+
+    big, fits, failed, long_line, line = wait_until(all_final, 30, "every job final")
 
     assert (big.status, big.attempt, big.result) == ("failed", 1, None)  # not retried
     assert big.error == "result: is 5000002 characters as JSON; the limit is 1000 bytes"
