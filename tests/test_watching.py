@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -148,7 +149,7 @@ async def test_queue_and_job_filters(watcher: wizd.Queue, other: wizd.Queue) -> 
         b2 = await other.enqueue("x", {}, queue="b")
     await by_queue.aclose()  # type: ignore[attr-defined]
     assert [(e.job_id, e.queue) for e in got] == [(b1.id, "b"), (b2.id, "b")]
-    by_job = watcher.watch(job=b2, after=0)
+    by_job = watcher.watch(job=b2, after=got[0].cursor)
     (only,) = await take(by_job, 1)
     await by_job.aclose()  # type: ignore[attr-defined]
     assert (only.job_id, only.kind) == (b2.id, "enqueued")
@@ -178,7 +179,7 @@ async def running(q: wizd.Queue) -> wizd.Job:
 
 async def test_stream_pieces_are_coalesced_into_few_writes(other: wizd.Queue) -> None:
     job = await running(other)
-    stream = streaming.Stream(other.store, job.id, cap=1_000_000)
+    stream = streaming.Stream(other.store, job.id, 1_000_000, "w1", job.attempt)
     pieces = [f"tok{i} " for i in range(300)]
     start = time.monotonic()
     for piece in pieces:  # about 1,000 pieces a second
@@ -195,20 +196,23 @@ async def test_a_watcher_sees_streamed_pieces_within_50_ms_of_their_write(
     watcher: wizd.Queue, other: wizd.Queue
 ) -> None:
     job = await running(other)
-    stream = streaming.Stream(other.store, job.id, cap=1000)
+    stream = streaming.Stream(other.store, job.id, 1000, "w1", job.attempt)
     written: list[float] = []
     original = other.store.append_stream
 
-    async def append_stream(job_id: int, piece: str, cap: int = 1000) -> None:
-        await original(job_id, piece, cap)
+    async def append_stream(job_id: int, piece: str, cap: int, **run: Any) -> bool:
+        stored = await original(job_id, piece, cap, **run)
         written.append(time.monotonic())
+        return stored
 
     other.store.append_stream = append_stream  # type: ignore[method-assign]
-    events = watcher.watch(job=job, after=0)  # from the feed's start: no history first
+    events = watcher.watch(job=job)
     async with anyio.create_task_group() as tg:
         seen: list[tuple[str | None, float]] = []
 
         async def follow() -> None:
+            history = await take(events, 2)
+            assert [e.kind for e in history] == ["enqueued", "claimed"]
             for event in await take(events, 1):
                 seen.append((event.message, time.monotonic()))
             for event in await take(events, 1):
@@ -229,9 +233,10 @@ async def test_a_watcher_sees_streamed_pieces_within_50_ms_of_their_write(
 async def test_the_stored_stream_keeps_its_tail_with_a_marker(other: wizd.Queue) -> None:
     job = await running(other)
     assert await other.stream_text(job) == ""
-    await other.store.append_stream(job.id, "abcdefgh", 10)
+    run = {"worker_id": "w1", "attempt": job.attempt}
+    assert await other.store.append_stream(job.id, "abcdefgh", 10, **run)
     assert await other.stream_text(job) == "abcdefgh"
-    await other.store.append_stream(job.id, "ijklm", 10)
+    assert await other.store.append_stream(job.id, "ijklm", 10, **run)
     assert await other.stream_text(job) == "[... 3 characters dropped]\ndefghijklm"
     with pytest.raises(wizd.JobNotFound):
         await other.stream_text(job.id + 100)
@@ -283,3 +288,128 @@ def test_connect_sync_watches_too(store_url: str) -> None:
         first = next(events)
         assert (first.job_id, first.kind) == (job.id, "enqueued")
         events.close()  # type: ignore[attr-defined]
+
+
+# -- the feed's upkeep: leases expire, rows are pruned, old cursors are turned away ---------
+
+
+async def leases(q: wizd.Queue) -> int:
+    rows: int = await q.store._read(  # type: ignore[attr-defined]
+        lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
+    )
+    return rows
+
+
+async def watched_once(watcher: wizd.Queue, other: wizd.Queue) -> list[wizd.WatchEvent]:
+    """A watch that saw one job enqueued and went away (its lease left behind)."""
+    events = watcher.watch(queue=Q)
+    async with anyio.create_task_group() as tg:
+        seen: list[wizd.WatchEvent] = []
+
+        async def follow() -> None:
+            seen.extend(await take(events, 1))
+
+        tg.start_soon(follow)
+        await registered(watcher)
+        await other.enqueue("search", {}, queue=Q)
+    await events.aclose()  # type: ignore[attr-defined]
+    return seen
+
+
+async def test_a_swept_expired_lease_stops_the_feed_and_its_cursor_is_turned_away(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    (seen,) = await watched_once(watcher, other)
+    await other.store.sweep_feed()  # the lease is live: nothing happens
+    assert await leases(other) == 1
+    job = await other.enqueue("search", {}, queue=Q)
+    assert await feed_rows(other) == 2
+    await other.store._write(  # type: ignore[attr-defined]  # the lease runs out
+        lambda c, now: c.execute("UPDATE feed_watchers SET expires_at = ?", (now - 1,))
+    )
+    job2 = await other.enqueue("search", {}, queue=Q)  # recorded till a sweep drops it
+    assert await feed_rows(other) == 3
+    await other.store.sweep_feed()  # what the daemons' reaper does
+    assert await leases(other) == 0
+    assert await feed_rows(other) == 1  # the last row stays, so no id is used twice
+    for unrecorded in (seen.job_id, job.id, job2.id):  # nobody watches
+        await run(other, unrecorded)
+    assert await feed_rows(other) == 1
+    with pytest.raises(wizd.CursorExpired, match=f"cursor {seen.cursor} is older"):
+        await watcher.watch(after=seen.cursor).__anext__()
+    # A watch from now on works, and new cursors resume as before.
+    assert await leases(other) == 0  # the refused watch changed nothing
+    again = watcher.watch(queue=Q)
+    async with anyio.create_task_group() as tg:
+        got: list[wizd.WatchEvent] = []
+
+        async def follow() -> None:
+            got.extend(await take(again, 1))
+
+        tg.start_soon(follow)
+        await registered(watcher)
+        late = await other.enqueue("search", {}, queue=Q)
+    await again.aclose()  # type: ignore[attr-defined]
+    assert got[0].job_id == late.id
+    resumed = watcher.watch(after=got[0].cursor)
+    await other.enqueue("search", {}, queue=Q)
+    (next_one,) = await take(resumed, 1)
+    assert next_one.cursor > got[0].cursor
+    await resumed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_cursor_whose_rows_were_pruned_is_turned_away(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    (seen,) = await watched_once(watcher, other)
+    for _ in range(3):
+        await other.enqueue("search", {}, queue=Q)
+    rows = await feed_rows(other)
+    # Another watcher renews with a lease so short that every row is past resuming.
+    await other.store.watch_register("impatient", lease=0.0)
+    assert await feed_rows(other) == 1
+    assert rows == 4
+    with pytest.raises(wizd.CursorExpired) as refused:
+        await watcher.watch(after=seen.cursor).__anext__()
+    assert refused.value.oldest == seen.cursor + 2  # the last of the three pruned rows + 0
+    # The newest cursor still resumes.
+    last = seen.cursor + 3
+    resumed = watcher.watch(after=last)
+    job = await other.enqueue("search", {}, queue=Q)
+    (event,) = await take(resumed, 1)
+    await resumed.aclose()  # type: ignore[attr-defined]
+    assert (event.job_id, event.cursor) == (job.id, last + 1)
+
+
+async def test_a_cursor_past_the_feeds_end_is_bad_input(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    (seen,) = await watched_once(watcher, other)
+    with pytest.raises(wizd.InvalidJob, match="past the feed's last event"):
+        await watcher.watch(after=seen.cursor + 1000).__anext__()
+
+
+async def test_a_stream_of_a_run_that_lost_its_job_writes_nothing(other: wizd.Queue) -> None:
+    job = await running(other)
+    stale = streaming.Stream(other.store, job.id, 1000, "w1", job.attempt)
+    await stale.write("first ")
+    # The run is lost (a reaper judged it hung) and the job runs again elsewhere.
+    assert [i.job.id for i in await other.store.reap_hung(-1.0)] == [job.id]
+    (again,) = await other.store.claim(Q, "w2", 1)
+    assert again.attempt == job.attempt + 1
+    await stale.write("stale ")  # coalesced: the timer, or this flush, writes it
+    with pytest.raises(wizd.LostJob):
+        await stale.flush()
+    with pytest.raises(wizd.LostJob):  # and every later piece is refused at once
+        await stale.write("more ")
+    await stale.close()
+    fresh = streaming.Stream(other.store, job.id, 1000, "w2", again.attempt)
+    await fresh.write("second")
+    await fresh.close()
+    assert await other.stream_text(job) == "first second"
+    # A run's last pieces are written even after its outcome was committed.
+    finish = Finish(job.id, "w2", again.attempt, "completed", None, None, retry=False)
+    assert await other.store.finish([finish]) == [True]
+    assert await other.store.append_stream(job.id, "!", 1000, worker_id="w2", attempt=2)
+    assert not await other.store.append_stream(job.id, "?", 1000, worker_id="w1", attempt=1)
+    assert await other.stream_text(job) == "first second!"

@@ -6,6 +6,7 @@ from wizd.agent import Agent, JobContext
 from wizd.checks import SizeLimits
 from wizd.errors import (
     ConfigError,
+    CursorExpired,
     DependencyError,
     DuplicateJob,
     IllegalTransition,
@@ -46,6 +47,7 @@ __all__ = [
     "Agent",
     "Backoff",
     "ConfigError",
+    "CursorExpired",
     "DependencyError",
     "DuplicateJob",
     "Event",

@@ -105,7 +105,13 @@ class JobContext:
         """Output that arrives in pieces (LLM tokens): watchers see it within ~50 ms as
         events of kind 'stream'; pieces are coalesced on write (wizd.streaming)."""
         if self._stream is None:
-            self._stream = Stream(self.queue.store, self.job.id, self.queue.limits.stream)
+            self._stream = Stream(
+                self.queue.store,
+                self.job.id,
+                self.queue.limits.stream,
+                self.worker_id,
+                self.job.attempt,
+            )
         await self._stream.write(text)
 
     @property

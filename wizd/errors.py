@@ -177,3 +177,17 @@ class JobFailed(WizdError):
         self.job = job
         why = f": {job.error}" if job.error else ""
         super().__init__(f"job {job.id} {job.status}{why}")
+
+
+class CursorExpired(WizdError, LookupError):
+    """A watch resumed (`after=`) from a cursor older than the change feed still covers:
+    its rows were pruned, or nobody watched for a while and the feed recorded nothing."""
+
+    def __init__(self, cursor: int, oldest: int) -> None:
+        self.cursor = cursor
+        self.oldest = oldest
+        super().__init__(
+            f"cursor {cursor} is older than the change feed covers (it resumes from cursor "
+            f"{oldest} on), so events after it may be lost; watch again without after= and "
+            "read the job's history (q.events) for what came before"
+        )

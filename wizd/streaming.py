@@ -7,6 +7,8 @@ whatever is left is written when the run ends. So a job streaming 1,000 pieces a
 costs at most 1 / FLUSH_EVERY writes a second, and a watcher (Queue.watch, events of kind
 'stream') sees each piece within FLUSH_EVERY plus a commit. The store keeps the job's last
 `SizeLimits.stream` characters (Queue.stream_text), older text dropped with a marker.
+Writes are fenced on the run, as progress is: once the run no longer owns its job (reaped,
+cancelled, claimed again), nothing more is written and ctx.stream raises LostJob.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 
 import anyio
 
-from wizd.errors import InvalidJob
+from wizd.errors import InvalidJob, LostJob
 from wizd.store import Store
 
 FLUSH_EVERY = 0.025  # seconds: at most one write per this long per run
@@ -28,10 +30,13 @@ log = logging.getLogger(__name__)
 class Stream:
     """One run's streamed text on its way to the store."""
 
-    def __init__(self, store: Store, job_id: int, cap: int) -> None:
+    def __init__(self, store: Store, job_id: int, cap: int, worker_id: str, attempt: int) -> None:
         self.store = store
         self.job_id = job_id
         self.cap = cap
+        self.worker_id = worker_id
+        self.attempt = attempt
+        self.lost = False  # a write found the run no longer owns its job
         self.writes = 0  # how many writes the pieces cost (for tests and benchmarks)
         self._pieces: list[str] = []
         self._last = float("-inf")  # monotonic time of the last write
@@ -41,6 +46,8 @@ class Stream:
     async def write(self, text: str) -> None:
         if not isinstance(text, str):
             raise InvalidJob("text", f"ctx.stream takes a str, got {type(text).__name__}")
+        if self.lost:
+            raise self._lost()
         if not text:
             return
         self._pieces.append(text)
@@ -57,6 +64,8 @@ class Stream:
             await asyncio.sleep(delay)
             self._timer = None  # from here on it is not cancelled: close awaits the lock
             await self.flush()
+        except LostJob:  # the next ctx.stream says so to the processor
+            pass
         except Exception:  # the run's end flushes again; a store failure is its to see
             log.exception("stream_flush_failed job_id=%s", self.job_id)
 
@@ -69,7 +78,16 @@ class Stream:
                 self._pieces.clear()
                 self._last = time.monotonic()
                 self.writes += 1
-                await self.store.append_stream(self.job_id, text, self.cap)
+                if not await self.store.append_stream(
+                    self.job_id, text, self.cap, worker_id=self.worker_id, attempt=self.attempt
+                ):
+                    self.lost = True
+            if self.lost:
+                self._pieces.clear()
+                raise self._lost()
+
+    def _lost(self) -> LostJob:
+        return LostJob(f"job {self.job_id} attempt {self.attempt} is no longer ours")
 
     async def close(self) -> None:
         """The run ends, however it ends: stop the sleeping timer and write what is left
@@ -82,7 +100,9 @@ class Stream:
                 timer.cancel()
                 await asyncio.wait([timer])  # waits; raises neither its error nor ours
             try:
-                while self._pieces:
+                while self._pieces and not self.lost:
                     await self.flush()
+            except LostJob:
+                pass
             except Exception:
                 log.exception("stream_flush_failed job_id=%s", self.job_id)

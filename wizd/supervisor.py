@@ -490,6 +490,9 @@ class Supervisor:
                 self.hooks.recovered(item.job.queue, "hung", 1)
             for job_id in await store.expire():
                 self.log.warning("job_expired", job_id=job_id)
+            dropped = await store.sweep_feed()  # watchers gone: the feed stops recording
+            if dropped:
+                self.log.info("watch_leases_expired", leases=dropped)
 
         await self._every("reaper", self.settings.reaper_interval, reap)
 

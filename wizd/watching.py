@@ -6,7 +6,9 @@ after its cursor, and sleeps until the store says the feed may have grown (SQLit
 change watcher; PostgreSQL: NOTIFY on `wizd_<schema>:feed`, sent by the feed's triggers),
 or SAFETY_NET seconds. It renews its lease as it goes. Each event carries its cursor:
 `watch(after=event.cursor)` resumes right after it, missing nothing and repeating nothing,
-if the feed kept recording meanwhile (a lease lasts wizd.store.feed.LEASE seconds).
+if the feed kept recording meanwhile (a lease lasts wizd.store.feed.LEASE seconds); if it
+did not, or the rows after the cursor were pruned, the watch raises CursorExpired at once
+rather than skip events silently.
 
 Guarantees: one job's events come in the order they were committed; across jobs, in
 commit order (SQLite commits one transaction at a time; PostgreSQL's feed triggers run at
@@ -58,7 +60,7 @@ async def watch(
     watcher = uuid.uuid4().hex
     await store.start_watching()  # before the lease commits: no wake-up after it is lost
     try:
-        head = await store.watch_register(watcher, LEASE)
+        head = await store.watch_register(watcher, LEASE, resume=cursor)
         renewed = time.monotonic()
         seen: Counter[tuple[object, ...]] = Counter()
         if cursor is None:

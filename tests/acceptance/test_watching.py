@@ -68,9 +68,9 @@ async def test_watch_a_daemons_job_and_resume_after_a_disconnect(h: Harness) -> 
         assert "".join(e.message or "" for e in everything if e.kind == "stream") == "Hello world"
         cursors = [e.cursor for e in everything]
         assert cursors == sorted(set(cursors))  # in order, none twice
-        # A watch from the feed's start sees the same events, no more, no fewer.
-        replay = q.watch(queue=AGENT, after=0)
-        assert [e.cursor for e in await until_final(replay)] == cursors
+        # A watch from the first event sees the rest again, no more, no fewer.
+        replay = q.watch(queue=AGENT, after=cursors[0])
+        assert [e.cursor for e in await until_final(replay)] == cursors[1:]
         await replay.aclose()  # type: ignore[attr-defined]
         assert {e.job_id for e in everything} == {job.id}
         assert await q.stream_text(job) == "Hello world"
@@ -82,3 +82,27 @@ async def test_watch_a_daemons_job_and_resume_after_a_disconnect(h: Harness) -> 
     assert "progress" in done.stdout
     assert "50% half" in done.stdout
     assert "completed" in done.stdout
+
+
+async def test_the_daemon_drops_a_lapsed_lease_so_nobody_watching_costs_nothing_again(
+    h: Harness,
+) -> None:
+    daemon = h.start(env={"WIZD_REAPER_INTERVAL": "0.2"}).ready()
+    async with wizd.connect(str(h.db)) as q:
+
+        async def leases() -> int:
+            found: int = await q.store._read(  # type: ignore[attr-defined]
+                lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
+            )
+            return found
+
+        await q.store.watch_register("went-away", lease=1.0)  # a watcher that never renews
+        assert await leases() == 1
+        await anyio.to_thread.run_sync(daemon.wait_for, "watch_leases_expired")
+        assert await leases() == 0
+        job = await q.enqueue("narrate", {"pieces": ["a"]}, queue=AGENT)
+        assert (await q.wait(job, timeout=30)).status == "completed"
+        rows: int = await q.store._read(  # type: ignore[attr-defined]
+            lambda c: c.execute("SELECT count(*) FROM job_feed").fetchone()[0]
+        )
+        assert rows <= 1  # nothing recorded for the job (one row may be kept for its id)

@@ -354,18 +354,29 @@ class Store(Protocol):
     async def wait_for_feed(self, mark: int, timeout: float) -> None:
         """Return soon after the feed may have grown since `mark`, or after `timeout`."""
 
-    async def watch_register(self, watcher: str, lease: float = ...) -> int:
+    async def watch_register(
+        self, watcher: str, lease: float = ..., resume: int | None = None
+    ) -> int:
         """Start or renew a watcher's lease: the feed records every job's history while
-        one is live (wizd.store.feed); the feed's last cursor."""
+        one is live (wizd.store.feed); the feed's last cursor. `resume`: the cursor the
+        watcher goes on from; CursorExpired if the feed may lack events after it, InvalidJob
+        if it is past the feed's end."""
+
+    async def sweep_feed(self, lease: float = ...) -> int:
+        """Upkeep (the daemons' reaper): drop expired leases, prune what no lease needs;
+        how many leases were dropped."""
 
     async def feed_after(
         self, cursor: int, queue: str | None = None, job: int | None = None, limit: int = 500
     ) -> list[WatchEvent]:
         """The feed's events after `cursor`, of the queue and job if given, in order."""
 
-    async def append_stream(self, job_id: int, piece: str, cap: int = ...) -> None:
+    async def append_stream(
+        self, job_id: int, piece: str, cap: int, *, worker_id: str, attempt: int
+    ) -> bool:
         """Add streamed text to the job's stored stream (its last `cap` characters kept);
-        watchers get it as an event of kind 'stream'."""
+        watchers get it as an event of kind 'stream'. Fenced on the run (worker, attempt):
+        False, nothing written, when the run no longer owns its job."""
 
     async def stream_text(self, job_id: int) -> str:
         """What the job streamed (its capped tail); JobNotFound."""

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from wizd.errors import JobNotFound
+from wizd.errors import CursorExpired, InvalidJob, JobNotFound
 from wizd.jobs import utc_at
 from wizd.states import JobStatus
+from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn
 
 T = TypeVar("T")
 LEASE = 300.0  # seconds the feed keeps recording for a watcher after its last renewal
-STREAM_TAIL = 65536  # characters of a job's stream kept (older text is dropped)
+PRUNE_MOST = 50_000  # feed rows deleted by one prune at most (a short transaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +55,71 @@ READ = (
 )
 
 
-def register(c: Conn, now: float, watcher: str, lease: float) -> int:
+def register(c: Conn, now: float, watcher: str, lease: float, resume: int | None) -> int:
     """Start or renew `watcher`'s lease (the feed records from the commit of this), drop
-    expired leases and rows older than any lease can resume; the feed's last id."""
+    expired leases and rows older than any lease can resume; the feed's last id. `resume`,
+    a cursor the watcher goes on from: CursorExpired if the feed may lack events after it."""
+    recording = c.execute("SELECT 1 FROM feed_watchers LIMIT 1").fetchone() is not None
+    if not recording:  # nothing was recorded since the last lease went: no cursor resumes
+        lose_before(c, head(c) + 1)
+    # Expired leases go in the same transaction as this one comes: the feed never stops.
     c.execute("DELETE FROM feed_watchers WHERE expires_at < ?", (now,))
-    # The last row stays: SQLite's next id is one past the largest (no cursor reused).
-    c.execute(
-        "DELETE FROM job_feed WHERE at < ? AND id < (SELECT MAX(id) FROM job_feed)",
-        (now - 2 * lease,),
-    )
+    prune(c, now - 2 * lease)
     c.execute("DELETE FROM feed_watchers WHERE id = ?", (watcher,))
     c.execute("INSERT INTO feed_watchers (id, expires_at) VALUES (?, ?)", (watcher, now + lease))
-    return head(c)
+    last = head(c)
+    if resume is not None:
+        if resume > last:
+            raise InvalidJob(
+                "after", f"cursor {resume} is past the feed's last event ({last}): not this store's"
+            )
+        oldest = int(c.execute("SELECT lost_before FROM feed_state").fetchone()[0])
+        if resume < oldest:
+            raise CursorExpired(resume, oldest)
+    return last
+
+
+def sweep(c: Conn, now: float, lease: float) -> int:
+    """The daemons' upkeep: drop expired leases (once none is left, the triggers stop
+    writing, so nobody watching costs nothing again) and rows no lease can resume from;
+    how many leases were dropped."""
+    dropped = c.execute("DELETE FROM feed_watchers WHERE expires_at < ?", (now,)).rowcount
+    if c.execute("SELECT 1 FROM feed_watchers LIMIT 1").fetchone() is None:
+        prune(c, float("inf"))  # no watcher left: every row but the last
+    else:
+        prune(c, now - 2 * lease)
+    return dropped
+
+
+def prune(c: Conn, older_than: float) -> None:
+    """Delete rows older than that (at most PRUNE_MOST a call; never the last row, as
+    SQLite's next id is one past the largest and no cursor may be reused), and move the
+    feed's start past them. Ids follow commits and `at` nearly so: the boundary is found by
+    bisection on the primary key, not by scanning the feed."""
+    last = head(c)
+    first = c.execute("SELECT MIN(id) FROM job_feed").fetchone()[0]
+    if first is None or int(first) >= last:
+        return
+    top = min(last - 1, int(first) + PRUNE_MOST)
+    lo, hi, found = int(first), top, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        row = c.execute(
+            "SELECT id, at FROM job_feed WHERE id >= ? ORDER BY id LIMIT 1", (mid,)
+        ).fetchone()
+        if row is not None and int(row[0]) <= top and float(row[1]) < older_than:
+            found = int(row[0])
+            lo = found + 1
+        else:
+            hi = mid - 1
+    if found is not None:
+        c.execute("DELETE FROM job_feed WHERE id <= ?", (found,))
+        lose_before(c, found)
+
+
+def lose_before(c: Conn, cursor: int) -> None:
+    """No watch resumes from a cursor before `cursor` any more."""
+    c.execute("UPDATE feed_state SET lost_before = ? WHERE lost_before < ?", (cursor, cursor))
 
 
 def head(c: Conn) -> int:
@@ -98,8 +152,14 @@ def after(c: Conn, cursor: int, queue: str | None, job: int | None, limit: int) 
     ]
 
 
-def append_stream(c: Conn, job_id: int, piece: str, cap: int) -> None:
-    """Add `piece` to the job's stored stream, keeping its last `cap` characters."""
+def append_stream(c: Conn, job_id: int, piece: str, cap: int, worker_id: str, attempt: int) -> bool:
+    """Add `piece` to the job's stored stream, keeping its last `cap` characters; fenced
+    on the run: False (nothing written) once the job has another run (claimed again,
+    interrupted). Its status is not asked: a run's last pieces are written when it ends,
+    which may be after its outcome was committed."""
+    fence = {"id": job_id, "worker": worker_id, "attempt": attempt}
+    if c.execute(Q.STREAM_FENCE, fence).fetchone() is None:
+        return False
     row = c.execute("SELECT text, dropped FROM job_streams WHERE job_id = ?", (job_id,)).fetchone()
     if row is None:
         text, dropped = piece[-cap:], max(len(piece) - cap, 0)
@@ -107,13 +167,14 @@ def append_stream(c: Conn, job_id: int, piece: str, cap: int) -> None:
             "INSERT INTO job_streams (job_id, text, piece, dropped) VALUES (?, ?, ?, ?)",
             (job_id, text, piece, dropped),
         )
-        return
+        return True
     whole = row[0] + piece
     text, dropped = whole[-cap:], int(row[1]) + max(len(whole) - cap, 0)
     c.execute(
         "UPDATE job_streams SET text = ?, piece = ?, dropped = ? WHERE job_id = ?",
         (text, piece, dropped, job_id),
     )
+    return True
 
 
 def stream_text(c: Conn, job_id: int) -> str:
@@ -136,16 +197,25 @@ class FeedMethods:
     async def _write(self, op: Callable[[Any, float], T]) -> T:
         raise NotImplementedError
 
-    async def watch_register(self, watcher: str, lease: float = LEASE) -> int:
-        return await self._write(lambda c, now: register(c, now, watcher, lease))
+    async def watch_register(
+        self, watcher: str, lease: float = LEASE, resume: int | None = None
+    ) -> int:
+        return await self._write(lambda c, now: register(c, now, watcher, lease, resume))
+
+    async def sweep_feed(self, lease: float = LEASE) -> int:
+        return await self._write(lambda c, now: sweep(c, now, lease))
 
     async def feed_after(
         self, cursor: int, queue: str | None = None, job: int | None = None, limit: int = 500
     ) -> list[WatchEvent]:
         return await self._read(lambda c: after(c, cursor, queue, job, limit))
 
-    async def append_stream(self, job_id: int, piece: str, cap: int = STREAM_TAIL) -> None:
-        await self._write(lambda c, now: append_stream(c, job_id, piece, cap))
+    async def append_stream(
+        self, job_id: int, piece: str, cap: int, *, worker_id: str, attempt: int
+    ) -> bool:
+        return await self._write(
+            lambda c, now: append_stream(c, job_id, piece, cap, worker_id, attempt)
+        )
 
     async def stream_text(self, job_id: int) -> str:
         return await self._read(lambda c: stream_text(c, job_id))

@@ -521,6 +521,10 @@ ORDER BY next_at LIMIT %(n)s FOR UPDATE SKIP LOCKED
 
 # -- durable steps (wizd.store.steps) -------------------------------------------------------
 STEP_FENCE = f"UPDATE jobs SET updated_at = %(now)s WHERE {FENCE}"
+# A streamed piece: the run's own job still (its final pieces may follow its outcome).
+STREAM_FENCE = (
+    "SELECT 1 FROM jobs WHERE id = %(id)s AND worker_id = %(worker)s AND attempt = %(attempt)s"
+)
 STEP_COLUMNS = (
     "job_id, name, occurrence, position, kind, status, result, error, attempts, "
     "started_at, finished_at"

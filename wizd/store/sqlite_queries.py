@@ -530,6 +530,8 @@ SCHEDULE_RUNS_PRUNE = "DELETE FROM schedule_runs WHERE fired_at < ?"
 
 # -- durable steps (wizd.store.steps) -------------------------------------------------------
 STEP_FENCE = f"UPDATE jobs SET updated_at = :now WHERE {FENCE}"
+# A streamed piece: the run's own job still (its final pieces may follow its outcome).
+STREAM_FENCE = "SELECT 1 FROM jobs WHERE id = :id AND worker_id = :worker AND attempt = :attempt"
 STEP_COLUMNS = (
     "job_id, name, occurrence, position, kind, status, result, error, attempts, "
     "started_at, finished_at"
