@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     metrics_base_port: int = Field(
         default=9464, ge=1, le=65535, description="the first port tried when metrics_port is unset"
     )
+    http_host: str = Field(default="127.0.0.1", description="address of the HTTP API")
+    http_port: int = Field(default=8464, ge=0, le=65535, description="port of the HTTP API")
+    serve_http: bool = Field(
+        default=False, description="the daemon serves the HTTP API itself (the one-box case)"
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     daemonize: bool = False

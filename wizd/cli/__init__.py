@@ -87,6 +87,7 @@ from wizd.cli import limits, ops, queues, schedules  # noqa: E402
 from wizd.cli.demo import demo  # noqa: E402
 from wizd.cli.distributed import job  # noqa: E402
 from wizd.cli.monitor import monitor  # noqa: E402
+from wizd.cli.serve import serve  # noqa: E402
 
 cli.add_command(demo)
 limits.queue.add_command(queues.remove)
@@ -97,6 +98,7 @@ for _command in (
     *limits.COMMANDS,
     job,
     monitor,
+    serve,
 ):
     cli.add_command(_command)
 

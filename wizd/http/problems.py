@@ -1,0 +1,103 @@
+"""Errors as RFC 9457 problem documents: every error a client can cause is a 4xx naming
+the field at fault; nothing a client sends gives a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from wizd import errors
+
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger(__name__)
+
+# A wizd error's HTTP status, by class (the first that matches, subclasses first).
+STATUSES: tuple[tuple[type[errors.WizdError], int], ...] = (
+    (errors.DuplicateJob, 409),
+    (errors.DependencyError, 422),
+    (errors.InvalidJob, 422),
+    (errors.JobNotFound, 404),
+    (errors.ScheduleNotFound, 404),
+    (errors.QueueNotFound, 404),
+    (errors.IllegalTransition, 409),
+    (errors.QueueNotEmpty, 409),
+    (errors.CursorExpired, 410),
+    (errors.ConfigError, 422),
+)
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457). `field` names the request field at fault, when one is."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+
+
+def problem(status: int, title: str, detail: str, field: str | None = None, **headers: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
+
+
+def status_of(exc: errors.WizdError) -> int:
+    for cls, status in STATUSES:
+        if isinstance(exc, cls):
+            return status
+    return 503 if isinstance(exc, errors.StoreError) else 400
+
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    503: "Store unavailable",
+}
+
+
+def install(app: FastAPI) -> None:
+    """Turn wizd errors, request validation and HTTP errors into problem documents."""
+
+    async def wizd_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.WizdError)
+        status = status_of(exc)
+        field = getattr(exc, "field", None)
+        return problem(status, TITLES.get(status, "Error"), str(exc), field)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        field = ".".join(where) or None
+        detail = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid request"))
+        return problem(422, TITLES[422], detail, field)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail), **headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http_unexpected_error path=%s", request.url.path)
+        return problem(500, "Internal error", "the server failed; its log says why")
+
+    app.add_exception_handler(errors.WizdError, wizd_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
