@@ -100,7 +100,9 @@ def test_bad_input_is_one_line_and_writes_nothing(db: str, args: list[str], line
     assert tokens(db) == []
 
 
-def test_a_refused_create_leaves_no_new_database(tmp_path: Path) -> None:
-    path = str(tmp_path / "new.db")
-    refused(wizd_cmd(path, "token", "create", "--role", "boss"))
+def test_create_makes_no_database(tmp_path: Path) -> None:
+    """A mistyped --database must not give a token for a database no daemon reads."""
+    path = str(tmp_path / "typo.db")
+    line = refused(wizd_cmd(path, "token", "create", "--role", "read"))
+    assert line.startswith(f"wizd: no database at {path}")
     assert not Path(path).exists()

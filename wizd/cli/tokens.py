@@ -47,7 +47,7 @@ def create(role: str | None, queues: tuple[str, ...], name: str | None, as_json:
     async def work(q: Queue, s: Settings) -> tuple[Token, str]:
         return await q.create_token(role, queues or None, name)
 
-    made, secret = with_queue(work, create=True)
+    made, secret = with_queue(work)
     if as_json:
         print_json({"token": made.to_dict(), "secret": secret})
     else:
