@@ -49,6 +49,7 @@ READ_COMMANDS = (
     "schedule list",
     "job subtasks {parent}",
     "job consolidate {parent}",
+    "token list",
 )
 
 
@@ -103,6 +104,7 @@ def make_database(path: Path) -> dict[str, int]:
         job = q.enqueue("research", {"q": "heat pumps"}, queue="researcher")
         (done,) = q.cancel(q.enqueue("research", queue="researcher"))
         parent = q.create_distributed("compare", ["a"], queue="researcher")
+        q.create_token("read", ["researcher"])
     return {"job": job.id, "done": done.id, "parent": parent.id}
 
 

@@ -21,6 +21,7 @@ from wizd.errors import (
     ScheduleNotFound,
     SignalTimeout,
     StoreError,
+    TokenNotFound,
     WaitTimeout,
     WizdError,
 )
@@ -33,8 +34,10 @@ from wizd.model import (
     QueueLimits,
     QueueStats,
     Rate,
+    Role,
     Schedule,
     ScheduleRun,
+    Token,
     WorkerInfo,
 )
 from wizd.queue import Queue, SyncQueue, connect, connect_sync
@@ -68,6 +71,7 @@ __all__ = [
     "QueueStats",
     "Rate",
     "RetryLater",
+    "Role",
     "Schedule",
     "ScheduleNotFound",
     "ScheduleRun",
@@ -76,6 +80,8 @@ __all__ = [
     "Step",
     "StoreError",
     "SyncQueue",
+    "Token",
+    "TokenNotFound",
     "WaitTimeout",
     "WatchEvent",
     "WizdError",

@@ -65,6 +65,14 @@ class ScheduleNotFound(WizdError, LookupError):
         super().__init__(f"schedule {ref} does not exist")
 
 
+class TokenNotFound(WizdError, LookupError):
+    """No API token has this id."""
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(f"token {token_id!r} does not exist")
+
+
 class QueueNotFound(WizdError, LookupError):
     """No queue has this name: no job, setting or pause ever named it."""
 

@@ -10,7 +10,8 @@ concept lives in its own module beside this one:
 - wizd.subtasks: a distributed job's sub-task ids and consolidation.
 - wizd.unique_keys: unique keys and the policies on a conflict.
 - wizd.queue_limits: Rate, QueueLimits and the limits that throttle a queue.
-- wizd.schedule_model: NewSchedule, Schedule, ScheduleRun and the job template."""
+- wizd.schedule_model: NewSchedule, Schedule, ScheduleRun and the job template.
+- wizd.token_model: Role, Token and the shape of an API token's secret."""
 
 from __future__ import annotations
 
@@ -89,6 +90,17 @@ from wizd.subtasks import (
     consolidation,
     shown,
 )
+from wizd.token_model import (
+    ROLES,
+    Role,
+    Token,
+    check_token_id,
+    check_token_name,
+    check_token_queues,
+    parse_role,
+    secret_digest,
+    secret_id,
+)
 from wizd.unique_keys import (
     CONFLICT_POLICIES,
     MAX_KEY_LENGTH,
@@ -126,6 +138,7 @@ __all__ = [
     "RATE_UNITS",
     "REPLACEABLE",
     "RETRYABLE",
+    "ROLES",
     "STATUS_ALIASES",
     "SUBTASK_ID_RE",
     "SUBTASK_QUERY_LIMIT",
@@ -143,9 +156,11 @@ __all__ = [
     "QueueLimits",
     "QueueStats",
     "Rate",
+    "Role",
     "S",
     "Schedule",
     "ScheduleRun",
+    "Token",
     "WorkerInfo",
     "as_object",
     "as_tags",
@@ -158,6 +173,9 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "check_subtask_id",
+    "check_token_id",
+    "check_token_name",
+    "check_token_queues",
     "check_unique_key",
     "compact_json",
     "consolidation",
@@ -167,7 +185,10 @@ __all__ = [
     "job_template",
     "new_job",
     "parse_priority",
+    "parse_role",
     "parse_status",
+    "secret_digest",
+    "secret_id",
     "shown",
     "sources_of",
     "states_text",

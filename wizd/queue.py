@@ -50,6 +50,7 @@ from wizd.step_model import Step, check_signal_name
 from wizd.store import Store, open_store
 from wizd.store.feed import WatchEvent
 from wizd.store.outcomes import encode_result
+from wizd.tokens import Tokens
 
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
 DEFAULT_HUNG_TIMEOUT = 300.0
@@ -57,11 +58,12 @@ KILL_REASON = "killed by operator"
 KILL_FORCE_REASON = "killed by operator (force: SIGKILL)"
 
 
-class Queue(Distributed, Scheduling):
+class Queue(Distributed, Scheduling, Tokens):
     """A connection to a wizd store. Use as `async with wizd.connect(url) as q:`.
 
-    Jobs are built by JobBuilder (wizd.building), distributed jobs and schedules have their
-    methods in wizd.distributed and wizd.scheduling; this class adds the rest."""
+    Jobs are built by JobBuilder (wizd.building), distributed jobs, schedules and API tokens
+    have their methods in wizd.distributed, wizd.scheduling and wizd.tokens; this class adds
+    the rest."""
 
     def __init__(
         self,

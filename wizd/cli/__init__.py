@@ -83,7 +83,7 @@ def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
     run_daemon(settings)
 
 
-from wizd.cli import limits, ops, queues, schedules  # noqa: E402
+from wizd.cli import limits, ops, queues, schedules, tokens  # noqa: E402
 from wizd.cli.demo import demo  # noqa: E402
 from wizd.cli.distributed import job  # noqa: E402
 from wizd.cli.monitor import monitor  # noqa: E402
@@ -96,6 +96,7 @@ for _command in (
     *queues.COMMANDS,
     *schedules.COMMANDS,
     *limits.COMMANDS,
+    *tokens.COMMANDS,
     job,
     monitor,
     serve,

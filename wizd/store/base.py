@@ -23,8 +23,10 @@ from wizd.model import (
     NewSchedule,
     QueueLimits,
     QueueStats,
+    Role,
     Schedule,
     ScheduleRun,
+    Token,
     WorkerInfo,
 )
 from wizd.step_model import Armed, SignalWait, Step, StepOutcome
@@ -436,6 +438,29 @@ class Store(Protocol):
     ) -> list[int]:
         """Ids of final jobs in `statuses` finished more than `older_than` seconds ago (and
         whose parent is final too); deleted with their events unless dry_run."""
+
+    # -- API tokens (wizd.store.tokens) --------------------------------------------------
+    async def create_token(
+        self,
+        token_id: str,
+        role: Role,
+        queues: tuple[str, ...] | None,
+        name: str | None,
+        digest: str,
+    ) -> Token | None:
+        """Store a token with the digest of its secret (never the secret); None, nothing
+        written, if a token has this id already."""
+
+    async def tokens(self) -> list[Token]:
+        """Every token, revoked ones included, oldest first."""
+
+    async def token_digest(self, token_id: str) -> tuple[Token, str] | None:
+        """The token and the digest of its secret, or None. A read: it runs for every
+        request the HTTP API authenticates."""
+
+    async def revoke_token(self, token_id: str) -> Token:
+        """Revoke the token (again: nothing changes, its first revocation time is kept);
+        TokenNotFound."""
 
     # -- the agent registry ----------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None: ...

@@ -46,6 +46,7 @@ from wizd.store.pg_statements import PgConn, lock_timed_out
 from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
 from wizd.store.signals import SignalStore
 from wizd.store.sql import Op, PlainEnqueue, SQLStore
+from wizd.store.tokens import TokenMethods
 from wizd.store.waits import FinalListener, NotifiedWaits, makes_final, making_final
 
 try:
@@ -76,7 +77,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods):
+class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods, TokenMethods):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"

@@ -32,6 +32,7 @@ from wizd.store.sqlite_files import (
     read_only_uri,
     refuse_missing,
 )
+from wizd.store.tokens import TokenMethods
 from wizd.store.waits import Wakeups
 
 T = TypeVar("T")
@@ -105,7 +106,7 @@ class GroupConnection(sqlite3.Connection):
         self.group_cache = {}
 
 
-class SQLiteStore(SignalStore, SQLStore, FeedMethods):
+class SQLiteStore(SignalStore, SQLStore, FeedMethods, TokenMethods):
     """The Store protocol on one SQLite file (see wizd.store.base for each method's contract)."""
 
     backend = "sqlite"
