@@ -55,7 +55,9 @@ def is_problem(response: httpx.Response, status: int, field: str | None = None) 
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"], body
+    assert body["status"] == status, body
+    assert body["title"], body
+    assert body["detail"], body
     if field is not None:
         assert body.get("field") == field, body
     return body

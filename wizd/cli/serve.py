@@ -33,22 +33,22 @@ async def serve_api(settings: Settings) -> None:
     log = get_logger()
     stop = anyio.Event()
     options = {**settings.store_options(), "create": False}
-    async with connect(settings.database, limits=settings.size_limits(), **options) as q:
-        async with anyio.create_task_group() as tg:
+    queue = connect(settings.database, limits=settings.size_limits(), **options)
+    async with queue as q, anyio.create_task_group() as tg:
 
-            async def signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-                    async for signum in received:
-                        log.info("signal_received", signal=signal.Signals(signum).name)
-                        stop.set()
+        async def signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                async for signum in received:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    stop.set()
 
-            tg.start_soon(signals)
+        tg.start_soon(signals)
 
-            def listening(url: str) -> None:
-                log.info("http_api_listening", url=url, openapi=f"{url}/v1/openapi.json")
+        def listening(url: str) -> None:
+            log.info("http_api_listening", url=url, openapi=f"{url}/v1/openapi.json")
 
-            await server.run_api(q, settings.http_host, settings.http_port, stop, listening)
-            tg.cancel_scope.cancel()
+        await server.run_api(q, settings.http_host, settings.http_port, stop, listening)
+        tg.cancel_scope.cancel()
 
 
 @click.command(

@@ -9,6 +9,7 @@ proxies from closing a quiet stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -58,9 +59,7 @@ class EventStream(Response):
         self.events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         lock = anyio.Lock()
         gone = False
 
@@ -99,10 +98,8 @@ class EventStream(Response):
             tg.start_soon(keepalive)
             tg.start_soon(until_disconnect)
         if not gone:
-            try:
+            with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:
-                pass
 
 
 def cursor(value: str | None, field: str) -> int | None:
@@ -123,6 +120,7 @@ def cursor(value: str | None, field: str) -> int | None:
     "attempt, worker_id, message). Without a cursor: from now on (one job: its history so "
     "far first).",
     response_class=EventStream,
+    status_code=200,
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
 async def events(

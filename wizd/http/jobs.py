@@ -236,9 +236,7 @@ async def cancel(job_id: JobId, q: Client, token: Caller) -> Response:
 
 
 @router.post("/{job_id}/retry", response_model=S.JobOut, summary="Run a finished job again")
-async def retry(
-    job_id: JobId, q: Client, token: Caller, body: S.RetryIn | None = None
-) -> Response:
+async def retry(job_id: JobId, q: Client, token: Caller, body: S.RetryIn | None = None) -> Response:
     await owned(q, token, job_id, Role.OPERATE)
     (job,) = await q.retry(job_id, from_step=None if body is None else body.from_step)
     return job_json(job)

@@ -42,7 +42,9 @@ class Problem(BaseModel):
     field: str | None = None
 
 
-def problem(status: int, title: str, detail: str, field: str | None = None, **headers: str) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, field: str | None = None, **headers: str
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if field is not None:
         body["field"] = field
@@ -71,6 +73,17 @@ TITLES = {
 }
 
 
+def place(loc: Any) -> str | None:
+    """A validation error's location as a field name: `jobs[0].name`, `status[1]`, `job_id`
+    (where it came from, body, query, path or header, left out)."""
+    out = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header", "cookie") and not out:
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
+
+
 def install(app: FastAPI) -> None:
     """Turn wizd errors, request validation and HTTP errors into problem documents."""
 
@@ -83,15 +96,17 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
-        where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        field = ".".join(where) or None
-        detail = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid request"))
+        field = place(first.get("loc", ()))
+        message = str(first.get("msg", "invalid request"))
+        detail = f"{field}: {message}" if field else message
         return problem(422, TITLES[422], detail, field)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers or {})
-        return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail), **headers)
+        return problem(
+            exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail), **headers
+        )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http_unexpected_error path=%s", request.url.path)

@@ -62,7 +62,7 @@ class JobIn(Strict):
 
 
 class BatchItemIn(JobIn):
-    depends_on: list[int] | None = Field(  # type: ignore[assignment]
+    depends_on: list[int] | None = Field(
         default=None, description="indexes of earlier items of the batch"
     )
 
