@@ -19,7 +19,7 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from wizd.cli.render import event_line, make_console, show, symbol
-from wizd.cli.watcher import CannotWatch, say_polling, watch_events
+from wizd.cli.watcher import CannotWatch, say_polling, writable_client
 from wizd.model import Event, Job
 from wizd.queue import Queue
 from wizd.settings import Settings
@@ -68,19 +68,21 @@ async def watched_history(
     if poll:
         say_polling(POLL, "--poll")
     else:
-        events = watch_events(q, s, job=job_id)
         try:
-            async for event in events:
-                if event.kind == "stream":  # streamed text is not a line of the history
-                    continue
-                if event.final and (await q.get(job_id)).final:
-                    break  # this line and any after it: read, as the polling does
-                seen += 1
-                yield as_line(event, seen), False
+            async with writable_client(q, s) as watcher:
+                events = watcher.watch(job=job_id)
+                try:
+                    async for event in events:
+                        if event.kind == "stream":  # streamed text: not a line of the history
+                            continue
+                        if event.final and (await q.get(job_id)).final:
+                            break  # this line and any after it: read, as the polling does
+                        seen += 1
+                        yield as_line(event, seen), False
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]
         except CannotWatch as exc:
             say_polling(POLL, str(exc))
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
     async for line, last in history_as_it_grows(q, job_id, seen):
         yield line, last
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import click
 
-from wizd.errors import StoreError
+from wizd.errors import StoreError, WizdError
 from wizd.queue import Queue, connect
 from wizd.settings import Settings
-from wizd.store.feed import WatchEvent
 
 # SQLite's primary result codes for a write this process may not make (the extended codes
 # keep them in their low byte: SQLITE_READONLY_DIRECTORY is 8 | 6 << 8).
@@ -38,7 +38,7 @@ poll_option = click.option(
 )
 
 
-class CannotWatch(Exception):
+class CannotWatch(WizdError):
     """This user may not write the store, so a watch cannot take its lease."""
 
 
@@ -67,24 +67,18 @@ def unwritable(reader: Queue) -> str | None:
     return None
 
 
-async def watch_events(
-    reader: Queue, settings: Settings, *, queue: str | None = None, job: int | None = None
-) -> AsyncIterator[WatchEvent]:
-    """`Queue.watch(queue, job)` on a writable client of the store `reader` reads, opened
-    here and closed when the iteration ends. Raises CannotWatch where this user may not
-    write the store: before any event, or (its privilege revoked) when the lease is renewed."""
+@asynccontextmanager
+async def writable_client(reader: Queue, settings: Settings) -> AsyncIterator[Queue]:
+    """A client that may write the store `reader` reads, for a watch alone; closed on exit.
+    Raises CannotWatch where this user may not write the store: when it is opened, or when
+    its watch takes or renews its lease inside the block."""
     why = unwritable(reader)
     if why is not None:
         raise CannotWatch(why)
     options = {**settings.store_options(), "create": False}
     try:
         async with connect(settings.database, limits=settings.size_limits(), **options) as q:
-            events = q.watch(queue, job)
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
+            yield q
     except StoreError as exc:
         if denied(exc):
             raise CannotWatch(str(exc).splitlines()[0]) from exc
