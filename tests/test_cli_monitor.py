@@ -20,8 +20,8 @@ import pytest
 
 import wizd
 from tests.acceptance.conftest import wait_until
-from wizd.cli.monitor import RECENT_JOBS
 from tests.test_watching import leases
+from wizd.cli.monitor import RECENT_JOBS
 
 WIZD = Path(sys.executable).with_name("wizd")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>78]")

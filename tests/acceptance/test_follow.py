@@ -99,14 +99,14 @@ def follow_two_jobs(
 def check_printed_as_listed(h: Harness, ran: list[tuple[wizd.Job, Follower, int, str]]) -> None:
     """Exit 0 for the completed job, 1 for the failed one; each printed its whole history
     in order (what `wizd logs` lists), then its end."""
-    (ok, ok_follower, ok_code, _), (bad, bad_follower, bad_code, _) = ran
+    (_, ok_follower, ok_code, _), (_, bad_follower, bad_code, _) = ran
     assert (ok_code, bad_code) == (0, 1), (ok_follower.lines, bad_follower.lines)
     for job, follower, _, _ in ran:
         *lines, end = [line for line in follower.lines if line]
         assert lines == listing(h, job.id, str(h.db)), "\n".join(follower.lines)
         kinds = [line.split()[2] for line in lines]
         reports = ["progress", "log"] * len(STEPS)
-        assert kinds[:2 + len(reports)] == ["enqueued", "claimed", *reports]
+        assert kinds[: 2 + len(reports)] == ["enqueued", "claimed", *reports]
         shown = [line.split(maxsplit=5)[5] for line in lines[2 : 2 + len(reports)]]
         assert shown[0::2] == ["33% search", "67% read", "100% write"]
         assert shown[1::2] == [f"done {step}" for step in STEPS]
