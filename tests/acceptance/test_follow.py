@@ -20,6 +20,7 @@ import pytest
 import wizd
 from tests.acceptance.conftest import AGENT, Harness, daemon_env, wait_until, wizd_command
 from tests.conftest import PG_SERVER
+from tests.test_cli_monitor import DEADLINE, Terminal
 from tests.test_store_open import read_only, without_privileges
 from tests.test_watching import leases
 
@@ -172,3 +173,21 @@ def test_logs_follow_polls_for_a_user_who_may_only_read_and_prints_the_same(
         assert len(stderr.splitlines()) == 1, stderr
         assert ("may not write" if sqlite else "permission denied") in stderr
     assert leases(str(h.db)) == 0  # it never took a lease
+
+
+def test_logs_follow_on_a_terminal_shows_a_progress_bar_while_the_job_reports(
+    harness: Harness,
+) -> None:
+    with wizd.connect_sync(str(harness.db)) as q:
+        job = q.enqueue("report", {"steps": STEPS}, queue=AGENT)
+    term = Terminal(harness.db, "logs", "-f", str(job.id))
+    try:
+        term.read_until("enqueued")
+        harness.start().ready()
+        text = term.read_until(f"job {job.id} is final")
+        assert term.proc.wait(DEADLINE) == 0
+    finally:
+        term.close()
+    assert "━" in text  # the bar, drawn while the job reported progress
+    assert "100% write" in text
+    assert "instead of watching it" not in text
