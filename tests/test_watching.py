@@ -91,19 +91,6 @@ async def registered(q: wizd.Queue) -> None:
         await asleep.wait()
 
 
-def leases(url: str) -> int:
-    """How many watchers hold a lease on the store at `url` (read from this process)."""
-
-    async def count() -> int:
-        async with wizd.connect(url, read_only=True) as q:
-            rows: int = await q.store._read(  # type: ignore[attr-defined]
-                lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
-            )
-            return rows
-
-    return anyio.run(count)
-
-
 async def feed_rows(q: wizd.Queue) -> int:
     rows: int = await q.store._read(  # type: ignore[attr-defined]
         lambda c: c.execute("SELECT count(*) FROM job_feed").fetchone()[0]
@@ -311,6 +298,17 @@ async def leases(q: wizd.Queue) -> int:
         lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
     )
     return rows
+
+
+def leases_at(url: str) -> int:
+    """How many watchers hold a lease on the store at `url`, read by a client of its own
+    (for tests whose watchers are other processes)."""
+
+    async def count() -> int:
+        async with wizd.connect(url, read_only=True) as q:
+            return await leases(q)
+
+    return anyio.run(count)
 
 
 async def watched_once(watcher: wizd.Queue, other: wizd.Queue) -> list[wizd.WatchEvent]:

@@ -22,7 +22,7 @@ from tests.acceptance.conftest import AGENT, Harness, daemon_env, wait_until, wi
 from tests.conftest import PG_SERVER
 from tests.test_cli_monitor import DEADLINE, Terminal
 from tests.test_store_open import read_only, without_privileges
-from tests.test_watching import leases
+from tests.test_watching import leases_at
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def h(store_harness: Harness) -> Harness:
 def test_logs_follow_watches_a_daemons_job_and_exits_with_its_outcome(h: Harness) -> None:
     url = str(h.db)
     ran = follow_two_jobs(
-        h, url, False, lambda: wait_until(lambda: leases(url) == 2, 20, "two leases")
+        h, url, False, lambda: wait_until(lambda: leases_at(url) == 2, 20, "two leases")
     )
     check_printed_as_listed(h, ran)
     assert [stderr for *_, stderr in ran] == ["", ""]  # watched: no word of polling
@@ -172,7 +172,7 @@ def test_logs_follow_polls_for_a_user_who_may_only_read_and_prints_the_same(
         assert stderr.count(POLLING) == 1, stderr
         assert len(stderr.splitlines()) == 1, stderr
         assert ("may not write" if sqlite else "permission denied") in stderr
-    assert leases(str(h.db)) == 0  # it never took a lease
+    assert leases_at(str(h.db)) == 0  # it never took a lease
 
 
 def test_logs_follow_on_a_terminal_shows_a_progress_bar_while_the_job_reports(
