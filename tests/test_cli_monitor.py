@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 import wizd
+from tests.acceptance.conftest import wait_until
+from tests.test_watching import leases_at
+from wizd.cli.monitor import RECENT_JOBS
 
 WIZD = Path(sys.executable).with_name("wizd")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>78]")
@@ -28,7 +31,7 @@ DEADLINE = 20.0
 class Terminal:
     """`wizd ARGS` with a 50x160 pseudo-terminal as stdin, stdout and stderr."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path | str, *args: str) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WIZD_")}
@@ -136,3 +139,32 @@ def test_monitor_ends_with_exit_0_on_ctrl_c(
     assert term.proc.wait(DEADLINE) == 0
     assert "Traceback" not in term.text
     assert "aborted" not in term.text
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["watching", "polling"])
+def test_monitor_shows_an_event_another_process_commits(
+    backend_url: str, cli_terminals: list[Terminal], poll: bool
+) -> None:
+    """Watching, the recent events come from the watch: a log line of a job older than the
+    RECENT_JOBS most recently changed, which reading their histories would not find. With
+    --poll it says so once and reads those histories again at every refresh (a line of the
+    newest job shows), taking no lease."""
+    with wizd.connect_sync(backend_url) as q:
+        old = q.enqueue("search", queue="researcher")
+        newer = q.enqueue_many([{"name": "draft", "queue": "writer"}] * RECENT_JOBS)
+    job = newer[-1] if poll else old
+    args = ["monitor", "--iterations", "200", "--interval", "0.1", *(["--poll"] * poll)]
+    term = Terminal(backend_url, *args)
+    cli_terminals.append(term)
+    term.read_until("polling" if poll else "watching")
+    if not poll:
+        wait_until(lambda: leases_at(backend_url) == 1, DEADLINE, "the monitor's lease")
+    with wizd.connect_sync(backend_url) as q:
+        q.log(job, "a line from another process")
+    term.read_until("a line from another process")
+    term.proc.send_signal(signal.SIGINT)
+    text = term.read_until()
+    assert term.proc.wait(DEADLINE) == 0
+    assert text.count("instead of watching it") == poll
+    if poll:
+        assert leases_at(backend_url) == 0  # it never took a lease

@@ -300,6 +300,17 @@ async def leases(q: wizd.Queue) -> int:
     return rows
 
 
+def leases_at(url: str) -> int:
+    """How many watchers hold a lease on the store at `url`, read by a client of its own
+    (for tests whose watchers are other processes)."""
+
+    async def count() -> int:
+        async with wizd.connect(url, read_only=True) as q:
+            return await leases(q)
+
+    return anyio.run(count)
+
+
 async def watched_once(watcher: wizd.Queue, other: wizd.Queue) -> list[wizd.WatchEvent]:
     """A watch that saw one job enqueued and went away (its lease left behind)."""
     events = watcher.watch(queue=Q)

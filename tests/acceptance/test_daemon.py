@@ -32,7 +32,7 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 FINAL = {"completed", "failed", "cancelled"}
-KNOWN_PROCESSORS = "blocker, flaky, hold, interval, narrate, quick"
+KNOWN_PROCESSORS = "blocker, flaky, hold, interval, narrate, quick, report"
 
 
 def enqueue(q: wizd.SyncQueue, name: str, n: int = 1, **payload: Any) -> list[int]:

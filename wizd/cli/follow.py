@@ -2,10 +2,11 @@
 terminal a progress bar shows the job's last reported progress while it reports any; piped,
 every event is one plain line.
 
-It reads the job's history again every POLL seconds rather than through Queue.watch: a
-watch takes a lease on the store's change feed, which is a write, and `wizd logs` (with
--f too) opens the database read-only, so that it works for a user who may only read it and
-never changes the file (issue 20, item 4)."""
+The events come from Queue.watch (wizd.cli.watcher: on a writable client of its own, every
+read on the command's read-only one); where this user may not write the store, or with
+--poll, the job's history is read again every POLL seconds instead. The job's end is read
+as the polling does it, so both print the same lines: the watch's final event says when
+to look, and the history after the lines printed so far ends the output."""
 
 from __future__ import annotations
 
@@ -18,17 +19,21 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from wizd.cli.render import event_line, make_console, show, symbol
+from wizd.cli.watcher import CannotWatch, say_polling, writable_client
 from wizd.model import Event, Job
 from wizd.queue import Queue
+from wizd.settings import Settings
+from wizd.store.feed import WatchEvent
 
 POLL = 0.2  # seconds between two reads of a job that is not final yet
 PERCENT = re.compile(r"^(\d+)%\s*(.*)$")  # a progress event's message: "40% downloading"
 
 
-async def history_as_it_grows(q: Queue, job_id: int) -> AsyncIterator[tuple[Event, bool]]:
-    """Each line of the job's history once, oldest first, with whether the job was final
-    when it was read; ends after the last line of a final job."""
-    seen = 0
+async def history_as_it_grows(
+    q: Queue, job_id: int, seen: int = 0
+) -> AsyncIterator[tuple[Event, bool]]:
+    """Each line of the job's history after its first `seen` once, oldest first, with
+    whether the job was final when it was read; ends after the last line of a final job."""
     while True:
         final = (await q.get(job_id)).final  # before the lines: a final job's are all there
         lines = await q.events(job_id, after=seen)
@@ -40,7 +45,49 @@ async def history_as_it_grows(q: Queue, job_id: int) -> AsyncIterator[tuple[Even
         await anyio.sleep(POLL)
 
 
-async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
+def as_line(event: WatchEvent, number: int) -> Event:
+    """A watch event as the job's history shows it: line `number` of it."""
+    return Event(
+        id=number,
+        job_id=event.job_id,
+        at=event.at,
+        kind=event.kind,
+        status=event.status,
+        attempt=event.attempt,
+        worker_id=event.worker_id,
+        message=event.message,
+    )
+
+
+async def watched_history(
+    q: Queue, s: Settings, job_id: int, poll: bool
+) -> AsyncIterator[tuple[Event, bool]]:
+    """As history_as_it_grows, from the job's watch (it starts with the history so far)
+    while it can: the lines before a final event as they come, then the rest read."""
+    seen = 0
+    if poll:
+        say_polling(POLL, "--poll")
+    else:
+        try:
+            async with writable_client(q, s) as watcher:
+                events = watcher.watch(job=job_id)
+                try:
+                    async for event in events:
+                        if event.kind == "stream":  # streamed text: not a line of the history
+                            continue
+                        if event.final and (await q.get(job_id)).final:
+                            break  # this line and any after it: read, as the polling does
+                        seen += 1
+                        yield as_line(event, seen), False
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]
+        except CannotWatch as exc:
+            say_polling(POLL, str(exc))
+    async for line, last in history_as_it_grows(q, job_id, seen):
+        yield line, last
+
+
+async def follow_events(ref: str, as_json: bool, q: Queue, s: Settings, poll: bool) -> Job:
     """Print the job's events as they come (JSON lines with as_json) until it is final; the
     final job."""
     job = await q.get(ref)
@@ -54,7 +101,7 @@ async def follow_events(ref: str, as_json: bool, q: Queue) -> Job:
         transient=True,
     )
     task: TaskID | None = None
-    events = history_as_it_grows(q, job.id)
+    events = watched_history(q, s, job.id, poll)
     try:
         async for event, last in events:
             if as_json:

@@ -38,6 +38,7 @@ from wizd.cli.render import (
     tree_view,
 )
 from wizd.cli.session import with_queue
+from wizd.cli.watcher import poll_option
 from wizd.errors import JobNotFound
 from wizd.model import Event, Job, JobFilter, JobStatus
 from wizd.queue import Queue
@@ -155,15 +156,19 @@ def info(id: str, as_json: bool) -> None:
 @click.command(
     help="Print a job's events and log lines; -f follows until it is final.\n\n"
     "With -f, --json prints one JSON object per line as the events come, and the exit code "
-    "says how the job ended: 0 completed, 1 failed or cancelled."
+    "says how the job ended: 0 completed, 1 failed or cancelled.\n\n"
+    "-f watches the job (Queue.watch) through a second client that may write the database, "
+    "since a watch's lease is a write; where this user may not write it, or with --poll, "
+    "it reads the job's history every 0.2s instead and says so on stderr."
 )
 @store
 @json_option
 @click.argument("id")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job is final.")
-def logs(id: str, as_json: bool, follow: bool) -> None:
+@poll_option
+def logs(id: str, as_json: bool, follow: bool, poll: bool) -> None:
     if follow:
-        final = with_queue(lambda q, s: follow_events(id, as_json, q), read_only=True)
+        final = with_queue(lambda q, s: follow_events(id, as_json, q, s, poll), read_only=True)
         if final.status is not JobStatus.COMPLETED:
             raise click.exceptions.Exit(1)
         return

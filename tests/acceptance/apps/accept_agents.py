@@ -86,3 +86,16 @@ async def narrate(ctx: JobContext) -> dict[str, Any]:
     for piece in ctx.payload["pieces"]:
         await ctx.stream(piece)
     return {"pid": os.getpid()}
+
+
+@researcher.processor("report")
+async def report(ctx: JobContext) -> dict[str, Any]:
+    """For each of `steps`: reports progress and logs a line; then fails if `fail` (for
+    `wizd logs -f`)."""
+    steps = ctx.payload["steps"]
+    for n, step in enumerate(steps, 1):
+        await ctx.progress(n / len(steps), step)
+        await ctx.log(f"done {step}")
+    if ctx.payload.get("fail"):
+        raise RuntimeError("the report failed")
+    return {"steps": len(steps)}
