@@ -208,3 +208,63 @@ def test_openapi_describes_v1(api: httpx.Client) -> None:
         "/v1/events",
         "/v1/jobs/{job_id}/signals/{name}",
     } <= set(spec["paths"])
+
+
+def sse_events(lines: Iterator[str], n: int) -> list[dict[str, Any]]:
+    """The next n events of a text/event-stream (keep-alive comments skipped)."""
+    got: list[dict[str, Any]] = []
+    event: dict[str, Any] = {}
+    for line in lines:
+        if line.startswith(":"):
+            continue
+        if not line:
+            if event:
+                got.append(event)
+                event = {}
+                if len(got) == n:
+                    return got
+            continue
+        key, _, value = line.partition(": ")
+        event[key] = json.loads(value) if key == "data" else value
+    raise AssertionError(f"the stream ended after {got}")
+
+
+def test_events_stream_live_and_resume_with_last_event_id(
+    api: httpx.Client, backend_url: str
+) -> None:
+    with api.stream("GET", "/v1/events", params={"queue": Q}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        job = enqueue(api)  # the lease is held once the response has begun
+        (first,) = sse_events(stream.iter_lines(), 1)
+    assert (first["data"]["job_id"], first["data"]["kind"]) == (job["id"], "enqueued")
+    assert first["id"] == str(first["data"]["cursor"])
+    settle(backend_url)  # while nobody is connected
+    headers = {"Last-Event-ID": first["id"]}
+    with api.stream("GET", "/v1/events", params={"queue": Q}, headers=headers) as stream:
+        rest = sse_events(stream.iter_lines(), 2)
+    assert [e["data"]["kind"] for e in rest] == ["claimed", "completed"]
+    assert int(rest[0]["id"]) > int(first["id"])
+    with api.stream("GET", "/v1/events", params={"job": job["id"]}) as stream:
+        history = sse_events(stream.iter_lines(), 3)
+    assert [e["data"]["kind"] for e in history] == ["enqueued", "claimed", "completed"]
+    is_problem(api.get("/v1/events", params={"after": "x1"}), 422, "after")
+    is_problem(api.get("/v1/events", params={"queue": "no spaces"}), 422, "queue")
+    is_problem(api.get("/v1/events", params={"job": 99999}), 404)
+
+
+def test_a_cursor_the_feed_no_longer_covers_is_gone_410(
+    api: httpx.Client, backend_url: str
+) -> None:
+    with api.stream("GET", "/v1/events", params={"queue": Q}) as stream:
+        enqueue(api)
+        (first,) = sse_events(stream.iter_lines(), 1)
+    enqueue(api)
+    enqueue(api)
+
+    async def prune() -> None:  # another watcher with a lease too short to resume anything
+        async with wizd.connect(backend_url) as q:
+            await q.store.watch_register("impatient", lease=0.0)
+
+    anyio.run(prune)
+    gone = api.get("/v1/events", headers={"Last-Event-ID": first["id"]})
+    assert f"cursor {first['id']} is older" in is_problem(gone, 410)["detail"]

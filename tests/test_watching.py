@@ -424,3 +424,13 @@ async def test_a_stream_of_a_run_that_lost_its_job_writes_nothing(other: wizd.Qu
     assert await other.store.append_stream(job.id, "!", 1000, worker_id="w2", attempt=2)
     assert not await other.store.append_stream(job.id, "?", 1000, worker_id="w1", attempt=1)
     assert await other.stream_text(job) == "first second!"
+
+
+async def test_a_closed_watch_leaves_its_lease_for_a_minute_only(
+    watcher: wizd.Queue, other: wizd.Queue
+) -> None:
+    await watched_once(watcher, other)
+    expires = await other.store._read(  # type: ignore[attr-defined]
+        lambda c: c.execute("SELECT expires_at FROM feed_watchers").fetchone()[0]
+    )
+    assert expires - time.time() <= watching.LINGER + 1

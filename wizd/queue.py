@@ -240,6 +240,13 @@ class Queue(Distributed, Scheduling, Tokens):
         event with nothing missed or repeated (wizd.watching says within what time)."""
         return watching.watch(self.store, queue, job, after)
 
+    async def watch_started(
+        self, queue: str | None = None, job: int | str | Job | None = None, after: object = None
+    ) -> AsyncIterator[WatchEvent]:
+        """As watch, with its lease taken before this returns (every commit from then on
+        is seen) and a bad cursor or job raised here; iterate it, or close it."""
+        return await watching.started(self.store, queue, job, after)
+
     async def stream_text(self, id: int | str | Job) -> str:
         """What the job streamed with ctx.stream (its last `stream_tail` characters)."""
         return await self.store.stream_text(job_id(id))

@@ -6,7 +6,8 @@ after its cursor, and sleeps until the store says the feed may have grown (SQLit
 change watcher; PostgreSQL: NOTIFY on `wizd_<schema>:feed`, sent by the feed's triggers),
 or SAFETY_NET seconds. It renews its lease as it goes. Each event carries its cursor:
 `watch(after=event.cursor)` resumes right after it, missing nothing and repeating nothing,
-if the feed kept recording meanwhile (a lease lasts wizd.store.feed.LEASE seconds); if it
+if the feed kept recording meanwhile (a lease lasts wizd.store.feed.LEASE seconds after its
+last renewal while the watch runs, LINGER seconds once it is closed); if it
 did not, or the rows after the cursor were pruned, the watch raises CursorExpired at once
 rather than skip events silently.
 
@@ -17,6 +18,7 @@ COMMIT under one lock). Events of one transaction come in the order its statemen
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -30,6 +32,8 @@ from wizd.errors import InvalidJob, JobNotFound
 from wizd.store import Store
 from wizd.store.feed import LEASE, WatchEvent
 
+LINGER = 60.0  # seconds a closed watch's lease lasts: a prompt reconnect resumes; later, the
+# daemons drop the lease and the feed stops costing writes (CursorExpired for a late resume)
 SAFETY_NET = 2.0  # seconds between two reads of the feed at most
 BATCH = 500  # feed rows read at a time
 PACE = 0.01  # seconds at least between two reads that found events: busy, reads batch up
@@ -53,7 +57,22 @@ async def watch(
 ) -> AsyncGenerator[WatchEvent, None]:
     """Every event of the queue's (or the job's, or all) jobs after the cursor `after`
     (None: from now on; a job's watch from now on starts with the job's history so far,
-    each line carrying the cursor the watch started at), as they are committed, for ever."""
+    each line carrying the cursor the watch started at), as they are committed, for ever.
+    The lease is taken at the first step (`started` takes it at once)."""
+    events = await started(store, queue, job, after)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()
+
+
+async def started(
+    store: Store, queue: str | None, job: object, after: object
+) -> AsyncGenerator[WatchEvent, None]:
+    """As watch, with the lease taken before this returns, so every commit from now on is
+    seen, and a bad cursor or job raises here (CursorExpired, JobNotFound, InvalidJob).
+    The events must then be iterated (or closed once started), which ends the watch."""
     queue = name("queue", queue)
     wanted = None if job is None else job_id(job, "job")
     cursor = cursor_of(after)
@@ -61,14 +80,30 @@ async def watch(
     await store.start_watching()  # before the lease commits: no wake-up after it is lost
     try:
         head = await store.watch_register(watcher, LEASE, resume=cursor)
+        backlog = []
+        if cursor is None and wanted is not None:  # a job's watch from now: its history
+            backlog = await history(store, wanted, queue, head)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.stop_watching()
+        raise
+    return follow(store, watcher, queue, wanted, head if cursor is None else cursor, backlog)
+
+
+async def follow(
+    store: Store,
+    watcher: str,
+    queue: str | None,
+    wanted: int | None,
+    cursor: int,
+    backlog: list[WatchEvent],
+) -> AsyncGenerator[WatchEvent, None]:
+    """The backlog, then the feed after `cursor`, renewing the lease; ends the watch."""
+    try:
         renewed = time.monotonic()
-        seen: Counter[tuple[object, ...]] = Counter()
-        if cursor is None:
-            cursor = head
-            if wanted is not None:  # a job's watch from now: its history so far first
-                for event in await history(store, wanted, queue, head):
-                    seen[key(event)] += 1
-                    yield event
+        seen: Counter[tuple[object, ...]] = Counter(key(event) for event in backlog)
+        for event in backlog:
+            yield event
         read_at = float("-inf")
         while True:
             mark = await store.feed_mark()  # before the read: a commit after it wakes
@@ -89,7 +124,10 @@ async def watch(
             if len(events) < BATCH:
                 await store.wait_for_feed(mark, SAFETY_NET)
     finally:
-        await store.stop_watching()
+        with anyio.CancelScope(shield=True):
+            await store.stop_watching()
+            with contextlib.suppress(Exception):  # the lease lapses by itself anyway
+                await store.watch_release(watcher, LINGER)
 
 
 def key(event: WatchEvent) -> tuple[object, ...]:

@@ -2,8 +2,9 @@
 
 Each event's SSE id is its watch cursor, so a client that reconnects (EventSource does
 it by itself, sending Last-Event-ID) misses nothing and sees nothing twice, as long as the
-feed still covers its cursor (wizd.watching); if not, one `event: error` carries a problem
-document (status 410) and the stream ends. A comment line every KEEPALIVE seconds keeps
+feed still covers its cursor (wizd.watching); if not, the answer is a 410 problem document.
+The watch's lease is taken before the answer begins: whatever commits after the response
+headers arrive is in the stream. A comment line every KEEPALIVE seconds keeps
 proxies from closing a quiet stream.
 """
 
@@ -57,6 +58,8 @@ class EventStream(Response):
             media_type=self.media_type,
         )
         self.events = events
+        # No body given: Response said its length is 0, which a stream's is not.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -138,4 +141,4 @@ async def events(
     else:
         allow(token, Role.READ, queue)
     start = cursor(after, "after") if after is not None else cursor(last_event_id, "Last-Event-ID")
-    return EventStream(q.watch(queue=queue, job=job, after=start))
+    return EventStream(await q.watch_started(queue=queue, job=job, after=start))

@@ -364,6 +364,9 @@ class Store(Protocol):
         watcher goes on from; CursorExpired if the feed may lack events after it, InvalidJob
         if it is past the feed's end."""
 
+    async def watch_release(self, watcher: str, linger: float) -> None:
+        """A watch ended: its lease lasts `linger` seconds more at most."""
+
     async def sweep_feed(self, lease: float = ...) -> int:
         """Upkeep (the daemons' reaper): drop expired leases, prune what no lease needs;
         how many leases were dropped."""

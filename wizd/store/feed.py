@@ -202,6 +202,14 @@ class FeedMethods:
     ) -> int:
         return await self._write(lambda c, now: register(c, now, watcher, lease, resume))
 
+    async def watch_release(self, watcher: str, linger: float) -> None:
+        await self._write(
+            lambda c, now: c.execute(
+                "UPDATE feed_watchers SET expires_at = ? WHERE id = ? AND expires_at > ?",
+                (now + linger, watcher, now + linger),
+            )
+        )
+
     async def sweep_feed(self, lease: float = LEASE) -> int:
         return await self._write(lambda c, now: sweep(c, now, lease))
 
