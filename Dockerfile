@@ -5,6 +5,11 @@
 #     -v wizd-data:/var/lib/wizd -v "$PWD/wizd.toml:/etc/wizd/wizd.toml:ro" \
 #     -p 127.0.0.1:9464:9464 wizd --agent researcher
 #
+# The HTTP API (build with WIZD_EXTRAS=http, or http,postgres), on the same volume; beyond
+# loopback it needs a token in the database (`wizd token create`) or it refuses to start:
+#   docker run -d --name wizd-api -v wizd-data:/var/lib/wizd -p 127.0.0.1:8464:8464 \
+#     wizd serve --host 0.0.0.0
+#
 # --init reaps the orphans that command processors leave behind; --stop-timeout must exceed
 # shutdown_grace (30 s) so running jobs can finish on `docker stop`.
 # The base image is pinned to an exact Python release; add @sha256:… to pin its bytes too.
@@ -50,7 +55,7 @@ VOLUME ["/var/lib/wizd"]
 WORKDIR /var/lib/wizd
 USER 10001:10001
 
-EXPOSE 9464
+EXPOSE 9464 8464
 
 # Healthy when /healthz answers 2xx; follows WIZD_METRICS_PORT if you move the port (with
 # metrics_port = 0 there is nothing to check: run with --no-healthcheck).

@@ -459,3 +459,25 @@ def systemd_analyze_problems(analyze: str) -> list[str]:
                 if re.match(r"✗ (UMask|ProcSubset)=", line) or "does not define an IP" in line:
                     problems.append(f"systemd-analyze security: {line.strip()}")
     return problems
+
+
+# -- systemd/wizd-api.service ---------------------------------------------------------------
+
+API_UNIT = ROOT / "systemd" / "wizd-api.service"
+
+
+def test_api_unit_serves_the_api_confined_on_the_daemons_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "UNIT", API_UNIT)
+    problems = [p for p in structural_problems() if "NotifyAccess" not in p]
+    assert problems == []
+    assert service("ExecStart").split()[1:] == ["serve"]
+    assert service("Type") == "exec"
+    assert service("RestartPreventExitStatus") == "2"  # a refused bind is not retried
+    env = dict(item.split("=", 1) for item in unit()["Service"]["Environment"])
+    assert env["WIZD_DATABASE"] == "/var/lib/wizd/wizd.db"  # the same as wizd@.service's
+    assert service("User") == "wizd"
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "MemoryDenyWriteExecute"):
+        assert service(key) == "yes", key
+    assert service("IPAddressAllow") == "localhost"

@@ -82,8 +82,17 @@ async def serve(
                         tg.cancel_scope.cancel()
 
         tg.start_soon(signals)
+        if settings.serve_http:
+            tg.start_soon(serve_http, settings, stop, log)
         await supervisor.run(stop)
         tg.cancel_scope.cancel()
+
+
+async def serve_http(settings: Settings, stop: anyio.Event, log: Any) -> None:
+    """The HTTP API beside the workers (`serve_http = true`), on a client of its own."""
+    from wizd.cli.serve import serve_api_on
+
+    await serve_api_on(settings, stop, log)
 
 
 def run_daemon(settings: Settings) -> None:
@@ -91,6 +100,10 @@ def run_daemon(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
     importable_from_cwd()
     agents = load_agents(settings)  # imports --app modules before any change of directory
+    if settings.serve_http:
+        from wizd.cli.serve import api_server
+
+        api_server()  # a missing extra is one line before anything starts
     settings = settings.model_copy(update={"database": absolute_database(settings.database)})
     if settings.daemonize:
         _daemonize(settings)

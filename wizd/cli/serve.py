@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import click
 
+from wizd.cli.daemon import single_error
 from wizd.cli.options import store_options
 from wizd.cli.session import current_settings
 from wizd.errors import ConfigError
@@ -29,12 +30,9 @@ def api_server() -> Any:
 
 async def serve_api(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way."""
-    server = api_server()
     log = get_logger()
     stop = anyio.Event()
-    options = {**settings.store_options(), "create": False}
-    queue = connect(settings.database, limits=settings.size_limits(), **options)
-    async with queue as q, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
 
         async def signals() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
@@ -43,12 +41,21 @@ async def serve_api(settings: Settings) -> None:
                     stop.set()
 
         tg.start_soon(signals)
+        await serve_api_on(settings, stop, log)
+        tg.cancel_scope.cancel()
+
+
+async def serve_api_on(settings: Settings, stop: anyio.Event, log: Any) -> None:
+    """Serve the API on a client of its own until `stop` (also a daemon's, with
+    serve_http = true)."""
+    server = api_server()
+    options = {**settings.store_options(), "create": False}
+    async with connect(settings.database, limits=settings.size_limits(), **options) as q:
 
         def listening(url: str) -> None:
             log.info("http_api_listening", url=url, openapi=f"{url}/v1/openapi.json")
 
         await server.run_api(q, settings.http_host, settings.http_port, stop, listening)
-        tg.cancel_scope.cancel()
 
 
 @click.command(
@@ -69,4 +76,7 @@ def serve(host: str | None, port: int | None) -> None:
     settings = settings.model_copy(update=given)
     configure_logging(settings.log_format, settings.log_level)
     api_server()  # the missing extra is one line before anything starts
-    anyio.run(serve_api, settings)
+    try:
+        anyio.run(serve_api, settings)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
