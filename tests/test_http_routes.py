@@ -14,6 +14,7 @@ import pytest
 import wizd
 from tests.http_server import api_server, client, is_problem
 from tests.test_http_api import Q, enqueue, settle
+from wizd.http import flows, queue_settings, schedules, tokens
 
 W = "writer"
 
@@ -47,6 +48,7 @@ def test_queue_defaults(api: httpx.Client) -> None:
     before = ok(api.get(f"/v1/queues/{Q}/defaults"))
     assert (before["priority"], before["attempts"]) == (3, 3)
     put = ok(api.put(f"/v1/queues/{Q}/defaults", json={"priority": "high", "attempts": 5}))
+    queue_settings.DefaultsOut.model_validate(put)
     assert (put["priority"], put["attempts"], put["backoff"]["kind"]) == (4, 5, "exponential")
     kept = ok(api.put(f"/v1/queues/{Q}/defaults", json={"backoff": {"kind": "fixed"}}))
     assert (kept["attempts"], kept["backoff"]["kind"]) == (5, "fixed")
@@ -69,6 +71,7 @@ def test_queue_limits(api: httpx.Client) -> None:
     put = ok(api.put(f"/v1/queues/{Q}/limits", json={"max_running": 2, "rate": "10/s"}))
     assert (put["max_running"], put["rate"], put["rate_per_second"]) == (2, "10/s", 10.0)
     kept = ok(api.put(f"/v1/queues/{Q}/limits", json={"burst": 3}))
+    queue_settings.LimitsOut.model_validate(kept)
     assert (kept["max_running"], kept["rate"], kept["burst"]) == (2, "10/s", 3)
     removed = ok(api.put(f"/v1/queues/{Q}/limits", json={"rate": None}))
     assert (removed["max_running"], removed["rate"]) == (2, None)
@@ -138,12 +141,13 @@ def test_cleanup(api: httpx.Client, backend_url: str) -> None:
     assert dry == {"ids": [job["id"]], "dry_run": True}
     assert ok(api.get(f"/v1/jobs/{job['id']}"))["status"] == "completed"
     assert ok(api.post("/v1/cleanup"))["ids"] == []  # 30 days by default
-    for body, field in [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"statuses": ["pending"]}, "statuses"),
         ({"statuses": []}, "statuses"),
         ({"older_than": -1}, "older_than"),
         ({"dry_run": "maybe"}, "dry_run"),
-    ]:
+    ]
+    for body, field in bad:
         is_problem(api.post("/v1/cleanup", json={"older_than": 0, **body}), 422, field)
     assert ok(api.get(f"/v1/jobs/{job['id']}"))["status"] == "completed"
     assert ok(api.post("/v1/cleanup", json={"older_than": 0})) == {
@@ -172,6 +176,7 @@ def test_schedules(api: httpx.Client) -> None:
         {"priority": 4},
     )
     assert [s["id"] for s in ok(api.get("/v1/schedules"))] == [made["id"]]
+    schedules.ScheduleOut.model_validate(made)
     assert ok(api.get("/v1/schedules/hourly")) == ok(api.get(f"/v1/schedules/{made['id']}"))
     assert ok(api.post("/v1/schedules/hourly/pause"))["paused"] is True
     assert ok(api.post("/v1/schedules/hourly/resume"))["paused"] is False
@@ -236,12 +241,15 @@ def test_distributed_jobs(api: httpx.Client) -> None:
         ("sub_1", "a", "paused"),
         ("sub_2", "b", "paused"),
     ]
+    for row in subtasks:
+        flows.SubTaskOut.model_validate(row)
     second = ok(api.get(f"/v1/distributed/{parent['id']}/subtasks/sub_2"))
     assert second["id"] == subtasks[1]["job_id"]
     assert ok(api.post(f"/v1/distributed/{parent['id']}/dispatch")) == {"released": 2}
     assert ok(api.post(f"/v1/distributed/{parent['id']}/dispatch")) == {"released": 0}
     report = ok(api.get(f"/v1/distributed/{parent['id']}/consolidation"))
     assert (report["total_tasks"], report["pending"], report["consolidated_at"]) == (2, 2, None)
+    flows.ConsolidationOut.model_validate(report)
     is_problem(api.get(f"/v1/distributed/{parent['id']}/subtasks/sub_x"), 422, "sub_task_id")
     is_problem(api.get(f"/v1/distributed/{parent['id']}/subtasks/sub_9"), 422, "sub_task_id")
     plain = enqueue(api)
@@ -300,6 +308,7 @@ def test_tokens(api: httpx.Client) -> None:
     admin, secret = made["token"], made["secret"]
     assert (admin["role"], admin["queues"], admin["name"]) == ("admin", None, "ops")
     assert secret.startswith(f"wizd_{admin['id']}_")
+    tokens.NewTokenOut.model_validate(made)
     is_problem(api.get("/v1/tokens"), 401)  # the first token closed the open server at once
     with client(str(api.base_url), secret) as ops:
         reader = ok(ops.post("/v1/tokens", json={"role": "read", "queues": [Q]}), 201)
