@@ -16,6 +16,7 @@ from wizd.errors import InvalidJob
 from wizd.model import (
     SUBTASK_QUERY_LIMIT,
     Job,
+    check_identifier,
     check_subtask_id,
     consolidation,
 )
@@ -46,6 +47,7 @@ class Distributed(JobBuilder):
         else failed. At the ttl, unfinished sub-tasks
         fail as expired and the consolidation reports them."""
         arg.check_text("prompt", prompt, limit=self.limits.payload)
+        check_identifier("queue", queue)  # before the sub-tasks, which would name it theirs
         arg.flag("dispatch", dispatch)
         if isinstance(subtasks, str) or not isinstance(subtasks, Sequence) or not subtasks:
             raise InvalidJob("subtasks", "must be a non-empty list of query strings")

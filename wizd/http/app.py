@@ -10,7 +10,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import wizd
-from wizd.http import events, jobs, problems, queues
+from wizd.http import (
+    events,
+    flows,
+    jobs,
+    problems,
+    queue_settings,
+    queues,
+    schedules,
+    tokens,
+)
 from wizd.http.auth import Access
 from wizd.queue import Queue
 
@@ -44,7 +53,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
     app.state.queue = queue
     app.state.access = Access(queue, open_on_no_token=open_on_no_token)
     problems.install(app)
-    for module in (jobs, queues, events):
+    for module in (jobs, flows, queues, queue_settings, schedules, tokens, events):
         app.include_router(module.router, prefix="/v1")
     limit = (queue.limits.payload or 0) + queue.limits.context + FRAMING
     app.add_middleware(BodyLimit, limit=limit)

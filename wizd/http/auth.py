@@ -50,6 +50,11 @@ class Access:
             self._any_live = (live, time.monotonic() + CACHE)
         return live
 
+    def forget(self) -> None:
+        """Drop every cached answer: tokens were made or revoked through this server."""
+        self._known.clear()
+        self._any_live = (False, float("-inf"))
+
     async def caller(self, secret: str | None) -> Token:
         if secret is None:
             if self.open_on_no_token and not await self.any_live_token():
