@@ -14,7 +14,8 @@ from tests.cli_runner import invoke
 from wizd.cli import COMMANDS, cli
 
 # Modules only subcommands need; none may be loaded on the daemon's path.
-LAZY = sorted({spec.partition(":")[0] for spec in COMMANDS.values()}) + [
+LAZY = [
+    *sorted({spec.partition(":")[0] for spec in COMMANDS.values()}),
     "wizd.cli.follow",
     "wizd.cli.options",
     "wizd.cli.render",
@@ -70,9 +71,11 @@ def test_help_lists_every_command_with_its_short_help() -> None:
     ctx = click.Context(cli, info_name="wizd")
     for line, name in zip(listed, names, strict=True):
         command = cli.get_command(ctx, name)
-        assert command is not None and command.name == name
+        assert command is not None
+        assert command.name == name
         shown = line.split(None, 1)[1].removesuffix("...")
-        assert shown and command.get_short_help_str(limit=200).startswith(shown), line
+        assert shown, line
+        assert command.get_short_help_str(limit=200).startswith(shown), line
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
