@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -24,7 +24,6 @@ from wizd import __version__
 from wizd.agent import Agent
 from wizd.errors import ConfigError, JobNotFound, StoreError
 from wizd.hooks import Hooks, NoHooks
-from wizd.metrics import Metrics, MetricsServer, Snapshot
 from wizd.metrics_port import listen
 from wizd.model import WorkerInfo, parse_status, zero_counts
 from wizd.processors import CommandProcessor, ProcessGuard
@@ -32,6 +31,9 @@ from wizd.queue import KILL_FORCE_REASON, Queue, connect
 from wizd.settings import Settings
 from wizd.systemd import Notifier
 from wizd.worker import QueueWorker, backoff
+
+if TYPE_CHECKING:  # wizd.metrics (prometheus_client, an HTTP server) is loaded only when on
+    from wizd.metrics import Metrics, MetricsServer, Snapshot
 
 RETENTION_INTERVAL = 3600.0
 LAG_PROBE = 0.5  # seconds between event-loop lag probes
@@ -113,8 +115,11 @@ class Supervisor:
         self.worker_id = f"{self.hostname}-{os.getpid()}-{secrets.token_hex(3)}"
         self.log = log.bind(worker_id=self.worker_id)
         self.notifier = notifier or Notifier()
-        metrics_off = settings.metrics_port == 0
-        self.metrics = None if metrics_off else Metrics(self.worker_id, __version__)
+        self.metrics: Metrics | None = None
+        if settings.metrics_port != 0:
+            from wizd.metrics import Metrics
+
+            self.metrics = Metrics(self.worker_id, __version__)
         self.hooks: Hooks = hooks or self.metrics or NoHooks()
         self.on_ready = on_ready
         self.serve = self._queues_to_serve(agents)
@@ -212,6 +217,8 @@ class Supervisor:
     def _metrics_server(self, portal: BlockingPortal) -> MetricsServer | None:
         if self.metrics is None:
             return None
+        from wizd.metrics import MetricsServer
+
         s, metrics = self.settings, self.metrics
 
         def bind(port: int) -> MetricsServer:
@@ -230,6 +237,8 @@ class Supervisor:
         return server
 
     async def _snapshot(self) -> Snapshot:
+        from wizd.metrics import Snapshot
+
         store = self.queue.store
         counts = await store.counts()
         for name in self.serve:

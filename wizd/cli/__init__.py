@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -26,8 +27,65 @@ imported from the working directory first.
 """
 
 
+# Each subcommand, by name: the module that defines it and its name there. A module is
+# imported only when its command runs (or `wizd --help` lists them all), so the daemon's
+# start does not pay for rich tables, the demo or the other commands' code.
+COMMANDS = {
+    "demo": "wizd.cli.demo:demo",
+    "jobs": "wizd.cli.ops:jobs",
+    "info": "wizd.cli.ops:info",
+    "logs": "wizd.cli.ops:logs",
+    "create": "wizd.cli.ops:create",
+    "wait": "wizd.cli.waits:wait",
+    "signal": "wizd.cli.signals:signal",
+    "cancel": "wizd.cli.ops:cancel",
+    "kill": "wizd.cli.ops:kill",
+    "retry": "wizd.cli.ops:retry",
+    "delete": "wizd.cli.ops:delete",
+    "tree": "wizd.cli.ops:tree",
+    "status": "wizd.cli.queues:status",
+    "pause": "wizd.cli.queues:pause",
+    "resume": "wizd.cli.queues:resume",
+    "peek": "wizd.cli.queues:peek",
+    "stats": "wizd.cli.queues:stats",
+    "hung": "wizd.cli.queues:hung",
+    "cleanup": "wizd.cli.queues:cleanup",
+    "agents": "wizd.cli.queues:agents",
+    "schedule": "wizd.cli.schedules:schedule",
+    "queue": "wizd.cli.limits:queue",
+    "job": "wizd.cli.distributed:job",
+    "monitor": "wizd.cli.monitor:monitor",
+    "token": "wizd.cli.tokens:token",
+    "serve": "wizd.cli.serve:serve",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when looked up (click's documented
+    lazy-loading pattern); listed in name order, as click lists a group's commands."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.lazy, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attr = self.lazy[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command), f"{self.lazy[cmd_name]} is not a command"
+        return command
+
+
 @click.group(
-    invoke_without_command=True, help=DAEMON_HELP, context_settings={"max_content_width": 100}
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    invoke_without_command=True,
+    help=DAEMON_HELP,
+    context_settings={"max_content_width": 100},
 )
 @click.option(
     "--agent",
@@ -81,27 +139,6 @@ def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
 
     settings = load_settings(config_file, **flags)
     run_daemon(settings)
-
-
-from wizd.cli import limits, ops, queues, schedules, tokens  # noqa: E402
-from wizd.cli.demo import demo  # noqa: E402
-from wizd.cli.distributed import job  # noqa: E402
-from wizd.cli.monitor import monitor  # noqa: E402
-from wizd.cli.serve import serve  # noqa: E402
-
-cli.add_command(demo)
-limits.queue.add_command(queues.remove)
-for _command in (
-    *ops.COMMANDS,
-    *queues.COMMANDS,
-    *schedules.COMMANDS,
-    *limits.COMMANDS,
-    *tokens.COMMANDS,
-    job,
-    monitor,
-    serve,
-):
-    cli.add_command(_command)
 
 
 def is_utf8(text: str) -> bool:

@@ -17,23 +17,11 @@ from rich.tree import Tree
 
 from wizd.agent import Agent, JobContext
 from wizd.cli.daemon import serve
+from wizd.cli.render import SYMBOLS
 from wizd.logging import configure_logging
 from wizd.model import FINAL, Backoff, Job, JobStatus
 from wizd.queue import Queue
 from wizd.settings import Settings
-
-SYMBOLS = {
-    "waiting": "[dim]⧗ waiting[/]",
-    "pending": "[white]○ pending[/]",
-    "delayed": "[blue]◷ delayed[/]",
-    "running": "[yellow]◉ running[/]",
-    "waiting_children": "[cyan]⧖ waiting for children[/]",
-    "waiting_signal": "[cyan]✉ waiting for a signal[/]",
-    "paused": "[magenta]‖ paused[/]",
-    "completed": "[green]✓ completed[/]",
-    "failed": "[red]✗ failed[/]",
-    "cancelled": "[dim red]⊘ cancelled[/]",
-}
 
 QUESTION = "How do heat pumps perform in cold climates?"
 APPROVED = (

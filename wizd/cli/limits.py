@@ -8,6 +8,7 @@ import click
 
 from wizd.cli.options import json_option
 from wizd.cli.options import store_options as store
+from wizd.cli.queues import remove
 from wizd.cli.render import limits_table, print_json, show
 from wizd.cli.session import with_queue
 from wizd.errors import InvalidJob
@@ -107,4 +108,4 @@ def concurrency(key: str, limit_value: str, as_json: bool) -> None:
         click.echo(f"concurrency key {key}: no limit")
 
 
-COMMANDS = (queue,)
+queue.add_command(remove)  # `wizd queue rm`: defined with pause and resume (wizd.cli.queues)

@@ -405,6 +405,3 @@ def tree(id: str, as_json: bool) -> None:
         print_json(root)
     else:
         show(tree_view(root, statuses))
-
-
-COMMANDS = (jobs, info, logs, create, waits.wait, signals.signal, cancel, kill, retry, delete, tree)

@@ -287,6 +287,3 @@ def agents(as_json: bool) -> None:
         print_json([{**w.to_dict(), "state": state} for w, state in rows])
         return
     show(workers_table(rows) if rows else "[dim]no daemons registered[/]")
-
-
-COMMANDS = (status, pause, resume, peek, stats, hung, cleanup, agents)

@@ -21,7 +21,6 @@ from rich.table import Column, Table
 from rich.text import Text
 from rich.tree import Tree
 
-from wizd.cli.demo import SYMBOLS
 from wizd.model import ALL_STATUSES, Event, Job, QueueLimits, Schedule, WorkerInfo, shown
 from wizd.step_model import Step
 
@@ -29,6 +28,18 @@ NAME_WIDTH = 20  # a queue, job or worker name in a terminal's jobs table
 NAME_FLOOR = 8  # … cut down to this on a narrow terminal, before the error shrinks
 ERROR_MIN_WIDTH = 16
 PLAIN_WIDTH = 200  # piped output is not wrapped at 80 columns: lines stay greppable
+SYMBOLS = {
+    "waiting": "[dim]⧗ waiting[/]",
+    "pending": "[white]○ pending[/]",
+    "delayed": "[blue]◷ delayed[/]",
+    "running": "[yellow]◉ running[/]",
+    "waiting_children": "[cyan]⧖ waiting for children[/]",
+    "waiting_signal": "[cyan]✉ waiting for a signal[/]",
+    "paused": "[magenta]‖ paused[/]",
+    "completed": "[green]✓ completed[/]",
+    "failed": "[red]✗ failed[/]",
+    "cancelled": "[dim red]⊘ cancelled[/]",
+}
 
 
 def make_console() -> Console:

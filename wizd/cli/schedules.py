@@ -185,6 +185,3 @@ def runs(ref: str, count: int, as_json: bool) -> None:
     for r in found:
         job = f"job {r.job_id}" if r.job_id is not None else "no job (unique key held)"
         show(f"{r.fire_at.isoformat()}  {job}  fired {ago(r.fired_at)}")
-
-
-COMMANDS = (schedule,)
