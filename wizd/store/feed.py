@@ -49,6 +49,7 @@ class WatchEvent:
         return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+STATUSES = {s.value: s for s in JobStatus}
 READ = (
     "SELECT id, job_id, queue, at, kind, status, attempt, worker_id, message FROM job_feed "
     "WHERE id > ?{where} ORDER BY id LIMIT ?"
@@ -136,20 +137,13 @@ def after(c: Conn, cursor: int, queue: str | None, job: int | None, limit: int) 
         where += " AND job_id = ?"
         args.append(job)
     rows = c.execute(READ.format(where=where), [*args, limit]).fetchall()
+    # Built positionally, the status looked up in a dict: the watcher's own CPU per event
+    # competes with the daemon's on a small machine (python -m bench.hotpath --watch).
     return [
-        WatchEvent(
-            cursor=int(r[0]),
-            job_id=int(r[1]),
-            queue=r[2],
-            at=utc_at(float(r[3])),
-            kind=r[4],
-            status=JobStatus(r[5]) if r[5] else None,
-            attempt=r[6],
-            worker_id=r[7],
-            message=r[8],
-        )
+        WatchEvent(int(r[0]), int(r[1]), r[2], utc_at(float(r[3])), r[4],
+                   STATUSES[r[5]] if r[5] else None, r[6], r[7], r[8])
         for r in rows
-    ]
+    ]  # fmt: skip
 
 
 def append_stream(c: Conn, job_id: int, piece: str, cap: int, worker_id: str, attempt: int) -> bool:
