@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from wizd.http import schemas as S
 from wizd.http.auth import Caller, Client, allow
 from wizd.http.queues import QueueName
-from wizd.model import JobStatus
+from wizd.model import JobOptions, JobStatus
 from wizd.queue import DEFAULT_HUNG_TIMEOUT
 from wizd.token_model import Role, Token
 
@@ -32,12 +32,7 @@ class DefaultsIn(S.Strict):
     ttl: float | None = None
 
 
-class DefaultsOut(BaseModel):
-    priority: int
-    attempts: int
-    backoff: S.BackoffOut
-    timeout: float | None
-    ttl: float | None
+DefaultsOut = JobOptions  # a queue's defaults: the Python API's dataclass
 
 
 class LimitsIn(S.Strict):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from wizd.http import schemas as S
 from wizd.http.auth import Caller, Client, allow
 from wizd.token_model import Role
 
@@ -21,17 +22,6 @@ class QueueOut(BaseModel):
     paused: bool
     counts: dict[str, int]
     defaults: dict[str, Any]
-
-
-class StatsOut(BaseModel):
-    queue: str
-    counts: dict[str, int]
-    paused: bool
-    avg_wait_seconds: float | None
-    avg_run_seconds: float | None
-    throughput_per_minute: float
-    window_seconds: float
-    oldest_pending_age_seconds: float | None
 
 
 class WorkerOut(BaseModel):
@@ -66,7 +56,7 @@ async def queues(q: Client, token: Caller) -> Response:
     return JSONResponse(out)
 
 
-@router.get("/queues/{queue}/stats", response_model=StatsOut, summary="A queue's figures")
+@router.get("/queues/{queue}/stats", response_model=S.StatsOut, summary="A queue's figures")
 async def stats(
     queue: QueueName,
     q: Client,

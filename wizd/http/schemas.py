@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wizd.model import JobStatus
+from wizd.model import Event, Job, JobStatus, QueueStats
 
 JSONValue = Any
 
@@ -86,64 +86,16 @@ class RetryIn(Strict):
 # -- responses -----------------------------------------------------------------------------
 
 
-class BackoffOut(BaseModel):
-    kind: str
-    delay: float
-    cap: float | None
-    jitter: float
-
-
-class JobOut(BaseModel):
-    """A job as stored (Job.to_dict)."""
-
-    id: int
-    queue: str
-    name: str
-    payload: dict[str, JSONValue]
-    status: JobStatus
-    priority: int
-    attempt: int
-    max_attempts: int
-    backoff: BackoffOut
-    timeout: float | None
-    run_at: datetime
-    expires_at: datetime | None
-    parent_id: int | None
-    batch_id: str | None
-    tags: list[str]
-    context: dict[str, JSONValue] | None
-    result: JSONValue
-    error: str | None
-    progress: float | None
-    progress_message: str | None
-    worker_id: str | None
-    heartbeat_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    on_dependency_failure: str
-    on_child_failure: str
-    kind: str
-    unique_key: str | None
-    concurrency_key: str | None
-    depends_on: list[int]
+# A job, an event of its history and a queue's figures are the Python API's own dataclasses:
+# their schema is derived from them, so it cannot drift from what to_dict() sends.
+JobOut = Job
+EventOut = Event
+StatsOut = QueueStats
 
 
 class JobPage(BaseModel):
     jobs: list[JobOut]
     next: str | None = Field(description="pass as `after` for the next page; null: no more")
-
-
-class EventOut(BaseModel):
-    id: int
-    job_id: int
-    at: datetime
-    kind: str
-    status: JobStatus | None
-    attempt: int | None
-    worker_id: str | None
-    message: str | None
 
 
 class StepOut(BaseModel):
