@@ -92,6 +92,11 @@ def test_an_idempotency_key_makes_one_job_however_often_it_is_sent(api: httpx.Cl
     other = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "req-2"})
     assert other.status_code == 201
     assert other.json()["id"] != first.json()["id"]
+    elsewhere = api.post(
+        "/v1/jobs", json={**body, "queue": "writer"}, headers={"Idempotency-Key": "req-1"}
+    )
+    assert elsewhere.status_code == 201  # keys are per queue
+    assert elsewhere.json()["queue"] == "writer"
     both = api.post("/v1/jobs", json={**body, "unique_key": "k"}, headers={"Idempotency-Key": "x"})
     is_problem(both, 422, "unique_key")
 

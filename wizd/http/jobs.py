@@ -51,14 +51,16 @@ async def enqueue(
         ),
     ] = None,
 ) -> Response:
-    allow(token, Role.ENQUEUE, body.queue or DEFAULT_QUEUE)
+    queue = body.queue or DEFAULT_QUEUE
+    allow(token, Role.ENQUEUE, queue)
     started = time.time()
     options = body.options()
     if idempotency_key is not None:
         if body.unique_key is not None:
             raise InvalidJob("unique_key", "give unique_key or an Idempotency-Key header, not both")
         options |= {
-            "unique_key": f"idempotency:{idempotency_key}",
+            # Per queue: a key can never hand back a job of a queue the caller may not see.
+            "unique_key": f"idempotency:{queue}:{idempotency_key}",
             "unique_for": IDEMPOTENCY_WINDOW,
             "unique_states": list(JobStatus),
             "on_conflict": "return",
