@@ -162,7 +162,7 @@ async def test_a_cursor_of_another_sort_or_order_is_refused(q: wizd.Queue) -> No
         await q.list_page(order="asc", after=page.next)
     with pytest.raises(InvalidJob, match="sorted by created_at desc, not by name desc"):
         await q.list_page(sort="name", after=page.next)
-    with pytest.raises(InvalidJob, match="^after: give a page cursor or an offset, not both"):
+    with pytest.raises(InvalidJob, match=r"^after: give a page cursor or an offset, not both"):
         await q.list(after=page.next, offset=1)
     wrong = [
         ("priority", 1.5),
@@ -173,5 +173,5 @@ async def test_a_cursor_of_another_sort_or_order_is_refused(q: wizd.Queue) -> No
     for sort, value in wrong:
         with pytest.raises(InvalidJob, match="is not a page cursor"):
             await q.list_page(sort=sort, after=cursor(sort, "desc", value, 1))
-    with pytest.raises(InvalidJob, match="^statuss: unknown option"):
+    with pytest.raises(InvalidJob, match=r"^statuss: unknown option"):
         await q.list(statuss="failed")  # type: ignore[call-arg]
