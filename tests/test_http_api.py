@@ -56,6 +56,10 @@ def test_enqueue_get_and_list(api: httpx.Client) -> None:
     assert [j["id"] for j in page["jobs"]] == [other["id"]]
     rest = api.get("/v1/jobs", params={"queue": Q, "limit": 1, "after": page["next"]}).json()
     assert [j["id"] for j in rest["jobs"]] == [job["id"]]
+    assert rest["next"] is None  # the last page
+    # A cursor holds its sort and order: another list is refused, not misread.
+    sorted_by_name = {"queue": Q, "limit": 1, "sort": "name", "after": page["next"]}
+    is_problem(api.get("/v1/jobs", params=sorted_by_name), 422, "after")
     assert api.get("/v1/jobs", params={"status": "running"}).json()["jobs"] == []
     assert [j["id"] for j in api.get("/v1/jobs", params={"tag": "a"}).json()["jobs"]] == [job["id"]]
 

@@ -15,7 +15,7 @@ import wizd
 import wizd.store.sqlite as sqlite_store
 from wizd import StoreError
 from wizd.model import JobFilter, JobStatus
-from wizd.store import rows as rowmap
+from wizd.store import listing
 from wizd.store import sqlite_queries as Q
 from wizd.store.sqlite import LATEST_VERSION, migrations
 
@@ -233,7 +233,7 @@ class Recording:
 def list_plan(path: str, **where: Any) -> str:
     with sqlite_file(path) as db:
         recording = Recording(db)
-        rowmap.list_jobs(recording, JobFilter(**where))  # type: ignore[arg-type]
+        listing.list_page(recording, JobFilter(**where))  # type: ignore[arg-type]
         [(sql, args)] = recording.statements
     return plan(path, sql, args)
 

@@ -252,6 +252,8 @@ class JobFilter:
     order: Literal["asc", "desc"] = "desc"
     limit: int = 50
     offset: int = 0
+    # Keyset paging: the (sort value, id) of the job the list starts after (wizd.paging).
+    after: tuple[Any, int] | None = None
 
     SORTS = ("id", "created_at", "updated_at", "priority", "run_at", "status", "name", "queue")
 
@@ -264,6 +266,8 @@ class JobFilter:
             raise InvalidJob("order", f"must be asc or desc, got {shorten(self.order)}")
         checks.check_int("limit", self.limit, low=1, high=10_000)
         checks.check_int("offset", self.offset, low=0)
+        if self.after is not None and self.offset:
+            raise InvalidJob("after", "give a page cursor or an offset, not both")
 
 
 MAX_DEPTH = 32

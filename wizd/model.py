@@ -11,7 +11,8 @@ concept lives in its own module beside this one:
 - wizd.unique_keys: unique keys and the policies on a conflict.
 - wizd.queue_limits: Rate, QueueLimits and the limits that throttle a queue.
 - wizd.schedule_model: NewSchedule, Schedule, ScheduleRun and the job template.
-- wizd.token_model: Role, Token and the shape of an API token's secret."""
+- wizd.token_model: Role, Token and the shape of an API token's secret.
+- wizd.paging: Page, a page of a job list, and the cursor of the page after it."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from wizd.jobs import (
     utc,
     utc_at,
 )
+from wizd.paging import Page
 from wizd.queue_limits import (
     MAX_LIMIT,
     MAX_RATE_COUNT,
@@ -153,6 +155,7 @@ __all__ = [
     "JobStatus",
     "NewJob",
     "NewSchedule",
+    "Page",
     "QueueLimits",
     "QueueStats",
     "Rate",

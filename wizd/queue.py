@@ -13,8 +13,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Unpack
@@ -22,25 +22,25 @@ from typing_extensions import Unpack
 from wizd import arguments as arg
 from wizd import waiting, watching
 from wizd.arguments import UNSET as UNSET  # the CLI's limits commands use them
-from wizd.arguments import Seconds, epoch, job_id, seconds
+from wizd.arguments import Seconds, job_id, seconds
 from wizd.arguments import Unset as Unset
 from wizd.building import DEFAULT_QUEUE as DEFAULT_QUEUE  # the CLI uses it
 from wizd.building import MAX_BATCH_ID, EnqueueOptions, Ids, Jobs
 from wizd.checks import DEFAULT_LIMITS, SizeLimits, shorten
 from wizd.distributed import Distributed
 from wizd.errors import InvalidJob
+from wizd.job_lists import ListOptions, job_filter
 from wizd.model import (
     Backoff,
     Event,
     Job,
-    JobFilter,
     JobOptions,
     JobStatus,
+    Page,
     QueueLimits,
     QueueStats,
     Rate,
     WorkerInfo,
-    as_tags,
     check_identifier,
     check_limit,
     zero_counts,
@@ -251,38 +251,17 @@ class Queue(Distributed, Scheduling, Tokens):
         """What the job streamed with ctx.stream (its last `stream_tail` characters)."""
         return await self.store.stream_text(job_id(id))
 
-    async def list(
-        self,
-        *,
-        queue: str | None = None,
-        status: str | JobStatus | Sequence[str | JobStatus] | None = None,
-        name: str | None = None,
-        tags: Sequence[str] | None = None,
-        created_after: datetime | float | None = None,
-        created_before: datetime | float | None = None,
-        parent: int | None = None,
-        batch_id: str | None = None,
-        sort: str = "created_at",
-        order: Literal["asc", "desc"] = "desc",
-        limit: int = 50,
-        offset: int = 0,
-    ) -> Jobs:
-        return await self.store.list_jobs(
-            JobFilter(
-                queue=arg.name("queue", queue),
-                statuses=() if status is None else arg.statuses(status),
-                name=arg.name("name", name),
-                tags=as_tags(tags, arg.MAX_PAGE),
-                created_after=epoch("created_after", created_after),
-                created_before=epoch("created_before", created_before),
-                parent_id=None if parent is None else job_id(parent, "parent"),
-                batch_id=arg.text("batch_id", batch_id, MAX_BATCH_ID),
-                sort=sort,
-                order=order,
-                limit=limit,
-                offset=offset,
-            )
-        )
+    async def list(self, **options: Unpack[ListOptions]) -> Jobs:
+        """The jobs matching every filter given, `limit` (50) of them in `sort` and `order`
+        (created_at desc; ties by id), from `offset` or `after` a cursor (ListOptions)."""
+        return (await self.list_page(**options)).jobs
+
+    async def list_page(self, **options: Unpack[ListOptions]) -> Page:
+        """A page of `list` and the cursor of the next (`page.next`, None after the last
+        job): pass it as `after` with the same filters, sort and order. A page starts right
+        after the previous page's last job, whatever was added or removed meanwhile, and
+        is found through an index however deep it is (keyset paging, not an offset)."""
+        return await self.store.list_page(job_filter(**options))
 
     async def peek(self, queue: str, n: int = 10) -> Jobs:
         """The next n jobs the queue would hand out, in claim order. Changes nothing."""

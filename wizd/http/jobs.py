@@ -3,8 +3,6 @@ list, await, signal, and the actions on one job."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -80,22 +78,6 @@ async def enqueue_many(body: S.JobsIn, q: Client, token: Caller) -> Response:
     return JSONResponse({"jobs": [j.to_dict() for j in jobs], "next": None}, status_code=201)
 
 
-def page_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
-
-
-def page_offset(after: str | None) -> int:
-    if after is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)).decode("ascii")
-        if text[:1] == "o" and text[1:].isdecimal() and len(text) < 20:
-            return int(text[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidJob("after", "is not a page cursor this API gave (the `next` of a page)")
-
-
 @router.get("", response_model=S.JobPage, summary="List jobs, newest first by default")
 async def list_jobs(
     q: Client,
@@ -116,8 +98,7 @@ async def list_jobs(
     after: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
 ) -> Response:
     allow(token, Role.READ, queue)
-    offset = page_offset(after)
-    jobs = await q.list(
+    page = await q.list_page(
         queue=queue,
         status=status,
         name=name,
@@ -129,10 +110,9 @@ async def list_jobs(
         sort=sort,
         order=order,
         limit=limit,
-        offset=offset,
+        after=after,
     )
-    more = page_cursor(offset + len(jobs)) if len(jobs) == limit else None
-    return JSONResponse({"jobs": [j.to_dict() for j in jobs], "next": more})
+    return JSONResponse({"jobs": [j.to_dict() for j in page.jobs], "next": page.next})
 
 
 @router.get("/{job_id}", response_model=S.JobOut, summary="One job")

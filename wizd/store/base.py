@@ -21,6 +21,7 @@ from wizd.model import (
     JobStatus,
     NewJob,
     NewSchedule,
+    Page,
     QueueLimits,
     QueueStats,
     Role,
@@ -156,8 +157,10 @@ class Store(Protocol):
     async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
         """Jobs in the order asked; JobNotFound names the first unknown id."""
 
-    async def list_jobs(self, f: JobFilter) -> list[Job]:
-        """Jobs matching every given field of the filter, sorted and paginated."""
+    async def list_page(self, f: JobFilter) -> Page:
+        """The page of jobs matching every given field of the filter, in its sort and
+        order, from its offset or after its keyset place, and the cursor of the next page
+        (None when no job follows)."""
 
     async def peek(self, queue: str, n: int) -> list[Job]:
         """The next n pending jobs in claim order. Changes nothing."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wizd.errors import JobNotFound
-from wizd.model import Backoff, Job, JobFilter, JobStatus, build_job, compact_json
+from wizd.model import Backoff, Job, JobStatus, build_job, compact_json
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn, dialect, execute_rows, insert_many
 from wizd.store.outcomes import ResultJSON
@@ -68,8 +68,6 @@ def moved(c: Conn, queues: Iterable[str], old: JobStatus, new: JobStatus) -> Non
 
 
 _STATUS = {status.value: status for status in S}
-# The statuses every job passes through, which jobs_queue_status leaves out (schema 9).
-QUEUE_STATUS_LEFT_OUT = frozenset((S.PENDING, S.RUNNING, S.COMPLETED))
 
 
 def stamper() -> Callable[[float | None], datetime | None]:
@@ -175,73 +173,6 @@ def get(c: Conn, job_id: int) -> Job:
 def get_many(c: Conn, ids: Sequence[int]) -> list[Job]:
     """The jobs in the order asked; JobNotFound names the first missing id."""
     return [get(c, i) for i in ids]
-
-
-def status_terms(statuses: Iterable[JobStatus | str]) -> list[str]:
-    """WHERE terms selecting jobs in `statuses`, written as constants (each a JobStatus, so
-    nothing but a status name reaches the text): SQLite reads a partial index only for a
-    query whose WHERE holds the index's own condition, and never with bound values. So a
-    single status can use its own index (jobs_claim, jobs_running, jobs_delayed), and
-    statuses that jobs_queue_status holds (all but the hot three) add its condition."""
-    chosen = [S(status) for status in dict.fromkeys(statuses)]
-    names = [f"'{status.value}'" for status in chosen]
-    terms = [f"status = {names[0]}" if len(names) == 1 else f"status IN ({', '.join(names)})"]
-    if not QUEUE_STATUS_LEFT_OUT.intersection(chosen):
-        terms.append(Q.QUEUE_STATUS_INDEXED)
-    return terms
-
-
-def list_index(f: JobFilter) -> str | None:
-    """The index SQLite must read for `f`, where its planner, without statistics, would walk
-    a queue's jobs by creation (jobs_queue_created, which gives the order) and skip most of
-    them: running jobs (never more than the daemons' slots, in jobs_running), and statuses
-    that jobs_queue_status holds, of one queue. Parents and batches have their own."""
-    if not f.statuses or f.parent_id is not None or f.batch_id is not None:
-        return None
-    chosen = {S(status) for status in f.statuses}
-    if chosen == {S.RUNNING}:
-        return "jobs_running"
-    if f.queue is not None and not QUEUE_STATUS_LEFT_OUT.intersection(chosen):
-        return "jobs_queue_status"
-    return None
-
-
-def list_jobs(c: Conn, f: JobFilter) -> list[Job]:
-    where: list[str] = []
-    args: list[Any] = []
-    if f.queue is not None:
-        where.append("queue = ?")
-        args.append(f.queue)
-    if f.statuses:
-        where.extend(status_terms(f.statuses))
-    if f.name is not None:
-        where.append("name = ?")
-        args.append(f.name)
-    for tag in f.tags:
-        where.append(Q.TAG_FILTER)
-        args.append(tag)
-    if f.created_after is not None:
-        where.append("created_at >= ?")
-        args.append(f.created_after)
-    if f.created_before is not None:
-        where.append("created_at < ?")
-        args.append(f.created_before)
-    if f.parent_id is not None:
-        where.append("parent_id = ?")
-        args.append(f.parent_id)
-    if f.batch_id is not None:
-        where.append("batch_id = ?")
-        args.append(f.batch_id)
-    # f.sort and f.order are checked against fixed lists in JobFilter.
-    sql = f"SELECT {Q.JOB_COLUMNS} FROM jobs"
-    index = list_index(f) if dialect(c) == "sqlite" else None  # PostgreSQL has statistics
-    if index is not None:
-        sql += f" INDEXED BY {index}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {f.sort} {f.order.upper()}, id {f.order.upper()} LIMIT ? OFFSET ?"
-    args.extend([f.limit, f.offset])
-    return jobs(c, c.execute(sql, args).fetchall())
 
 
 def result_json(result: Any) -> str | None:

@@ -6,9 +6,8 @@ instead of one per statement. Writes from concurrent callers are grouped: whoeve
 group commit running runs one transaction for everything queued so far, so one commit (and
 one fsync) serves a whole group and one caller's bad input never spoils another's.
 
-A backend supplies the connections (`_run_on_writer`, `_read`), how a transaction begins,
-ends and counts its changes, which exceptions mean the database itself failed, and how
-other processes' commits are noticed (`wait_for_change`).
+A backend supplies the connections (`_run_on_writer`, `_read`), a transaction's begin, end
+and count of changes, the exceptions of a failed database, how others' commits are noticed.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from wizd.model import (
     JobStatus,
     NewJob,
     NewSchedule,
+    Page,
     QueueLimits,
     QueueStats,
     Schedule,
@@ -42,7 +42,7 @@ from wizd.model import (
     WorkerInfo,
 )
 from wizd.step_model import Step, StepOutcome
-from wizd.store import admin, flows, limits, ops, outcomes, reads, schedules
+from wizd.store import admin, flows, limits, listing, ops, outcomes, reads, schedules
 from wizd.store import rows as rowmap
 from wizd.store import sqlite_queries as Q
 from wizd.store import steps as step_ops
@@ -321,8 +321,8 @@ class SQLStore:
         ids = list(job_ids)
         return await self._read(lambda c: rowmap.get_many(c, ids))
 
-    async def list_jobs(self, f: JobFilter) -> list[Job]:
-        return await self._read(lambda c: rowmap.list_jobs(c, f))
+    async def list_page(self, f: JobFilter) -> Page:
+        return await self._read(lambda c: listing.list_page(c, f))
 
     async def peek(self, queue: str, n: int) -> list[Job]:
         return await self._read(lambda c: reads.peek(c, self.clock(), queue, n))
