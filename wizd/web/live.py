@@ -98,10 +98,17 @@ class Stream(Response):
                 pass
             tg.cancel_scope.cancel()
 
+        async def until_closing(closing: anyio.Event) -> None:
+            await closing.wait()
+            tg.cancel_scope.cancel()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump)
             tg.start_soon(tell)
             tg.start_soon(until_disconnect)
+            closing = getattr(scope["app"].state, "closing", None)
+            if closing is not None:  # the server is stopping: end the stream, let it go
+                tg.start_soon(until_closing, closing)
         if not gone:
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
