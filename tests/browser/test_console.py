@@ -60,7 +60,7 @@ def post_from_page(page: WebDriver, path: str, body: str) -> int:
 def test_jobs_enqueued_through_the_api_appear_on_the_overview_live(
     page: WebDriver, live: tuple[Harness, str]
 ) -> None:
-    h, base = live
+    _, base = live
     page.get(base + "/")
     card = f"#queue-{AGENT}"
     wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, card), "the agent's queue card")
@@ -86,7 +86,7 @@ def test_jobs_enqueued_through_the_api_appear_on_the_overview_live(
 def test_a_job_page_shows_live_log_lines(
     page: WebDriver, live: tuple[Harness, str], tmp_path: Path
 ) -> None:
-    h, base = live
+    _, base = live
     go = str(tmp_path / "go")
     made = httpx.post(
         f"{base}/v1/jobs",
@@ -137,7 +137,9 @@ def test_login_and_logout(page: WebDriver, guarded: tuple[str, str]) -> None:
     wait(page, lambda d: d.find_elements(By.ID, "jobs-table"), "the jobs page it asked for")
     assert "night shift" in text(page, "#who")
     cookie = page.get_cookie("wizd_session")
-    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie is not None
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
     page.find_element(By.ID, "logout").click()
     wait(page, lambda d: d.find_elements(By.ID, "token"), "the login form again")
     assert page.get_cookie("wizd_session") is None
