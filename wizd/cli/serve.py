@@ -1,4 +1,5 @@
-"""`wizd serve`: the HTTP API (wizd.http) over the configured store."""
+"""`wizd serve`: the HTTP API (wizd.http) and the web console (wizd.web) over the
+configured store."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ async def serve_api_on(settings: Settings, stop: anyio.Event, log: Any) -> None:
 
 @click.command(
     help="Serve the HTTP API (JSON under /v1, OpenAPI at /v1/openapi.json, Server-Sent "
-    "Events at /v1/events) over the configured database, until SIGTERM or Ctrl-C.\n\n"
+    "Events at /v1/events) and the web console (at /) over the configured database, "
+    "until SIGTERM or Ctrl-C.\n\n"
     "Callers send `Authorization: Bearer <token>` (`wizd token create`). While the database "
     "holds no token, a server on loopback lets every local caller in; on any other address "
     "it refuses to start. Needs `pip install 'wizd[http]'`."

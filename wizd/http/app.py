@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import wizd
+from wizd import web
 from wizd.http import (
     events,
     flows,
@@ -55,6 +56,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
     problems.install(app)
     for module in (jobs, flows, queues, queue_settings, schedules, tokens, events):
         app.include_router(module.router, prefix="/v1")
+    web.install(app, app.state.access)  # the console, at / (after /v1: its paths win)
     limit = (queue.limits.payload or 0) + queue.limits.context + FRAMING
     app.add_middleware(BodyLimit, limit=limit)
     return app

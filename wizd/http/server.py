@@ -81,9 +81,12 @@ async def run_api(
     url = f"http://{where}:{shown[1]}"
     server = Server(config, lambda: on_listening(url) if on_listening else None)
 
+    app.state.closing = anyio.Event()  # ends the console's live streams (wizd.web.live)
+
     async def until_stopped() -> None:
         await stop.wait()
         server.should_exit = True
+        app.state.closing.set()
 
     try:
         async with anyio.create_task_group() as tg:

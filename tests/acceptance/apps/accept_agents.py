@@ -99,3 +99,16 @@ async def report(ctx: JobContext) -> dict[str, Any]:
     if ctx.payload.get("fail"):
         raise RuntimeError("the report failed")
     return {"steps": len(steps)}
+
+
+@researcher.processor("talk")
+async def talk(ctx: JobContext) -> dict[str, Any]:
+    """Logs `first`, waits for the file `go`, then reports progress, logs `second` and
+    streams `piece` (for the console's live job page)."""
+    await ctx.log(ctx.payload["first"])
+    await _wait_for_file(ctx.payload["go"])
+    await ctx.progress(0.5, "half way")
+    await ctx.log(ctx.payload["second"])
+    await ctx.stream(ctx.payload["piece"])
+    await _wait_for_file(ctx.payload["go"] + ".end")
+    return {"said": 2}
