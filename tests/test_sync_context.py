@@ -5,7 +5,10 @@ daemon's own handling is in tests/acceptance/test_zoo.py."""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import threading
+from types import SimpleNamespace
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -13,7 +16,7 @@ import pytest
 
 import wizd
 from tests.conftest import FakeClock
-from wizd.errors import NonDeterministic, Sleeping, WaitingForSignal
+from wizd.errors import LostJob, NonDeterministic, Sleeping, WaitingForSignal
 from wizd.store import Finish
 from wizd.sync_context import SyncJobContext
 from wizd.threads import Returned, ThreadPool
@@ -133,3 +136,107 @@ async def test_wait_for_signal_leaves_the_thread_until_the_signal_comes(q: wizd.
     await q.signal(claimed, "approval", {"ok": True})
     _, taken = await run_in_thread(q, waiter)
     assert taken == Returned({"ok": True})
+
+
+DAEMON_ONLY = {"prepare_for_thread", "request_stop", "end_stream"}  # the worker calls these
+
+
+def test_every_async_method_of_a_job_context_blocks_in_a_sync_one() -> None:
+    """A method added to JobContext must not reach a sync processor as a coroutine."""
+    public = {n for n in dir(wizd.JobContext) if not n.startswith("_")} - DAEMON_ONLY
+    missing = sorted(n for n in public if not hasattr(SyncJobContext, n))
+    assert not missing, f"SyncJobContext lacks {missing}"
+    still_async = [
+        n for n in public if inspect.iscoroutinefunction(getattr(SyncJobContext, n, None))
+    ]
+    assert still_async == []
+    assert not issubclass(SyncJobContext, wizd.JobContext)
+
+
+async def test_a_helper_thread_of_the_processor_may_call_the_context_too(q: wizd.Queue) -> None:
+    job = await q.enqueue("research", queue=Q)
+
+    def research(ctx: SyncJobContext) -> str:
+        helper = threading.Thread(target=ctx.log, args=("from a helper thread",))
+        helper.start()
+        helper.join()
+        return "done"
+
+    _, outcome = await run_in_thread(q, research)
+    assert outcome == Returned("done")
+    assert [e.message for e in await q.events(job.id) if e.kind == "log"] == [
+        "from a helper thread"
+    ]
+
+
+async def test_a_sync_wrappers_coroutine_awaits_the_context_on_the_loop(q: wizd.Queue) -> None:
+    """`def wrapper(ctx): return processor(ctx)`: the daemon awaits the coroutine on its loop,
+    where the SyncJobContext's methods return coroutines."""
+    job = await q.enqueue("research", queue=Q)
+
+    async def processor(ctx: Any) -> str:
+        await ctx.log("awaited on the loop")
+        return str(await ctx.step("s", lambda: "stepped"))
+
+    _, outcome = await run_in_thread(q, lambda ctx: processor(ctx))
+    assert inspect.isawaitable(outcome.value)
+    assert await outcome.value == "stepped"
+    assert [e.message for e in await q.events(job.id) if e.kind == "log"] == ["awaited on the loop"]
+
+
+def test_a_call_after_the_event_loop_ended_raises_lost_job_instead_of_hanging() -> None:
+    made: list[SyncJobContext] = []
+    job = cast(Any, SimpleNamespace(id=7, attempt=2))
+
+    async def make() -> None:
+        made.append(SyncJobContext(wizd.JobContext(job, cast(Any, None), "w")))
+
+    anyio.run(make)
+    raised: list[BaseException] = []
+
+    def late() -> None:  # the processor's thread, outliving the loop
+        try:
+            made[0].log("too late")
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=late)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    (exc,) = raised
+    assert isinstance(exc, LostJob)
+    assert str(exc).startswith("job 7 attempt 2: ctx.log was called after the daemon's event")
+
+
+async def test_a_thread_asked_to_stop_still_has_its_calls_served_to_the_end(q: wizd.Queue) -> None:
+    """A stop (timeout, kill, shutdown) cancels the scope anyio runs the thread's calls in:
+    they are shielded, as the thread is never interrupted (a step used to hang here)."""
+    job = await q.enqueue("research", queue=Q)
+    (claimed,) = await q.store.claim(Q, WORKER, 1)
+    started = threading.Event()
+
+    def stops_slowly(ctx: SyncJobContext) -> Any:
+        started.set()
+        ctx.wait_for_stop(30)
+        ctx.log("stopping")
+        ctx.progress(1.0, "stopped")
+        return ctx.step("last", lambda: "saved")
+
+    kept: list[Returned] = []
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_once_started() -> None:
+                await anyio.to_thread.run_sync(started.wait)
+                scope.cancel()
+
+            tg.start_soon(stop_once_started)
+            ctx = wizd.JobContext(claimed, q, WORKER)
+            await ThreadPool(1).call(stops_slowly, ctx, returned=kept.append, asked_to_stop=list)
+    assert kept == [Returned("saved")]
+    events = await q.events(job.id)
+    assert [e.message for e in events if e.kind in ("log", "progress")] == [
+        "stopping",
+        "100% stopped",
+    ]

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio import RunFinishedError
@@ -45,11 +46,18 @@ def _blocking(
 
     @functools.wraps(method)
     def call(self: SyncJobContext, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        bound = functools.partial(method, self._context, *args, **kwargs)
         if threading.get_ident() == self._loop_thread:
-            return cast(T, bound())  # on the loop: the coroutine, for the caller to await
+            # On the loop: the coroutine, for the caller to await.
+            return cast(T, method(self._context, *args, **kwargs))
+
+        async def shielded() -> T:
+            # anyio runs the call in the scope around the thread, which a stop cancels: a
+            # thread is asked to stop, never interrupted, and neither are its calls.
+            with anyio.CancelScope(shield=True):
+                return await method(self._context, *args, **kwargs)
+
         try:
-            return anyio.from_thread.run(bound, token=self._token)
+            return anyio.from_thread.run(shielded, token=self._token)
         except RunFinishedError:
             job = self._context.job
             raise LostJob(
