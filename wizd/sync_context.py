@@ -54,7 +54,8 @@ def _blocking(
             # anyio runs the call in the scope around the thread, which a stop cancels: a
             # thread is asked to stop, never interrupted, and neither are its calls.
             with anyio.CancelScope(shield=True):
-                return await method(self._context, *args, **kwargs)
+                value = await method(self._context, *args, **kwargs)
+            return value
 
         try:
             return anyio.from_thread.run(shielded, token=self._token)
