@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wizd.agent import Agent, JobContext
+from wizd.agent import Agent, JobContext, SyncJobContext
 from wizd.checks import SizeLimits
 from wizd.errors import (
     ConfigError,
@@ -79,6 +79,7 @@ __all__ = [
     "SizeLimits",
     "Step",
     "StoreError",
+    "SyncJobContext",
     "SyncQueue",
     "Token",
     "TokenNotFound",

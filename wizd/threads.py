@@ -20,7 +20,9 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from wizd.agent import JobContext
+from wizd.context import JobContext
+from wizd.errors import LeavesRun
+from wizd.sync_context import SyncJobContext
 
 
 @dataclass(slots=True)
@@ -40,23 +42,29 @@ class ThreadPool:
 
     async def call(
         self,
-        fn: Callable[[JobContext], Any],
+        fn: Callable[[SyncJobContext], Any],
         ctx: JobContext,
         *,
         returned: Callable[[Returned], None],
         asked_to_stop: Callable[[], None],
     ) -> Returned:
-        """Run fn(ctx) in a thread and wait until it returns, however long that takes.
+        """Run fn in a thread with a SyncJobContext around ctx (its store calls block on
+        this loop) and wait until it returns, however long that takes; then write what
+        its ctx.stream still holds.
 
         If the caller's scope is cancelled meanwhile (timeout, kill, shutdown), the run is
         asked to stop (`asked_to_stop()` is told) and still waited for; `returned` gets the
         thread's outcome as soon as it is back, then the cancellation goes on: raised here,
         or left to the caller's scope, which tells by `cancel_called`."""
 
+        sync_ctx = SyncJobContext(ctx)
+
         def target() -> Returned:
             try:
-                return Returned(fn(ctx))
-            except (Exception, SystemExit) as exc:  # the job's failure: settled by the worker
+                return Returned(fn(sync_ctx))
+            # The job's failure (even sys.exit()), or its leaving (ctx.sleep, ctx.wait_for_signal):
+            # settled by the worker.
+            except (Exception, SystemExit, LeavesRun) as exc:
                 return Returned(error=exc)
 
         done = False
@@ -77,6 +85,9 @@ class ThreadPool:
             # its thread does.
             outcome = await anyio.to_thread.run_sync(target, limiter=self.limiter)
             done = True
+            if ctx.streaming:  # shielded, and never raises
+                with anyio.CancelScope(shield=True):
+                    await ctx.end_stream()
             returned(outcome)
             tg.cancel_scope.cancel()
         return outcome

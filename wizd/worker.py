@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -411,7 +411,7 @@ class QueueWorker:
                 return self._settle(run, returned)
             awaitable = returned.value  # a plain wrapper returned its coroutine: run it here
         try:
-            result = await (processor(ctx) if awaitable is None else awaitable)
+            result = await (cast(Any, processor)(ctx) if awaitable is None else awaitable)
         except (Exception, SystemExit, LeavesRun) as exc:  # failed (even sys.exit()), or left
             return self._settle(run, Returned(error=exc))
         except anyio.get_cancelled_exc_class() as exc:

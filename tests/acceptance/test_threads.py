@@ -184,6 +184,28 @@ def test_shutdown_waits_for_a_running_thread_and_exits_0(
     assert_never_twice_at_once(records, concurrency_one=True)
 
 
+def test_a_thread_calling_its_context_during_shutdown_is_served_and_the_daemon_exits_0(
+    harness: Harness, queue: wizd.SyncQueue, folders: tuple[Path, Path]
+) -> None:
+    """The loop serves a sync processor's blocking ctx calls until its thread returns: no
+    deadlock while the daemon shuts down (it waits for the thread, so the loop lives on)."""
+    runs_dir, _ = folders
+    a = harness.start("A", app=APP, concurrency=1, shutdown_grace=0.2).ready()
+    job_id = queue.enqueue("reports_on_stop", {"dir": str(runs_dir)}, queue=AGENT).id
+    wait_until(lambda: (runs_dir / f"{job_id}.in").exists(), 10, "the run in its thread")
+
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit(20) == 0, a.tail()
+    (job,) = final(queue, [job_id])
+    # Its thread finished its work after the stop request: the result stands.
+    assert (job.status.value, job.attempt, job.result) == ("completed", 1, "saved")
+    events = queue.events(job_id)
+    assert [e.message for e in events if e.kind == "log"] == ["stopping: True"]
+    assert [e.message for e in events if e.kind == "progress"] == ["100% stopped"]
+    assert [(s.label, s.status) for s in queue.steps(job_id)] == [("last#1", "completed")]
+    assert a.logged("thread_asked_to_stop")
+
+
 def test_a_daemon_runs_as_many_threads_as_its_concurrency(
     harness: Harness, queue: wizd.SyncQueue, folders: tuple[Path, Path]
 ) -> None:

@@ -4,9 +4,11 @@ One daemon serves apps/zoo_agents.py at concurrency 1 and at 50, on SQLite and o
 PostgreSQL. Each processor's first await is a construct of its own (anyio and asyncio
 cancel scopes and timeouts, task groups, threads, the context's calls), or it never awaits,
 or it is synchronous, an object, a bound method, a partial, a sync wrapper returning a
-coroutine; some raise, one times out, one is cancelled while inside its own scope. Every job
-must end as its processor says, each run once, and SIGTERM must then stop the daemon with
-exit code 0 and no traceback.
+coroutine; some raise, one times out, one is cancelled while inside its own scope.
+Synchronous ones call the context without await (wizd.sync_context): log, progress, stream,
+steps, and a durable sleep or signal wait that leaves the run and comes back. Every job must
+end as its processor says, in one attempt, and SIGTERM must then stop the daemon with exit
+code 0 and no traceback.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ COMPLETES: dict[str, Any] = {
     "sync_wrapper": "sync_wrapper",
     "never_awaits": "never_awaits",
     "sleeps_inside_try": "slept",
+    "sync_ctx": ["found owls", "HOOT"],
+    "sync_sleeps": "slept",
+    "sync_waits_signal": lambda job: f"signal {job.id}",
+    "sync_wrapper_ctx": "sync_wrapper_ctx",
 }
 # name -> the start of the failed job's error (a callable gets the job).
 FAILS: dict[str, Any] = {
@@ -98,12 +104,18 @@ def test_every_processor_style_ends_as_it_should(zoo_harness: Harness, concurren
         ).ready()
 
         to_cancel = {i for i, kind in ids.items() if kind in CANCELLED}
+        to_signal = {i for i, kind in ids.items() if kind == "sync_waits_signal"}
 
         def all_final() -> bool:
             # A CANCELLED run is cancelled once it is inside its own scope (or its thread).
             for job_id in [i for i in to_cancel if (marks / f"{i}.in").exists()]:
                 q.cancel(job_id)
                 to_cancel.discard(job_id)
+            # A waiting run is signalled once it has left: the wait must bring it back.
+            for job_id in [i for i in to_signal if (marks / f"{i}.waits").exists()]:
+                if q.get(job_id).status.value == "waiting_signal":
+                    q.signal(job_id, "go", job_id)
+                    to_signal.discard(job_id)
             counts = q.counts(AGENT)
             return sum(counts[s] for s in ("completed", "failed", "cancelled")) == len(ids) + sum(
                 1 for kind in ids.values() if kind == "ctx_spawn"
@@ -117,6 +129,12 @@ def test_every_processor_style_ends_as_it_should(zoo_harness: Harness, concurren
         jobs = {i: q.get(i) for i in ids}
         problems = [
             problem for job in jobs.values() if (problem := check_job(q, job, jobs)) is not None
+        ]
+        problems += [
+            f"{ids[i]} #{i} should have run twice (left, then came back), ran {n}"
+            for i in ids
+            if ids[i] in ("sync_sleeps", "sync_waits_signal")
+            and (n := len((marks / f"{i}.runs").read_text().split())) != 2
         ]
         assert not problems, "\n".join(problems) + f"\ndaemon log:\n{daemon.tail(60)}"
 
@@ -156,15 +174,24 @@ def check_job(q: wizd.SyncQueue, job: wizd.Job, jobs: dict[int, wizd.Job]) -> st
 
 def _logged(q: wizd.SyncQueue, job: wizd.Job) -> str | None:
     lines = [e.message for e in q.events(job.id) if e.kind == "log"]
-    return None if lines == [f"hello from {job.id}"] else f"ctx_log #{job.id}: log lines {lines}"
+    return None if lines == [f"hello from {job.id}"] else f"{job.name} #{job.id}: log {lines}"
+
+
+def _sync_ctx(q: wizd.SyncQueue, job: wizd.Job) -> str | None:
+    steps = [(s.label, s.status) for s in q.steps(job.id)]
+    seen = (_logged(q, job), _progressed(q, job), q.stream_text(job.id), steps)
+    want = (None, None, "tokens", [("search#1", "completed"), ("shout#1", "completed")])
+    return None if seen == want else f"sync_ctx #{job.id}: {seen}, not {want}"
 
 
 def _progressed(q: wizd.SyncQueue, job: wizd.Job) -> str | None:
     lines = [e.message for e in q.events(job.id) if e.kind == "progress"]
-    return None if lines == ["50% half way"] else f"ctx_progress #{job.id}: progress {lines}"
+    return None if lines == ["50% half way"] else f"{job.name} #{job.id}: progress {lines}"
 
 
 extra_checks: dict[str, Callable[[wizd.SyncQueue, wizd.Job], str | None]] = {
     "ctx_log": _logged,
     "ctx_progress": _progressed,
+    "sync_ctx": _sync_ctx,
+    "sync_wrapper_ctx": _logged,
 }

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wizd.agent import Agent, JobContext
+from wizd.agent import Agent, JobContext, SyncJobContext
 
 researcher = Agent("researcher")
 
@@ -45,3 +45,14 @@ def gather(ctx: JobContext) -> int:
     while len(list(dir.glob("*.started"))) < ctx.payload["n"] and not release.exists():
         time.sleep(0.02)
     return ctx.id
+
+
+@researcher.processor("reports_on_stop")
+def reports_on_stop(ctx: SyncJobContext) -> str:
+    """Waits until asked to stop, then calls the context (log, progress, a step) while its
+    daemon is shutting down, and returns."""
+    Path(ctx.payload["dir"], f"{ctx.id}.in").touch()
+    ctx.wait_for_stop(60)
+    ctx.log(f"stopping: {ctx.should_stop()}")
+    ctx.progress(1.0, "stopped")
+    return str(ctx.step("last", lambda: "saved"))

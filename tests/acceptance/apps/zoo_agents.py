@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from wizd.agent import Agent, JobContext
+from wizd.agent import Agent, JobContext, SyncJobContext
 
 zoo = Agent("zoo")
 
@@ -239,3 +239,54 @@ async def sleeps_inside_try(ctx: JobContext) -> str:
     except Exception as exc:
         return f"swallowed {type(exc).__name__}"
     return "slept"
+
+
+def _runs(ctx: SyncJobContext) -> None:
+    """Count this run in the file `{id}.runs` (the test checks a job left and came back)."""
+    with Path(ctx.payload["dir"], f"{ctx.id}.runs").open("a") as f:
+        f.write(f"{ctx.attempt}\n")
+
+
+async def _shout(word: str) -> str:
+    await anyio.sleep(0.01)
+    return word.upper()
+
+
+@zoo.processor("sync_ctx")
+def sync_ctx(ctx: SyncJobContext) -> list[str]:
+    """The context's calls without await: each blocks on the daemon's loop."""
+    ctx.log(f"hello from {ctx.id}")
+    ctx.progress(0.5, "half way")
+    ctx.stream("to")
+    ctx.stream("kens")
+    found = ctx.step("search", lambda topic: f"found {topic}", "owls")  # a sync body
+    shouted = ctx.step("shout", _shout, "hoot")  # an async body
+    return [found, shouted]
+
+
+@zoo.processor("sync_sleeps")
+def sync_sleeps(ctx: SyncJobContext) -> str:
+    """A durable sleep in a thread: the run leaves its slot and comes back 0.2 s later."""
+    _runs(ctx)
+    try:
+        ctx.sleep(0.2)
+    except Exception as exc:  # LeavesRun is a BaseException: it goes through
+        return f"swallowed {type(exc).__name__}"
+    return "slept"
+
+
+@zoo.processor("sync_waits_signal")
+def sync_waits_signal(ctx: SyncJobContext) -> str:
+    """Waits for signal `go`, which the test sends once the job is `waiting_signal`."""
+    _runs(ctx)
+    Path(ctx.payload["dir"], f"{ctx.id}.waits").touch()
+    return f"signal {ctx.wait_for_signal('go')}"
+
+
+@zoo.processor("sync_wrapper_ctx")
+@_logged
+async def sync_wrapper_ctx(ctx: Any) -> str:
+    """A sync wrapper's coroutine, awaited on the loop with the SyncJobContext its wrapper
+    got: the context's calls return coroutines there."""
+    await ctx.log(f"hello from {ctx.id}")
+    return "sync_wrapper_ctx"
