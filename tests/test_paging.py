@@ -175,3 +175,16 @@ async def test_a_cursor_of_another_sort_or_order_is_refused(q: wizd.Queue) -> No
             await q.list_page(sort=sort, after=cursor(sort, "desc", value, 1))
     with pytest.raises(InvalidJob, match=r"^statuss: unknown option"):
         await q.list(statuss="failed")  # type: ignore[call-arg]
+
+
+async def test_a_list_of_one_kind_of_job(q: wizd.Queue) -> None:
+    """The console's Distributed page lists the distributed jobs alone, a page at a time."""
+    made = [await q.create_distributed(f"p{n}", ["a", "b"], queue="q1") for n in range(3)]
+    await q.enqueue("plain", queue="q1")
+    first = await q.list_page(kind="distributed", limit=2)
+    rest = await q.list_page(kind="distributed", limit=2, after=first.next)
+    assert [j.id for j in first.jobs + rest.jobs] == [j.id for j in reversed(made)]
+    assert rest.next is None
+    assert {j.kind for j in await q.list(kind="job", limit=100)} == {"job"}
+    with pytest.raises(InvalidJob, match="kind"):
+        await q.list(kind="no such kind!")

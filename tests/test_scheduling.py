@@ -708,6 +708,21 @@ async def test_pause_resume_and_unschedule(q: wizd.Queue, clock: FakeClock) -> N
     assert len(await all_jobs(q)) == 1  # its job stays
 
 
+async def test_run_schedule_enqueues_its_job_once_now_and_leaves_its_occurrences(
+    q: wizd.Queue, clock: FakeClock
+) -> None:
+    schedule = await q.schedule(
+        "poll", {"inbox": "a"}, queue="researcher", every=60, key="poll", tags=["s"], paused=True
+    )
+    job = await q.run_schedule("poll")
+    assert (job.queue, job.name, job.payload, job.tags) == ("researcher", "poll", {"inbox": "a"}, ("s",))
+    assert job.run_at.timestamp() <= clock()  # now, not at an occurrence
+    assert await q.schedule_runs(schedule) == []
+    assert (await q.get_schedule(schedule.id)).next_at == schedule.next_at
+    with pytest.raises(ScheduleNotFound):
+        await q.run_schedule("nope")
+
+
 async def test_a_schedule_with_a_key_is_declared_again_without_a_copy(
     q: wizd.Queue, clock: FakeClock
 ) -> None:

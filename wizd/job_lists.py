@@ -29,6 +29,7 @@ class ListOptions(TypedDict, total=False):
     created_before: datetime | float | None
     parent: int | None
     batch_id: str | None
+    kind: str | None
     sort: str
     order: Literal["asc", "desc"]
     limit: int
@@ -54,6 +55,7 @@ def job_filter(**options: Unpack[ListOptions]) -> JobFilter:
         created_before=arg.epoch("created_before", options.get("created_before")),
         parent_id=None if parent is None else arg.job_id(parent, "parent"),
         batch_id=arg.text("batch_id", options.get("batch_id"), MAX_BATCH_ID),
+        kind=arg.name("kind", options.get("kind")),
         sort=options.get("sort", "created_at"),
         order=options.get("order", "desc"),
         limit=options.get("limit", 50),

@@ -248,6 +248,7 @@ class JobFilter:
     created_before: float | None = None
     parent_id: int | None = None
     batch_id: str | None = None
+    kind: str | None = None  # 'job' or 'distributed'
     sort: str = "created_at"
     order: Literal["asc", "desc"] = "desc"
     limit: int = 50

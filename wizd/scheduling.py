@@ -16,6 +16,7 @@ from wizd.checks import shorten
 from wizd.errors import InvalidJob
 from wizd.model import (
     Backoff,
+    Job,
     JobStatus,
     NewSchedule,
     Schedule,
@@ -122,6 +123,13 @@ class Scheduling(JobBuilder):
     async def resume_schedule(self, ref: int | str | Schedule) -> Schedule:
         """Fire again from the next occurrence after now (the pause is not caught up)."""
         return await self.store.set_schedule_paused(schedule_ref(ref), False)
+
+    async def run_schedule(self, ref: int | str | Schedule) -> Job:
+        """Enqueue the schedule's job once, now, from its template (name, payload, options),
+        whether or not it is paused; its occurrences stay as they were (this is not one)."""
+        found = await self.get_schedule(ref)
+        new = self.build(found.name, found.payload, queue=found.queue, **found.options)
+        return (await self.store.enqueue([new]))[0]
 
     async def schedule_runs(
         self, ref: int | str | Schedule, limit: int = 20

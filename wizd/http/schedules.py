@@ -139,7 +139,7 @@ async def resume(schedule: Ref, q: Client, token: Caller) -> Response:
 )
 async def run(schedule: Ref, q: Client, token: Caller) -> Response:
     found = await owned(q, token, schedule, Role.OPERATE)
-    job = await q.enqueue(found.name, found.payload, queue=found.queue, **found.options)
+    job = await q.run_schedule(found)
     return JSONResponse(job.to_dict(), status_code=201)
 
 

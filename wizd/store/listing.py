@@ -74,6 +74,9 @@ def list_page(c: Conn, f: JobFilter) -> Page:
     if f.batch_id is not None:
         where.append("batch_id = ?")
         args.append(f.batch_id)
+    if f.kind is not None:
+        where.append("kind = ?")
+        args.append(f.kind)
     if f.after is not None:
         where.append(after_term(f.sort, f.order))
         value, job_id = f.after
