@@ -13,6 +13,7 @@ from wizd.logging import get_logger
 from wizd.model import Job, JobStatus
 from wizd.queue import Queue
 from wizd.token_model import Role
+from wizd.web.graph import relations
 from wizd.web.live import queue_of
 from wizd.web.pages import Page, render
 from wizd.web.session import Viewer, form, viewer
@@ -56,6 +57,9 @@ async def page(request: Request, job_id: JobId, seen: Seen, did: str = "") -> HT
     job = await q.get(job_id)
     seen.require(Role.READ, job.queue)
     events = await q.events(job)
+    children = await q.children(job)
+    dependencies = await q.dependencies(job)
+    dependents = await q.dependents(job)
     return render(
         request,
         "job.html",
@@ -63,9 +67,10 @@ async def page(request: Request, job_id: JobId, seen: Seen, did: str = "") -> HT
         events=events,
         after=max((e.id for e in events), default=0),
         stream=await q.stream_text(job),
-        children=await q.children(job),
-        dependencies=await q.dependencies(job),
-        dependents=await q.dependents(job),
+        children=children,
+        dependencies=dependencies,
+        dependents=dependents,
+        graph=relations(job, children, dependencies, dependents),
         did=DONE.get(did),
     )
 
