@@ -715,7 +715,12 @@ async def test_run_schedule_enqueues_its_job_once_now_and_leaves_its_occurrences
         "poll", {"inbox": "a"}, queue="researcher", every=60, key="poll", tags=["s"], paused=True
     )
     job = await q.run_schedule("poll")
-    assert (job.queue, job.name, job.payload, job.tags) == ("researcher", "poll", {"inbox": "a"}, ("s",))
+    assert (job.queue, job.name, job.payload, job.tags) == (
+        "researcher",
+        "poll",
+        {"inbox": "a"},
+        ("s",),
+    )
     assert job.run_at.timestamp() <= clock()  # now, not at an occurrence
     assert await q.schedule_runs(schedule) == []
     assert (await q.get_schedule(schedule.id)).next_at == schedule.next_at

@@ -30,6 +30,7 @@ STATUSES: tuple[tuple[type[errors.WizdError], int], ...] = (
     (errors.InvalidJob, 422),
     (errors.JobNotFound, 404),
     (errors.QueueNotFound, 404),
+    (errors.ScheduleNotFound, 404),
     (errors.IllegalTransition, 409),
     (errors.StoreError, 503),
 )
