@@ -266,6 +266,7 @@ METHODS: dict[str, tuple[list[st.SearchStrategy[Any]], dict[str, st.SearchStrate
             "created_before": either(times),
             "parent": ids,
             "batch_id": either(texts),
+            "kind": either(st.one_of(st.sampled_from(["job", "distributed"]), names)),
             "sort": either(st.sampled_from(["id", "priority", "name"])),
             "order": either(st.sampled_from(["asc", "desc"])),
             "limit": limits,
@@ -321,6 +322,7 @@ METHODS: dict[str, tuple[list[st.SearchStrategy[Any]], dict[str, st.SearchStrate
     "pause_schedule": ([sched_refs], {}),
     "resume_schedule": ([sched_refs], {}),
     "schedule_runs": ([sched_refs], {"limit": limits}),
+    "run_schedule": ([sched_refs], {}),
     "fire_schedules": NONE,
     "log": ([ids, either(texts)], {}),
     "cleanup": (
