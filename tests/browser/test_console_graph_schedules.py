@@ -10,12 +10,19 @@ import wizd
 from tests.browser.test_console import text, wait
 
 
+def fresh(page: WebDriver, base: str) -> None:
+    """No session cookie of an earlier test's server: cookies are per host, not port."""
+    page.get(base + "/static/console.css")
+    page.delete_all_cookies()
+
+
 def test_the_graphs_nodes_lead_to_their_jobs(page: WebDriver, guarded: tuple[str, str]) -> None:
     base, db = guarded
     with wizd.connect_sync(db) as q:
         first = q.enqueue("fetch", queue="researcher")
         job = q.enqueue("summarise", queue="researcher", depends_on=[first])
         after = q.enqueue("publish", queue="researcher", depends_on=[job])
+    fresh(page, base)
     for other in (first, after):
         page.get(f"{base}/jobs/{job.id}")
         node = f'svg.graph a.node[data-job="{other.id}"]'
@@ -34,6 +41,7 @@ def test_run_now_on_a_schedule_makes_a_job_appear(
     with wizd.connect_sync(db) as q:
         s = q.schedule("digest", {"day": "today"}, queue="researcher", cron="0 9 * * *")
         before = {j.id for j in q.list(limit=100)}
+    fresh(page, base)
     page.get(f"{base}/schedules")
     wait(page, lambda d: d.find_elements(By.ID, f"schedule-{s.id}-run"), "the Run now button")
     page.find_element(By.ID, f"schedule-{s.id}-run").click()
