@@ -32,6 +32,7 @@ def test_the_graphs_nodes_lead_to_their_jobs(page: WebDriver, guarded: tuple[str
         wait(page, lambda d, o=other: text(d, "#job-status") == o.status, "the job's status")
         assert text(page, "h1").startswith(f"Job #{other.id}")
         assert page.find_elements(By.CSS_SELECTOR, f'svg.graph a.node.self[data-job="{other.id}"]')
+    page.execute_script("document.getElementById('graph').scrollIntoView();")  # for the shot
 
 
 def test_run_now_on_a_schedule_makes_a_job_appear(
