@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -18,7 +19,14 @@ WAIT = 20.0  # seconds a condition may take at most
 
 
 def wait(page: WebDriver, condition: Any, what: str) -> Any:
-    return WebDriverWait(page, WAIT).until(lambda d: condition(d), message=what)
+    """Until `condition` holds; an element that a live refresh replaced is looked up again."""
+    waiting = WebDriverWait(page, WAIT, ignored_exceptions=[StaleElementReferenceException])
+    return waiting.until(lambda d: condition(d), message=what)
+
+
+def click(page: WebDriver, element_id: str) -> None:
+    """Click the element, found afresh: a live refresh may swap it at any moment."""
+    wait(page, lambda d: d.find_element(By.ID, element_id).click() or True, f"#{element_id}")
 
 
 def text(page: WebDriver, css: str) -> str:
@@ -184,6 +192,6 @@ def test_a_post_without_its_csrf_token_is_refused(
     assert post_from_page(page, f"/jobs/{job.id}/cancel", "csrf=forged.value") == 403
     with wizd.connect_sync(db) as q:
         assert q.get(job.id).status == "pending"
-    page.find_element(By.ID, "action-cancel").click()  # the form, with its token
+    click(page, "action-cancel")  # the form, with its token
     wait(page, lambda d: text(d, "#job-status") == "cancelled", "the job cancelled")
     assert f"cancelled from the console by token {token.id} (lead)" in text(page, "#log")
