@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--path", default="/tmp/wizd-console.db", help="SQLite file (kept)")
     parser.add_argument("--fresh", action="store_true", help="delete the SQLite file first")
     parser.add_argument("--postgres", metavar="URL", help="also a PostgreSQL database")
+    parser.add_argument("--schema", help="PostgreSQL schema to fill once and keep (reused)")
     parser.add_argument("--no-report", action="store_true", help="print only")
     args = parser.parse_args()
     if args.fresh and os.path.exists(args.path):
@@ -278,17 +279,17 @@ def main() -> None:
     asyncio.run(prepare(args.path, args.jobs, None))
     results["stores"]["SQLite"] = measure(args.path, args.jobs, args.runs)
     if args.postgres:
-        schema = f"console_{uuid.uuid4().hex[:8]}"
+        schema = args.schema or f"console_{uuid.uuid4().hex[:8]}"
         url = f"{args.postgres}?schema={schema}"
         print(f"PostgreSQL {args.postgres} schema {schema}")
         try:
             asyncio.run(prepare(url, args.jobs, schema))
             results["stores"]["PostgreSQL"] = measure(url, args.jobs, args.runs)
         finally:
-            with psycopg.connect(args.postgres, autocommit=True) as c:
-                c.execute(
-                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-                )
+            if not args.schema:
+                with psycopg.connect(args.postgres, autocommit=True) as c:
+                    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                    c.execute(drop.format(sql.Identifier(schema)))
     if not args.no_report:
         report(results)
 
