@@ -96,7 +96,9 @@ async def fill(q: wizd.Queue, n: int) -> float:
 
 def settle_sql(n: int) -> str:
     now = time.time()
-    return SETTLE.format(now=now, n=n, span=30 * 86400 / n, e0=ERRORS[0], e1=ERRORS[1], e2=ERRORS[2])
+    return SETTLE.format(
+        now=now, n=n, span=30 * 86400 / n, e0=ERRORS[0], e1=ERRORS[1], e2=ERRORS[2]
+    )
 
 
 def approvals_agent() -> Agent:
@@ -129,7 +131,9 @@ async def run_approvals(url: str) -> None:
     async def ready(q: wizd.Queue) -> None:
         for i in range(WAITING):
             await q.enqueue("post", {"topic": f"topic {i}"}, queue="approvals")
-        while len(await q.list(queue="approvals", status="waiting_signal", limit=WAITING)) < WAITING:
+        while (
+            len(await q.list(queue="approvals", status="waiting_signal", limit=WAITING)) < WAITING
+        ):
             await anyio.sleep(0.2)
         stop.set()
 

@@ -17,7 +17,9 @@ from rich.tree import Tree
 
 from wizd.agent import Agent, JobContext
 from wizd.cli.daemon import serve
+from wizd.cli.demo_console import console_server, serve_console
 from wizd.cli.render import SYMBOLS
+from wizd.cli.session import current_settings
 from wizd.logging import configure_logging
 from wizd.model import FINAL, Backoff, Job, JobStatus
 from wizd.queue import Queue
@@ -189,7 +191,16 @@ def tree_of(root: Job, jobs: list[Job]) -> Tree:
     "--database", type=click.Path(dir_okay=False), help="Where to keep the demo database."
 )
 @click.option("--pace", type=float, default=0.4, show_default=True, help="Seconds per demo step.")
-def demo(database: str | None, pace: float) -> None:
+@click.option(
+    "--console",
+    "web",
+    is_flag=True,
+    help="Then serve the web console on 127.0.0.1 (port http_port, or the next free one) "
+    "until Ctrl-C. Needs pip install 'wizd[http]'.",
+)
+def demo(database: str | None, pace: float, web: bool) -> None:
+    if web:
+        console_server()  # the missing extra is one line before the demo runs
     folder = Path(tempfile.mkdtemp(prefix="wizd-demo-"))
     path = Path(database).resolve() if database else folder / "wizd.db"
     log_path = folder / "daemon.log"
@@ -261,3 +272,15 @@ def demo(database: str | None, pace: float) -> None:
         f"Database: [bold]{path}[/]\n"
         f"Look around: wizd --database {path} status   (or: jobs, tree {root.id}, logs {root.id})"
     )
+    if not web:
+        console.print("See it all in a browser: wizd demo --console")
+        return
+    port = current_settings().http_port
+    with log_path.open("a") as log_file:
+        configure_logging("json", "info", stream=log_file)
+        console.print("\n[bold]The web console[/] (Ctrl-C stops it):")
+
+        def say(url: str) -> None:
+            print(url, flush=True)
+
+        anyio.run(serve_console, str(path), port, say)
