@@ -280,6 +280,20 @@ class Queue(Distributed, Scheduling, Tokens):
     async def counts_by_queue(self) -> dict[str, dict[str, int]]:
         return await self.store.counts(None)
 
+    async def finished_per_minute(
+        self, minutes: int = 60
+    ) -> dict[str, dict[str, builtins.list[int]]]:
+        """Jobs completed and failed per minute over the last `minutes` (1..1440), oldest
+        first: {queue: {"completed": [...], "failed": [...]}}, each queue that finished one."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
+            raise InvalidJob("minutes", f"must be a whole number from 1 to 1440, got {minutes!r}")
+        return await self.store.finished_per_minute(minutes)
+
+    async def oldest_pending(self, queue: str) -> float | None:
+        """Seconds the queue's oldest due pending job has waited (None: none pending)."""
+        since = await self.store.oldest_pending(check_identifier("queue", queue))
+        return None if since is None else max(self.store.clock() - since, 0.0)
+
     async def stats(self, queue: str, window: Seconds = 3600.0) -> QueueStats:
         """Counts plus average wait and run time and throughput over the last `window`."""
         w = arg.required_seconds("window", window)

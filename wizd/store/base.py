@@ -174,6 +174,10 @@ class Store(Protocol):
     async def oldest_pending(self, queue: str) -> float | None:
         """Epoch seconds since which the oldest pending job of the queue has been due."""
 
+    async def finished_per_minute(self, minutes: int) -> dict[str, dict[str, list[int]]]:
+        """{queue: {"completed": [...], "failed": [...]}}: jobs finished per minute over the
+        last `minutes`, oldest first, for each queue that finished one; no read of the jobs."""
+
     async def stats(self, queue: str, window: float) -> QueueStats:
         """Counts, and over the last `window` seconds: average wait and run time, throughput."""
 

@@ -38,6 +38,7 @@ from wizd.model import JobOptions, NewJob, utc_at
 from wizd.store import ops
 from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
+from wizd.store.activity import ActivityMethods as Activity
 from wizd.store.base import Claimed, Finish, Interrupted
 from wizd.store.feed import FeedMethods
 from wizd.store.migrations import bundled
@@ -77,7 +78,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods, TokenMethods):
+class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods, TokenMethods, Activity):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"

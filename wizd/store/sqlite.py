@@ -20,6 +20,7 @@ import anyio
 from wizd.errors import StoreError
 from wizd.model import MAX_CHILDREN, MAX_DEPTH
 from wizd.store import sqlite_queries as Q
+from wizd.store.activity import ActivityMethods
 from wizd.store.feed import FeedMethods
 from wizd.store.migrations import bundled
 from wizd.store.signals import SignalStore
@@ -106,7 +107,7 @@ class GroupConnection(sqlite3.Connection):
         self.group_cache = {}
 
 
-class SQLiteStore(SignalStore, SQLStore, FeedMethods, TokenMethods):
+class SQLiteStore(SignalStore, SQLStore, FeedMethods, TokenMethods, ActivityMethods):
     """The Store protocol on one SQLite file (see wizd.store.base for each method's contract)."""
 
     backend = "sqlite"

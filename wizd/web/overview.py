@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from wizd.model import JobStatus, QueueStats, WorkerInfo
+from wizd.model import JobStatus, WorkerInfo
 from wizd.queue import DEFAULT_HUNG_TIMEOUT, Queue
-from wizd.web.activity import Activity, last_hour
+from wizd.web.activity import MINUTES, Activity, activity_of
 from wizd.web.live import queue_of
 from wizd.web.pages import Page, render
 from wizd.web.session import Viewer, viewer
@@ -25,15 +25,14 @@ STATUSES = [s.value for s in JobStatus]
 
 @dataclass(frozen=True, slots=True)
 class QueueView:
-    stats: QueueStats
+    name: str
+    counts: dict[str, int]
+    paused: bool
+    oldest_pending: float | None  # seconds
     activity: Activity
     daemons: int
     slots: int
     busy: int
-
-    @property
-    def name(self) -> str:
-        return self.stats.queue
 
     def spark(self, kind: str) -> Any:
         values = self.activity.completed if kind == "completed" else self.activity.failed
@@ -49,19 +48,30 @@ def worker_state(worker: WorkerInfo, hung_timeout: float, now: float) -> str:
 
 
 async def figures(q: Queue, seen: Viewer, hung_timeout: float) -> dict[str, Any]:
+    """Every figure of the page in a few bounded reads: the stored counts, the queues'
+    settings, one grouped count of the last hour's finishes, and per queue only its
+    oldest pending job (the head of its claim index)."""
     now = time.time()
     workers = await q.workers()
     states = {w.id: worker_state(w, hung_timeout, now) for w in workers}
-    names = set(await q.counts_by_queue()) | {name for name, _, _ in await q.queues()}
+    counts = await q.counts_by_queue()
+    paused = {name: stopped for name, stopped, _ in await q.queues()}
+    names = set(counts) | set(paused)
     names |= {name for w in workers if states[w.id] == "live" for name in w.queues}
     shown = seen.visible(sorted(names))
+    finished = await q.finished_per_minute(MINUTES)
     views = []
     for name in shown:
         serving = [w for w in workers if states[w.id] == "live" and name in w.queues]
         views.append(
             QueueView(
-                stats=await q.stats(name, 3600.0),
-                activity=await last_hour(q, name, now),
+                name=name,
+                counts=counts.get(name, {}),
+                paused=paused.get(name, False),
+                oldest_pending=await q.oldest_pending(name)
+                if counts.get(name, {}).get("pending")
+                else None,
+                activity=activity_of(finished, name),
                 daemons=len(serving),
                 slots=sum(w.concurrency for w in serving),
                 busy=sum(w.busy for w in serving),
