@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from wizd.web import job, jobs, live, login, overview
+from wizd.web import daemons, failures, job, jobs, live, login, overview, queues, waiting
 from wizd.web.pages import environment
 from wizd.web.session import Authenticator
 
@@ -28,6 +28,6 @@ def install(app: FastAPI, access: Authenticator, hung_timeout: float | None = No
     app.state.console_templates = environment()
     if hung_timeout is not None:
         app.state.hung_timeout = hung_timeout
-    for module in (login, overview, jobs, job, live):
+    for module in (login, overview, jobs, job, live, waiting, failures, queues, daemons):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
