@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -18,7 +19,9 @@ WAIT = 20.0  # seconds a condition may take at most
 
 
 def wait(page: WebDriver, condition: Any, what: str) -> Any:
-    return WebDriverWait(page, WAIT).until(lambda d: condition(d), message=what)
+    """Wait for `condition`; an element htmx swapped out while it was read counts as not yet."""
+    patient = WebDriverWait(page, WAIT, ignored_exceptions=[StaleElementReferenceException])
+    return patient.until(lambda d: condition(d), message=what)
 
 
 def text(page: WebDriver, css: str) -> str:
@@ -184,6 +187,7 @@ def test_a_post_without_its_csrf_token_is_refused(
     assert post_from_page(page, f"/jobs/{job.id}/cancel", "csrf=forged.value") == 403
     with wizd.connect_sync(db) as q:
         assert q.get(job.id).status == "pending"
-    page.find_element(By.ID, "action-cancel").click()  # the form, with its token
+    # The form, with its token (found again if a live refresh swapped it meanwhile).
+    wait(page, lambda d: d.find_element(By.ID, "action-cancel").click() or True, "a click")
     wait(page, lambda d: text(d, "#job-status") == "cancelled", "the job cancelled")
     assert f"cancelled from the console by token {token.id} (lead)" in text(page, "#log")
