@@ -131,4 +131,10 @@ def test_a_queue_paused_from_the_queues_page_starts_no_job_until_resumed(
     page.find_element(By.ID, f"resume-{AGENT}").click()
     wait(page, lambda d: d.find_elements(By.ID, f"pause-{AGENT}"), "the row shows it running")
     wait(page, lambda d: status(base, job_id) == "completed", "the job ran once resumed")
+    rate = page.find_element(By.CSS_SELECTOR, f"#queue-{AGENT} input[name=rate]")
+    rate.send_keys("fast")
+    page.find_element(By.ID, f"save-{AGENT}").click()
+    wait(page, lambda d: "is not a rate" in text(d, "#settings-error"), "the error, inline")
     assert same_page(page)
+    with wizd.connect_sync(str(h.db)) as q:
+        assert q.queue_limits(AGENT).rate is None

@@ -43,8 +43,14 @@ async def row(q: Queue, name: str, paused: set[str] | None = None) -> dict[str, 
 async def page(request: Request, seen: Seen) -> HTMLResponse:
     q = queue_of(request)
     paused = {n for n, p, _ in await q.queues() if p}
-    rows = [await row(q, name, paused) for name in await queue_names(q, seen)]
+    rows = [await row(q, name, paused) for name in await names(q, seen)]
     return render(request, "queues.html", seen=seen, rows=rows)
+
+
+async def names(q: Queue, seen: Viewer) -> list[str]:
+    """The queues the viewer may see: with jobs or settings, or served by a daemon."""
+    served = {name for w in await q.workers() if w.stopped_at is None for name in w.queues}
+    return sorted(set(await queue_names(q, seen)) | set(seen.visible(sorted(served))))
 
 
 def whole(field: str, text: str) -> int:
@@ -129,7 +135,7 @@ async def act(request: Request, queue: QueueName, action: str, seen: Seen) -> Re
         shown = await row(q, queue)
         return render(request, "_queue_row.html", status=status, seen=seen, r=shown, error=error)
     if error:
-        rows = [await row(q, name) for name in await queue_names(q, seen)]
+        rows = [await row(q, name) for name in await names(q, seen)]
         return render(
             request, "queues.html", status=status, seen=seen, rows=rows, error=error, failed=queue
         )
