@@ -126,6 +126,15 @@ def post_raw(server: Server, body: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+def fresh(server: Server) -> None:
+    """New keep-alive connections (the server closes one idle for 5 s), opened untimed."""
+    server.raw.close()
+    post_raw(server, job_body(0))
+    server.http.close()
+    server.http = httpx.Client(base_url=server.url, timeout=60)
+    post_httpx(server, job_body(0))
+
+
 def job_body(i: int) -> dict[str, Any]:
     return {"name": "noop", "queue": "bench", "payload": {"n": i}}
 
@@ -159,15 +168,13 @@ async def enqueues(db: str, servers: list[Server], jobs: int, batches: int, roun
     items = [job_body(i) for i in range(BATCH)]
     async with wizd.connect(db) as q:
         await q.enqueue("noop", {"n": 0}, queue="bench")  # warm: connections, statements
-        for s in servers:
-            post_httpx(s, job_body(0))
-            post_raw(s, job_body(0))
         for _ in range(rounds):
             start = time.perf_counter()
             for i in range(per):
                 await q.enqueue("noop", {"n": i}, queue="bench")
             tally.add("api", per, time.perf_counter() - start)
             for s in servers:
+                fresh(s)
                 timed_http(tally, f"{s.name} httpx", per, lambda i, s=s: post_httpx(s, job_body(i)))
                 timed_http(tally, f"{s.name} raw", per, lambda i, s=s: post_raw(s, job_body(i)))
         for _ in range(rounds):
@@ -176,6 +183,7 @@ async def enqueues(db: str, servers: list[Server], jobs: int, batches: int, roun
                 await q.enqueue_many(items)
             tally.add("api batch", max(1, batches // rounds) * BATCH, time.perf_counter() - start)
             for s in servers:
+                fresh(s)
                 start = time.perf_counter()
                 for _ in range(max(1, batches // rounds)):
                     response = s.http.post("/v1/jobs/batch", json={"jobs": items})
@@ -213,6 +221,8 @@ async def waits(
     assert completing.stdout is not None
     stdin, stdout = completing.stdin, completing.stdout
     found: dict[str, list[float]] = {"api": [], **{s.name: [] for s in servers}}
+    for s in servers:
+        fresh(s)
     try:
         async with wizd.connect(db) as q:
             for i in range(n + WARM):
