@@ -126,13 +126,15 @@ def post_raw(server: Server, body: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-def fresh(server: Server) -> None:
-    """New keep-alive connections (the server closes one idle for 5 s), opened untimed."""
-    server.raw.close()
-    post_raw(server, job_body(0))
-    server.http.close()
-    server.http = httpx.Client(base_url=server.url, timeout=60)
-    post_httpx(server, job_body(0))
+def fresh(server: Server, raw: bool = False) -> None:
+    """A new keep-alive connection (the server closes one idle for 5 s), opened untimed."""
+    if raw:
+        server.raw.close()
+        post_raw(server, job_body(0))
+    else:
+        server.http.close()
+        server.http = httpx.Client(base_url=server.url, timeout=60)
+        post_httpx(server, job_body(0))
 
 
 def job_body(i: int) -> dict[str, Any]:
@@ -176,6 +178,7 @@ async def enqueues(db: str, servers: list[Server], jobs: int, batches: int, roun
             for s in servers:
                 fresh(s)
                 timed_http(tally, f"{s.name} httpx", per, lambda i, s=s: post_httpx(s, job_body(i)))
+                fresh(s, raw=True)
                 timed_http(tally, f"{s.name} raw", per, lambda i, s=s: post_raw(s, job_body(i)))
         for _ in range(rounds):
             start = time.perf_counter()
