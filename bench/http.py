@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,11 @@ class Server:
         self.http = httpx.Client(base_url=self.url, timeout=60)
         self.raw = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
 
+    def cpu(self) -> float:
+        """The server's CPU seconds so far (user + system, every thread), from /proc."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.http.close()
         self.raw.close()
@@ -142,58 +147,63 @@ def job_body(i: int) -> dict[str, Any]:
 
 
 class Tally:
-    """Jobs and seconds of each method, summed over the rounds."""
+    """Jobs, seconds and CPU seconds of the enqueuing process (this one for the Python API,
+    the server for HTTP) of each method, summed over the rounds."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
-    def add(self, method: str, jobs: int, seconds: float) -> None:
+    @contextmanager
+    def timing(self, method: str, jobs: int, server: Server | None = None) -> Iterator[None]:
+        cpu = server.cpu if server else time.process_time
+        cpu0, start = cpu(), time.perf_counter()
+        yield
+        seconds, used = time.perf_counter() - start, cpu() - cpu0
         self.jobs[method] = self.jobs.get(method, 0) + jobs
         self.seconds[method] = self.seconds.get(method, 0.0) + seconds
+        self.cpu[method] = self.cpu.get(method, 0.0) + used
 
     def rates(self) -> dict[str, float]:
         return {m: self.jobs[m] / self.seconds[m] for m in self.jobs}
 
-
-def timed_http(tally: Tally, method: str, n: int, post: Callable[[int], dict[str, Any]]) -> None:
-    start = time.perf_counter()
-    for i in range(n):
-        post(i)
-    tally.add(method, n, time.perf_counter() - start)
+    def cpu_us(self) -> dict[str, float]:
+        """CPU µs per job of the process that enqueued it."""
+        return {m: self.cpu[m] / self.jobs[m] * 1e6 for m in self.jobs}
 
 
 async def enqueues(db: str, servers: list[Server], jobs: int, batches: int, rounds: int) -> Tally:
     """One at a time and in batches, every method in turn each round."""
     tally = Tally()
-    per = max(1, jobs // rounds)
+    per, times = max(1, jobs // rounds), max(1, batches // rounds)
     items = [job_body(i) for i in range(BATCH)]
     async with wizd.connect(db) as q:
         await q.enqueue("noop", {"n": 0}, queue="bench")  # warm: connections, statements
         for _ in range(rounds):
-            start = time.perf_counter()
-            for i in range(per):
-                await q.enqueue("noop", {"n": i}, queue="bench")
-            tally.add("api", per, time.perf_counter() - start)
+            with tally.timing("api", per):
+                for i in range(per):
+                    await q.enqueue("noop", {"n": i}, queue="bench")
             for s in servers:
                 fresh(s)
-                timed_http(tally, f"{s.name} httpx", per, lambda i, s=s: post_httpx(s, job_body(i)))
+                with tally.timing(f"{s.name} httpx", per, s):
+                    for i in range(per):
+                        post_httpx(s, job_body(i))
                 fresh(s, raw=True)
-                timed_http(tally, f"{s.name} raw", per, lambda i, s=s: post_raw(s, job_body(i)))
+                with tally.timing(f"{s.name} raw", per, s):
+                    for i in range(per):
+                        post_raw(s, job_body(i))
         for _ in range(rounds):
-            start = time.perf_counter()
-            for _ in range(max(1, batches // rounds)):
-                await q.enqueue_many(items)
-            tally.add("api batch", max(1, batches // rounds) * BATCH, time.perf_counter() - start)
+            with tally.timing("api batch", times * BATCH):
+                for _ in range(times):
+                    await q.enqueue_many(items)
             for s in servers:
                 fresh(s)
-                start = time.perf_counter()
-                for _ in range(max(1, batches // rounds)):
-                    response = s.http.post("/v1/jobs/batch", json={"jobs": items})
-                    if response.status_code != 201 or len(response.json()["jobs"]) != BATCH:
-                        raise SystemExit(f"{s.name}: POST /v1/jobs/batch answered {response.text}")
-                took = time.perf_counter() - start
-                tally.add(f"{s.name} httpx batch", max(1, batches // rounds) * BATCH, took)
+                with tally.timing(f"{s.name} httpx batch", times * BATCH, s):
+                    for _ in range(times):
+                        response = s.http.post("/v1/jobs/batch", json={"jobs": items})
+                        if response.status_code != 201 or len(response.json()["jobs"]) != BATCH:
+                            raise SystemExit(f"{s.name}: POST /v1/jobs/batch: {response.text}")
     return tally
 
 
@@ -308,6 +318,7 @@ def measure(
         latencies = anyio.run(waits, db, servers, waited, completer(db, folder))
     return {
         "rates": tally.rates(),
+        "cpu_us": tally.cpu_us(),
         "waits": {
             m: {"p50_ms": statistics.median(v) * 1000, "p99_ms": percentile(v, 99) * 1000}
             for m, v in latencies.items()
@@ -319,18 +330,21 @@ def table(results: dict[str, dict[str, Any]], trees: list[str]) -> str:
     rows = ["| store | figure | Python API | " + " | ".join(f"HTTP ({t})" for t in trees)
             + " | " + " | ".join(f"{t} / API" for t in trees) + " |",
             "|---|---|---:|" + "---:|" * (2 * len(trees))]  # fmt: skip
+
+    def row(store: str, figure: str, base: float, ours: list[float], unit: str = "") -> None:
+        rows.append(f"| {store} | {figure} | {base:.0f}{unit} | "
+                    + " | ".join(f"{r:.0f}{unit}" for r in ours) + " | "
+                    + " | ".join(f"{r / base:.2f}" for r in ours) + " |")  # fmt: skip
+
     for store, found in results.items():
-        rates, waits = found["rates"], found["waits"]
+        rates, cpu, waits = found["rates"], found["cpu_us"], found["waits"]
         for figure, api, suffix in (
-            ("enqueue one at a time (httpx), jobs/s", "api", " httpx"),
-            ("enqueue one at a time (http.client), jobs/s", "api", " raw"),
-            (f"enqueue in batches of {BATCH} (httpx), jobs/s", "api batch", " httpx batch"),
+            ("enqueue one at a time (httpx)", "api", " httpx"),
+            ("enqueue one at a time (http.client)", "api", " raw"),
+            (f"enqueue in batches of {BATCH} (httpx)", "api batch", " httpx batch"),
         ):
-            base = rates[api]
-            ours = [rates[t + suffix] for t in trees]
-            rows.append(f"| {store} | {figure} | {base:.0f} | "
-                        + " | ".join(f"{r:.0f}" for r in ours) + " | "
-                        + " | ".join(f"{r / base:.2f}" for r in ours) + " |")  # fmt: skip
+            row(store, figure + ", jobs/s", rates[api], [rates[t + suffix] for t in trees])
+            row(store, figure + ", CPU/job", cpu[api], [cpu[t + suffix] for t in trees], " µs")
         for p in ("p50", "p99"):
             base = waits["api"][f"{p}_ms"]
             ours = [waits[t][f"{p}_ms"] for t in trees]
