@@ -20,9 +20,11 @@ after round (interleaved, so the machine's drift falls on all alike):
   completes it, just before its COMMIT) to the wait returning here. The methods alternate
   job by job; 10 warm-up jobs each are left out.
 
-Each HTTP request's answer is checked (201 and the job's id; a wait's job completed).
-Printed: jobs/s of each and its ratio to the Python API, and p50/p99 of the waits and their
-difference to `q.wait`'s. Nothing is asserted: machines are shared. Targets (issue 22):
+Each HTTP request's answer is checked (201; a batch's 100 jobs; a wait's job completed).
+Printed: jobs/s of each and its ratio to the Python API; the CPU per job of the process that
+enqueued it (this one for the Python API, the server, from /proc, for HTTP: what serving a
+request costs beside the enqueue itself); p50/p99 of the waits and their difference to
+`q.wait`'s. Nothing is asserted: machines are shared. Targets (issue 22):
 enqueue one at a time over HTTP >= 50% of the Python API's rate; the HTTP wait adds <= 2 ms
 p50 over the Python API's. Results go to DIR/http.json and DIR/http.md (default
 bench/results/).
