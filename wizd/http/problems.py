@@ -74,7 +74,8 @@ TITLES = {
 }
 
 
-DOCUMENTED = (400, 401, 403, 404, 409, 413, 422, 503)  # what any operation may answer with a problem
+# What any operation may answer with a problem document.
+DOCUMENTED = (400, 401, 403, 404, 409, 413, 422, 503)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
