@@ -408,3 +408,11 @@ def test_a_job_with_a_million_attempts_backs_off_within_its_cap_and_100_years() 
     assert wizd.Backoff.exponential(1.0).delay_for(1025) == 300.0
     assert wizd.Backoff.exponential(2.0, cap=None).delay_for(10**6) == 100 * 365.25 * 86400
     assert wizd.Backoff.exponential(1.0, cap=None).delay_for(3) == 4.0
+
+
+async def test_stats_refuses_a_window_under_a_second(q: wizd.Queue) -> None:
+    await q.enqueue("x", {}, queue="agent")
+    for window in (5e-324, 0.5):
+        with pytest.raises(wizd.InvalidJob, match="window"):
+            await q.stats("agent", window)
+    assert (await q.stats("agent", 1)).window_seconds == 1

@@ -153,3 +153,27 @@ def test_bench_durable_prints_every_figure_of_wizd_and_dbos(tmp_path: Path) -> N
         assert f"SQLite {kind:>5}: restart -> recovered" in run.stdout, run.stdout
     assert "| SQLite | 10-step job: steps/s |" in run.stdout
     assert (out / "durable.md").read_text().startswith("wizd ")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_http_measures_every_method_against_the_python_api(tmp_path: Path) -> None:
+    """`python -m bench.http` (issue 22's HTTP API beside the Python API) at tiny sizes on
+    SQLite, a real `wizd serve` in another process: every method enqueued its jobs (each
+    answer checked by the bench) and every wait was measured; the results files were
+    written."""
+    require(["fastapi", "uvicorn", "httpx"], {})
+    out = tmp_path / "results"
+    run, results = run_bench(["bench.http", "--jobs", "40", "--waits", "3", "--rounds", "2"],
+                             out / "http", 110)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list(results["results"]) == ["SQLite"]
+    found = results["results"]["SQLite"]
+    methods = {"api", "this httpx", "this raw", "api batch", "this httpx batch"}
+    assert set(found["rates"]) == set(found["cpu_us"]) == methods
+    assert all(rate > 0 for rate in found["rates"].values()), found
+    assert set(found["waits"]) == {"api", "this"}
+    for method, wait in found["waits"].items():
+        assert 0 < wait["p50_ms"] <= wait["p99_ms"], (method, wait)
+    assert "| SQLite | enqueue one at a time (httpx), jobs/s |" in run.stdout
+    assert (out / "http.md").read_text().startswith("wizd's HTTP API")

@@ -83,7 +83,7 @@ def test_batch_and_linked_batch(api: httpx.Client) -> None:
         "/v1/jobs/batch",
         json={"linked": True, "jobs": [{"name": "a", "depends_on": [1]}, {"name": "b"}]},
     )
-    is_problem(forward, 422, "items[0].depends_on")
+    is_problem(forward, 422, "jobs[0].depends_on")
     assert api.get("/v1/jobs").json()["jobs"].__len__() == 4  # the refused batch made nothing
 
 

@@ -297,6 +297,8 @@ class Queue(Distributed, Scheduling, Tokens):
     async def stats(self, queue: str, window: Seconds = 3600.0) -> QueueStats:
         """Counts plus average wait and run time and throughput over the last `window`."""
         w = arg.required_seconds("window", window)
+        if w < 1:  # throughput is per minute over the window: a vanishing one divides by 0
+            raise InvalidJob("window", f"must be at least 1 second, got {w:g}")
         return await self.store.stats(check_identifier("queue", queue), w)
 
     async def events(self, id: int | str | Job, after: int = 0) -> builtins.list[Event]:

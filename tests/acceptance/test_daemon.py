@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import wizd
+from tests.acceptance.apps import accept_agents
 
 from .conftest import (
     AGENT,
@@ -32,7 +33,8 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 FINAL = {"completed", "failed", "cancelled"}
-KNOWN_PROCESSORS = "blocker, flaky, hold, interval, narrate, quick, report"
+# What the daemon's error lists: every processor the acceptance app's agent has.
+KNOWN_PROCESSORS = ", ".join(sorted(accept_agents.researcher.processors))
 
 
 def enqueue(q: wizd.SyncQueue, name: str, n: int = 1, **payload: Any) -> list[int]:

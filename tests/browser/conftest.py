@@ -66,6 +66,9 @@ def page(browser: WebDriver, request: pytest.FixtureRequest) -> Iterator[WebDriv
     yield browser
     SHOTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{request.node.name}.png"))
+    # Cookies are per host, not per port, and deleted for the page's own site only: delete
+    # them here, on the server's page, or the next test's server gets this one's session.
+    browser.delete_all_cookies()
     browser.get("about:blank")  # closes the page's event stream before its server stops
 
 

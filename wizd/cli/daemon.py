@@ -45,8 +45,15 @@ async def serve(
     abandons everything (jobs left running are recovered at the next start); with threads
     of synchronous processors still running, it ends the process at once, as SIGKILL would."""
     log = get_logger()
+    ready = anyio.Event()  # the store is open and migrated: the API may open it too
+
+    async def when_ready(queue: Any) -> None:
+        ready.set()
+        if on_ready is not None:
+            await on_ready(queue)
+
     supervisor = Supervisor(
-        settings, agents, log=log, notifier=Notifier(), hooks=hooks, on_ready=on_ready
+        settings, agents, log=log, notifier=Notifier(), hooks=hooks, on_ready=when_ready
     )
     stop = stop or anyio.Event()
     async with anyio.create_task_group() as tg:
@@ -83,15 +90,17 @@ async def serve(
 
         tg.start_soon(signals)
         if settings.serve_http:
-            tg.start_soon(serve_http, settings, stop, log)
+            tg.start_soon(serve_http, settings, ready, stop, log)
         await supervisor.run(stop)
         tg.cancel_scope.cancel()
 
 
-async def serve_http(settings: Settings, stop: anyio.Event, log: Any) -> None:
-    """The HTTP API beside the workers (`serve_http = true`), on a client of its own."""
+async def serve_http(settings: Settings, ready: anyio.Event, stop: anyio.Event, log: Any) -> None:
+    """The HTTP API beside the workers (`serve_http = true`), on a client of its own,
+    once the supervisor has opened (and migrated) the store."""
     from wizd.cli.serve import serve_api_on
 
+    await ready.wait()
     await serve_api_on(settings, stop, log)
 
 

@@ -23,7 +23,6 @@ from wizd.cli.watcher import CannotWatch, say_polling, writable_client
 from wizd.model import Event, Job
 from wizd.queue import Queue
 from wizd.settings import Settings
-from wizd.store.feed import WatchEvent
 
 POLL = 0.2  # seconds between two reads of a job that is not final yet
 PERCENT = re.compile(r"^(\d+)%\s*(.*)$")  # a progress event's message: "40% downloading"
@@ -45,20 +44,6 @@ async def history_as_it_grows(
         await anyio.sleep(POLL)
 
 
-def as_line(event: WatchEvent, number: int) -> Event:
-    """A watch event as the job's history shows it: line `number` of it."""
-    return Event(
-        id=number,
-        job_id=event.job_id,
-        at=event.at,
-        kind=event.kind,
-        status=event.status,
-        attempt=event.attempt,
-        worker_id=event.worker_id,
-        message=event.message,
-    )
-
-
 async def watched_history(
     q: Queue, s: Settings, job_id: int, poll: bool
 ) -> AsyncIterator[tuple[Event, bool]]:
@@ -78,7 +63,7 @@ async def watched_history(
                         if event.final and (await q.get(job_id)).final:
                             break  # this line and any after it: read, as the polling does
                         seen += 1
-                        yield as_line(event, seen), False
+                        yield event.as_line(seen), False
                 finally:
                     await events.aclose()  # type: ignore[attr-defined]
         except CannotWatch as exc:

@@ -66,17 +66,7 @@ class RecentEvents:
     def add(self, event: WatchEvent) -> None:
         if event.kind == "stream":  # streamed text is not a line of the history
             return
-        line = Event(
-            id=event.cursor,
-            job_id=event.job_id,
-            at=event.at,
-            kind=event.kind,
-            status=event.status,
-            attempt=event.attempt,
-            worker_id=event.worker_id,
-            message=event.message,
-        )
-        self.shown.append((line, event.queue))
+        self.shown.append((event.as_line(event.cursor), event.queue))
 
     async def follow(self, watcher: Queue, every: float) -> None:
         """Add the events of all queues as they come; where the watch may not renew its

@@ -55,7 +55,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
     app.state.access = Access(queue, open_on_no_token=open_on_no_token)
     problems.install(app)
     for module in (jobs, flows, queues, queue_settings, schedules, tokens, events):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, prefix="/v1", responses=problems.responses())
     web.install(app, app.state.access)  # the console, at / (after /v1: its paths win)
     limit = (queue.limits.payload or 0) + queue.limits.context + FRAMING
     app.add_middleware(BodyLimit, limit=limit)

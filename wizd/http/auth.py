@@ -97,7 +97,9 @@ def allow(token: Token, needed: Role, queue: str | None) -> None:
         raise HTTPException(403, f"this token may not touch {where}")
 
 
-def queue_of(request: Request) -> Queue:
+async def queue_of(request: Request) -> Queue:
+    """The app's client. `async`: FastAPI runs a plain `def` dependency in a worker thread,
+    a thread hop on every request."""
     found: Queue = request.app.state.queue
     return found
 

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from wizd.errors import CursorExpired, InvalidJob, WizdError
 from wizd.http.auth import Caller, Client, allow
 from wizd.http.problems import TITLES, status_of
+from wizd.http.schemas import NAME
 from wizd.model import check_identifier
 from wizd.token_model import Role
 
@@ -129,7 +130,7 @@ def cursor(value: str | None, field: str) -> int | None:
 async def events(
     q: Client,
     token: Caller,
-    queue: str | None = None,
+    queue: Annotated[str | None, Query(pattern=NAME)] = None,
     job: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     after: Annotated[str | None, Query(description="resume after this cursor")] = None,
     last_event_id: Annotated[str | None, Header()] = None,

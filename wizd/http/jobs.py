@@ -35,7 +35,13 @@ async def owned(q: Queue, token: Token, job_id: int, needed: Role) -> Job:
     return job
 
 
-@router.post("", status_code=201, response_model=S.JobOut, summary="Enqueue one job")
+@router.post(
+    "",
+    status_code=201,
+    response_model=S.JobOut,
+    summary="Enqueue one job",
+    responses={200: {"model": S.JobOut, "description": "the job this Idempotency-Key made"}},
+)
 async def enqueue(
     body: S.JobIn,
     q: Client,
@@ -74,7 +80,13 @@ async def enqueue_many(body: S.JobsIn, q: Client, token: Caller) -> Response:
     for item in body.jobs:
         allow(token, Role.ENQUEUE, item.queue or DEFAULT_QUEUE)
         items.append({"name": item.name, "payload": item.payload, **item.options()})
-    jobs = await (q.enqueue_batch(items) if body.linked else q.enqueue_many(items))
+    try:
+        jobs = await (q.enqueue_batch(items) if body.linked else q.enqueue_many(items))
+    except InvalidJob as exc:  # the Python API's `items[i]` is this body's `jobs[i]`
+        if not exc.field.startswith("items["):
+            raise
+        field = "jobs" + exc.field.removeprefix("items")
+        raise InvalidJob(field, str(exc).removeprefix(f"{exc.field}: ")) from None
     return JSONResponse({"jobs": [j.to_dict() for j in jobs], "next": None}, status_code=201)
 
 
@@ -82,9 +94,9 @@ async def enqueue_many(body: S.JobsIn, q: Client, token: Caller) -> Response:
 async def list_jobs(
     q: Client,
     token: Caller,
-    queue: str | None = None,
+    queue: Annotated[str | None, Query(pattern=S.NAME)] = None,
     status: Annotated[list[JobStatus] | None, Query()] = None,
-    name: str | None = None,
+    name: Annotated[str | None, Query(pattern=S.NAME)] = None,
     tag: Annotated[list[str] | None, Query(description="jobs carrying every tag given")] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,

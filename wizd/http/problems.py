@@ -74,6 +74,20 @@ TITLES = {
 }
 
 
+# What any operation may answer with a problem document.
+DOCUMENTED = (400, 401, 403, 404, 409, 413, 422, 503)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses (default: DOCUMENTED), each a problem
+    document, so the schema names every status a client can get."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": TITLES[status], "content": {MEDIA_TYPE: {"schema": schema}}}
+        for status in statuses or DOCUMENTED
+    }
+
+
 def place(loc: Any) -> str | None:
     """A validation error's location as a field name: `jobs[0].name`, `status[1]`, `job_id`
     (where it came from, body, query, path or header, left out)."""

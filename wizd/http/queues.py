@@ -11,10 +11,11 @@ from pydantic import BaseModel
 
 from wizd.http import schemas as S
 from wizd.http.auth import Caller, Client, allow
+from wizd.http.schemas import NAME
 from wizd.token_model import Role
 
 router = APIRouter(tags=["queues"])
-QueueName = Annotated[str, Path(min_length=1, max_length=200, description="a queue's name")]
+QueueName = Annotated[str, Path(pattern=NAME, description="a queue's name")]
 
 
 class QueueOut(BaseModel):
@@ -61,7 +62,7 @@ async def stats(
     queue: QueueName,
     q: Client,
     token: Caller,
-    window: Annotated[float, Query(gt=0, le=30 * 86400)] = 3600.0,
+    window: Annotated[float, Query(ge=1, le=30 * 86400, description="seconds")] = 3600.0,
 ) -> Response:
     allow(token, Role.READ, queue)
     return JSONResponse((await q.stats(queue, window)).to_dict())

@@ -5,13 +5,16 @@ and are what /v1/openapi.json describes. Responses are built from the Python API
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from wizd.model import Event, Job, JobStatus, QueueStats
 
 JSONValue = Any
+# A queue's or a job's name (wizd.job_fields.check_identifier), for the schema to say it.
+NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
+Name = Annotated[str, Field(pattern=NAME, description="1-200 of A-Z a-z 0-9 _ . : -")]
 
 
 class Strict(BaseModel):
@@ -31,9 +34,11 @@ class BackoffIn(Strict):
 class JobIn(Strict):
     """One job to enqueue: Queue.enqueue's arguments (see its docs for each)."""
 
-    name: str = Field(description="what to run: a processor of the queue's agent")
+    name: str = Field(pattern=NAME, description="what to run: a processor of the queue's agent")
     payload: dict[str, JSONValue] | None = None
-    queue: str | None = Field(default=None, description="the agent's queue (default: 'default')")
+    queue: str | None = Field(
+        default=None, pattern=NAME, description="the agent's queue (default: 'default')"
+    )
     priority: int | str | None = Field(default=None, description="1-5 or low/normal/high/critical")
     delay: float | None = Field(default=None, description="seconds before it may run")
     run_at: datetime | float | None = Field(default=None, description="when it may run")

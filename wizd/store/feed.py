@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from wizd.errors import CursorExpired, InvalidJob, JobNotFound
-from wizd.jobs import utc_at
+from wizd.jobs import Event, utc_at
 from wizd.states import JobStatus
 from wizd.store import sqlite_queries as Q
 from wizd.store.conn import Conn
@@ -47,6 +47,19 @@ class WatchEvent:
     @property
     def final(self) -> bool:
         return self.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    def as_line(self, number: int) -> Event:
+        """This event as line `number` of its job's history (q.events)."""
+        return Event(
+            number,
+            self.job_id,
+            self.at,
+            self.kind,
+            self.status,
+            self.attempt,
+            self.worker_id,
+            self.message,
+        )
 
 
 STATUSES = {s.value: s for s in JobStatus}

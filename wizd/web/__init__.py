@@ -13,7 +13,19 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from wizd.web import distributed, job, jobs, live, login, overview, schedules
+from wizd.web import (
+    daemons,
+    distributed,
+    failures,
+    job,
+    jobs,
+    live,
+    login,
+    overview,
+    queues,
+    schedules,
+    waiting,
+)
 from wizd.web.pages import environment
 from wizd.web.session import Authenticator
 
@@ -28,6 +40,18 @@ def install(app: FastAPI, access: Authenticator, hung_timeout: float | None = No
     app.state.console_templates = environment()
     if hung_timeout is not None:
         app.state.hung_timeout = hung_timeout
-    for module in (login, overview, jobs, job, live, schedules, distributed):
+    for module in (
+        login,
+        overview,
+        jobs,
+        job,
+        live,
+        waiting,
+        failures,
+        queues,
+        daemons,
+        schedules,
+        distributed,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

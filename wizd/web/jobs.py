@@ -24,6 +24,7 @@ router = APIRouter(route_class=Page, include_in_schema=False)
 Seen = Annotated[Viewer, Depends(viewer)]
 PAGE = 50
 MAX_BULK = 500  # jobs one bulk action may name
+BACK = ("/jobs", "/failures")  # pages a bulk action may return to (no open redirect)
 BULK = {  # action: (role it takes, past tense for the job's log)
     "cancel": (Role.ENQUEUE, "cancelled"),
     "retry": (Role.OPERATE, "retried"),
@@ -127,7 +128,7 @@ async def bulk(request: Request, seen: Seen) -> Response:
     q = queue_of(request)
     targets = await chosen(q, seen, fields.get("id", []), needed)
     back = (fields.get("back") or ["/jobs"])[0]
-    back = back if back.startswith("/jobs") else "/jobs"
+    back = back if back.startswith(BACK) else "/jobs"
     if (fields.get("confirm") or [""])[0] != "yes":
         return render(request, "confirm.html", seen=seen, action=action, jobs=targets, back=back)
     line = f"{done} from the console by {seen.who}"

@@ -112,3 +112,20 @@ async def talk(ctx: JobContext) -> dict[str, Any]:
     await ctx.stream(ctx.payload["piece"])
     await _wait_for_file(ctx.payload["go"] + ".end")
     return {"said": 2}
+
+
+@researcher.processor("approval")
+async def approval(ctx: JobContext) -> dict[str, Any]:
+    """Waits for the signal `approval` (the console's Waiting on people sends it) and
+    returns its data."""
+    await ctx.log("asking for approval")
+    answer = await ctx.wait_for_signal("approval", timeout=ctx.payload.get("timeout"))
+    return {"approval": answer, "attempt": ctx.attempt}
+
+
+@researcher.processor("picky")
+async def picky(ctx: JobContext) -> dict[str, Any]:
+    """Fails with `message` unless the file `ok` exists (a test fixes it, then retries)."""
+    if not await anyio.Path(ctx.payload["ok"]).exists():
+        raise RuntimeError(ctx.payload["message"])
+    return {"attempt": ctx.attempt}
