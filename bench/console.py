@@ -120,8 +120,8 @@ def approvals_agent() -> Agent:
     return agent
 
 
-async def run_approvals(url: str) -> None:
-    """A real daemon takes WAITING jobs of `approvals` until each waits for its signal."""
+async def run_approvals(url: str, n: int = WAITING) -> None:
+    """A real daemon takes n jobs of `approvals` until each waits for its signal."""
     from wizd.cli.daemon import serve
     from wizd.logging import configure_logging
 
@@ -129,10 +129,10 @@ async def run_approvals(url: str) -> None:
     stop = anyio.Event()
 
     async def ready(q: wizd.Queue) -> None:
-        for i in range(WAITING):
+        for i in range(n):
             await q.enqueue("post", {"topic": f"topic {i}"}, queue="approvals")
-        waiting = {"queue": "approvals", "status": "waiting_signal", "limit": WAITING}
-        while len(await q.list(**waiting)) < WAITING:  # noqa: ASYNC110 (a read, not an event)
+        waiting = {"queue": "approvals", "status": "waiting_signal", "limit": n}
+        while len(await q.list(**waiting)) < n:  # noqa: ASYNC110 (a read, not an event)
             await anyio.sleep(0.2)
         stop.set()
 

@@ -1,7 +1,8 @@
 """The README's console screenshots, regenerated: `wizd demo --console` on a fresh database,
-then Debian's headless Chromium (as tests/browser drives it) at 1280x800 on the overview,
-the `post` job's page (steps, log) and the Jobs page, saved as docs/console-*.png,
-quantized to 256 colours (Pillow) to stay small.
+three jobs of bench.console's `approvals` agent left waiting for a person by a real daemon
+on the same database, then Debian's headless Chromium (as tests/browser drives it) at
+1280x800 on the overview, the demo's `post` job (steps, log) and Waiting on people, saved
+as docs/console-*.png, quantized to 256 colours (Pillow) to stay small.
 
     python -m bench.screenshots
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import anyio
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -23,6 +25,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.console import run_approvals
 from tests.browser.conftest import CHROMEDRIVER, CHROMIUM, FLAGS
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -72,6 +75,7 @@ def main() -> None:
     DOCS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wizd-shots-") as folder:
         proc, base = start_demo(Path(folder))
+        anyio.run(run_approvals, str(Path(folder) / "demo.db"), 3)
         driver = browser(str(Path(folder) / "profile"))
         try:
             metrics = {"width": SIZE[0], "height": SIZE[1], "deviceScaleFactor": 1, "mobile": False}
@@ -80,7 +84,7 @@ def main() -> None:
             driver.get(f"{base}/jobs?name=post")
             post = driver.find_element(By.CSS_SELECTOR, "a[href^='/jobs/']:not([href='/jobs'])")
             shoot(driver, post.get_attribute("href") or "", "job", "main")
-            shoot(driver, f"{base}/jobs", "jobs", "main")
+            shoot(driver, f"{base}/waiting", "waiting", "main")
         finally:
             driver.quit()
             proc.send_signal(signal.SIGINT)
