@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from wizd.errors import IllegalTransition, InvalidJob
+from wizd.errors import IllegalTransition, InvalidJob, JobNotFound
 from wizd.model import Job, JobStatus
 from wizd.queue import Queue
 from wizd.token_model import Role
@@ -37,11 +38,27 @@ class Wait:
     timeout_at: datetime | None
 
 
+async def newest(q: Queue, ids: list[int]) -> list[Job]:
+    """The SHOWN newest of these jobs still waiting for a signal, read one by one: a list
+    filtered on the status alone walks every job on SQLite (its planner takes the
+    creation-time index for the order), 250 ms at 1,000,000 jobs."""
+    found = []
+    for job_id in sorted(ids, reverse=True)[:SHOWN]:  # ids grow with creation
+        with suppress(JobNotFound):
+            job = await q.get(job_id)
+            if job.status is JobStatus.WAITING_SIGNAL:
+                found.append(job)
+    return sorted(found, key=lambda j: (j.created_at, j.id), reverse=True)
+
+
 async def waits(q: Queue, seen: Viewer) -> tuple[list[Wait], bool]:
     """The waiting jobs `seen` may read, newest first, each with the signal it waits for;
     and whether there were more than SHOWN."""
-    found, more = await jobs_in(q, seen, JobStatus.WAITING_SIGNAL, SHOWN)
     names = {job_id: (name, at) for job_id, name, at in await q.signal_waits()}
+    if seen.token.queues is None:
+        found, more = await newest(q, list(names)), len(names) > SHOWN
+    else:  # per queue, on the queue's index
+        found, more = await jobs_in(q, seen, JobStatus.WAITING_SIGNAL, SHOWN)
     listed = []
     for job in found:
         name, at = names.get(job.id, ("", None))
