@@ -36,6 +36,8 @@ def list_index(f: JobFilter) -> str | None:
     a queue's jobs by creation (jobs_queue_created, which gives the order) and skip most of
     them: running jobs (never more than the daemons' slots, in jobs_running), and statuses
     that jobs_queue_status holds, of one queue. Parents and batches have their own."""
+    if f.kind == "distributed" and f.parent_id is None and f.batch_id is None:
+        return "jobs_distributed"  # few among many: their own partial index (schema 16)
     if not f.statuses or f.parent_id is not None or f.batch_id is not None:
         return None
     chosen = {S(status) for status in f.statuses}
@@ -74,7 +76,9 @@ def list_page(c: Conn, f: JobFilter) -> Page:
     if f.batch_id is not None:
         where.append("batch_id = ?")
         args.append(f.batch_id)
-    if f.kind is not None:
+    if f.kind == "distributed":  # spelled out: the condition of the partial jobs_distributed
+        where.append("kind = 'distributed'")
+    elif f.kind is not None:
         where.append("kind = ?")
         args.append(f.kind)
     if f.after is not None:
