@@ -13,6 +13,7 @@ import wizd
 from wizd import web
 from wizd.http import (
     events,
+    fast_enqueue,
     flows,
     jobs,
     problems,
@@ -59,6 +60,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
     web.install(app, app.state.access)  # the console, at / (after /v1: its paths win)
     limit = (queue.limits.payload or 0) + queue.limits.context + FRAMING
     app.add_middleware(BodyLimit, limit=limit)
+    fast_enqueue.install(app, limit)  # in front of the rest: see why there
     return app
 
 

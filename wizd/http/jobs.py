@@ -55,6 +55,15 @@ async def enqueue(
         ),
     ] = None,
 ) -> Response:
+    return await enqueue_one(q, token, body, idempotency_key)
+
+
+async def enqueue_one(
+    q: Queue, token: Token, body: S.JobIn, idempotency_key: str | None
+) -> Response:
+    """POST /v1/jobs once the request is read: the route's body, and wizd.http.fast_enqueue's
+    (its fast path for the plain case), so both answer alike. 403 (HTTPException) before
+    anything is written if the token may not enqueue there."""
     queue = body.queue or DEFAULT_QUEUE
     allow(token, Role.ENQUEUE, queue)
     started = time.time()

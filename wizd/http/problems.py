@@ -99,14 +99,18 @@ def place(loc: Any) -> str | None:
     return out or None
 
 
+def of_wizd_error(exc: errors.WizdError) -> JSONResponse:
+    """The problem document of a wizd error (the app's handler, and the fast path's)."""
+    status = status_of(exc)
+    return problem(status, TITLES.get(status, "Error"), str(exc), getattr(exc, "field", None))
+
+
 def install(app: FastAPI) -> None:
     """Turn wizd errors, request validation and HTTP errors into problem documents."""
 
     async def wizd_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.WizdError)
-        status = status_of(exc)
-        field = getattr(exc, "field", None)
-        return problem(status, TITLES.get(status, "Error"), str(exc), field)
+        return of_wizd_error(exc)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
