@@ -161,7 +161,8 @@ _PLAIN = itemgetter(*[_ROW_COLUMNS.index(col) for col in _PLAIN_COLUMNS])
 _LEFT_OUT = itemgetter(*[_ROW_COLUMNS.index(col) for col in _LEFT_OUT_COLUMNS])
 _LEFT_OUT_DEFAULTS = tuple(_TABLE_DEFAULTS.get(col) for col in _LEFT_OUT_COLUMNS)
 
-UNIQUE_TRIES = 5  # a key let go and taken again between two statements: look again
+UNIQUE_TRIES = 20  # a key let go and taken again between two statements: look again (a
+# fast daemon finishing each new holder while two enqueuers race made 5 too few under load)
 
 
 class Inserter:
