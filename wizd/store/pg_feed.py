@@ -26,18 +26,14 @@ T = TypeVar("T")
 
 def register(c: Any, now: float, watcher: str, lease: float, resume: int | None) -> int:
     """feed.register, with the triggers turned on first (waiting, at most lock_timeout,
-    for the writers in flight if no lease was held)."""
+    for the writers in flight if no lease was held). A role that may not take a lease,
+    or whose store cannot turn the triggers on, gets PostgreSQL's InsufficientPrivilege."""
     try:
         c.conn.execute("SELECT wizd_feed_switch(true)")
     except psycopg.errors.LockNotAvailable as exc:
         raise StoreError(
-            "database: the change feed could not start within postgres_lock_timeout: "
-            "a transaction held jobs, job_events or job_streams that long; try again"
-        ) from exc
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise StoreError(
-            "database: the change feed's triggers are off and the owner of wizd_feed_switch "
-            f"may not turn them on (it must own the jobs tables): {exc}"
+            "database: the change feed could not start within postgres_lock_timeout "
+            "(writers, a vacuum or another watch's start held the jobs tables); try again"
         ) from exc
     return feed.register(c, now, watcher, lease, resume)
 

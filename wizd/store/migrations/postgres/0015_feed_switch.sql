@@ -33,11 +33,12 @@
 -- writers stall at most that long, once, when the first watcher arrives.
 --
 -- Privileges. ALTER TABLE needs the tables' owner: wizd_feed_switch runs as its own owner
--- (SECURITY DEFINER), the role that ran this migration, so a client of another role can
--- watch. If that role may not alter the tables (their owner changed since), the sweep
--- leaves the triggers on (the feed then costs what it did before, and is as exact), and a
--- registration that finds them off fails with a StoreError naming the cause. The function
--- only ever makes the triggers match the leases, so anyone may call it.
+-- (SECURITY DEFINER), the role that ran this migration, so a client of another role that
+-- may take a lease (INSERT on feed_watchers) can watch; a role that may not is refused
+-- before any lock is taken. If the owner of the function may not alter the tables (their
+-- owner changed since), the sweep leaves the triggers on (the feed then costs what it did
+-- before, and is as exact), and a registration that finds them off fails, naming the
+-- cause. The function only ever makes the triggers match the leases.
 
 -- The advisory lock that serializes the feed's switches with registrations and sweeps
 -- (to the end of the transaction; taken again by the same transaction, it returns at once).
@@ -53,6 +54,11 @@ DECLARE
     leased boolean;
     recording boolean;
 BEGIN
+    IF NOT has_table_privilege(session_user, 'feed_watchers', 'INSERT') THEN
+        RAISE insufficient_privilege USING MESSAGE = format(
+            'permission denied for table feed_watchers: role %s may not take a lease',
+            session_user);
+    END IF;
     PERFORM wizd_feed_hold();
     leased := EXISTS (SELECT 1 FROM feed_watchers);
     SELECT bool_and(tgenabled <> 'D') INTO recording FROM pg_trigger
@@ -66,9 +72,16 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('wizd.vacuum.' || current_schema()));
         LOCK TABLE jobs, job_events, job_streams IN SHARE ROW EXCLUSIVE MODE;
         IF NOT recording THEN
-            ALTER TABLE jobs ENABLE TRIGGER job_feed_enqueued, ENABLE TRIGGER job_feed_status;
-            ALTER TABLE job_events ENABLE TRIGGER job_feed_event;
-            ALTER TABLE job_streams ENABLE TRIGGER job_feed_stream;
+            BEGIN
+                ALTER TABLE jobs ENABLE TRIGGER job_feed_enqueued,
+                                 ENABLE TRIGGER job_feed_status;
+                ALTER TABLE job_events ENABLE TRIGGER job_feed_event;
+                ALTER TABLE job_streams ENABLE TRIGGER job_feed_stream;
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE insufficient_privilege USING MESSAGE = format(
+                    'the change feed''s triggers are off and %s, the owner of '
+                    'wizd_feed_switch, may not turn them on (%s)', current_user, SQLERRM);
+            END;
         END IF;
         RETURN true;
     END IF;
