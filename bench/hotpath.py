@@ -8,8 +8,11 @@ all alike), a fresh subprocess whose `wizd` is imported from TREE (its folder ho
 SQLite file (or, with --postgres, in a new schema of that database, dropped afterwards),
 then runs the real Supervisor in-process at concurrency 10 until every job has completed,
 and reports the CPU time (user + system, all threads) and wall time from the first claim to
-the last completion. Printed: per tree the median CPU per job (µs) and jobs/s, and each
-tree's ratio to the first. Nothing is asserted: machines are shared.
+the last completion; with --postgres also the CPU that the server's backends serving the
+daemon (and the watcher) used meanwhile (the database must run on this machine; its
+shared work, the WAL writer's for one, is not counted). Printed: per tree the median CPU
+per job (µs) and jobs/s, and each tree's ratio to the first. Nothing is asserted:
+machines are shared.
 
 --watch runs every tree that can watch twice a round: as above, and with one watcher
 (another process following `Queue.watch(queue="bench")`, leased before the enqueue) for
@@ -32,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 import anyio
 import wizd
 from wizd.agent import Agent
@@ -49,18 +52,37 @@ async def noop(ctx):
     return None
 
 
+clients = [os.getpid()]  # this process, and the watcher's once it runs
+
+
+def server_cpu():  # {backend pid: CPU seconds so far} of the backends serving the clients
+    if not db.startswith("postgres"):
+        return {}
+    import psutil, psycopg
+    ports = [c.laddr.port for pid in clients
+             for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr]
+    with psycopg.connect(db.split("?")[0]) as c:
+        pids = [r[0] for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,))]
+    cpu = {}
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        cpu[pid] = times.user + times.system
+    return cpu
+
+
 class Count:
     def __init__(self, stop):
         self.stop, self.done, self.t0 = stop, 0, None
 
     def job_started(self, job, wait):
         if self.t0 is None:
-            self.t0 = (time.process_time(), time.perf_counter())
+            self.t0 = (time.process_time(), time.perf_counter(), server_cpu())
 
     def job_finished(self, job, outcome, seconds):
         self.done += 1
         if self.done == jobs:
-            self.t1 = (time.process_time(), time.perf_counter())
+            self.t1 = (time.process_time(), time.perf_counter(), server_cpu())
             self.stop.set()
 
     def slots(self, *a):
@@ -92,6 +114,7 @@ async def main():
         async with wizd.connect(db) as q:  # the schema exists before the watcher connects
             pass
         watcher = subprocess.Popen([sys.executable, "-c", WATCHER, db])
+        clients.append(watcher.pid)
         async with wizd.connect(db) as q:
             while not await q.store._read(
                 lambda c: c.execute("SELECT count(*) FROM feed_watchers").fetchone()[0]
@@ -114,7 +137,9 @@ async def main():
         watcher.wait()
     cpu = hooks.t1[0] - hooks.t0[0]
     wall = hooks.t1[1] - hooks.t0[1]
-    print(json.dumps({"cpu": cpu, "wall": wall, "jobs": jobs, "wizd": wizd.__file__}))
+    server = sum(t - hooks.t0[2].get(pid, 0.0) for pid, t in hooks.t1[2].items())
+    print(json.dumps({"cpu": cpu, "wall": wall, "server": server, "jobs": jobs,
+                      "wizd": wizd.__file__}))
 
 
 anyio.run(main)
@@ -169,22 +194,31 @@ def main(argv: list[str] | None = None) -> None:
         watching = [(n, t) for n, t in trees.items() if (t / "wizd" / "watching.py").is_file()]
         variants += [(name + "+watch", tree, True) for name, tree in watching]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
+    pg = bool(args.postgres)
     for round_ in range(1, args.rounds + 1):
         for name, tree, watch in variants:
             result = run_once(tree, args.jobs, args.postgres, watch)
             runs[name].append(result)
             us = result["cpu"] / args.jobs * 1e6
+            server = f", server {result['server'] / args.jobs * 1e6:6.1f} us/job" * pg
             print(f"round {round_} {name:>10}: {us:6.1f} us CPU/job, "
-                  f"{args.jobs / result['wall']:8.0f} jobs/s", flush=True)  # fmt: skip
+                  f"{args.jobs / result['wall']:8.0f} jobs/s{server}", flush=True)  # fmt: skip
     first = next(iter(trees))
     base = statistics.median(r["cpu"] for r in runs[first])
+    server_base = statistics.median(r.get("server", 0.0) for r in runs[first])
     store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\n{args.jobs} no-op jobs, concurrency 10, {store}, {args.rounds} interleaved rounds")
     for name in runs:
         cpu = statistics.median(r["cpu"] for r in runs[name])
         rate = statistics.median(args.jobs / r["wall"] for r in runs[name])
+        server = ""
+        if pg:
+            s = statistics.median(r.get("server", 0.0) for r in runs[name])
+            server = (
+                f"; server {s / args.jobs * 1e6:6.1f} us/job, x{s / max(server_base, 1e-9):.3f}"
+            )
         print(f"{name:>10}: median {cpu / args.jobs * 1e6:6.1f} us CPU/job, {rate:8.0f} jobs/s, "
-              f"CPU x{cpu / base:.3f} of {first}")  # fmt: skip
+              f"CPU x{cpu / base:.3f} of {first}{server}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ from wizd.store import postgres_queries as PQ
 from wizd.store import sqlite_queries as Q
 from wizd.store.activity import ActivityMethods as Activity
 from wizd.store.base import Claimed, Finish, Interrupted
-from wizd.store.feed import FeedMethods
 from wizd.store.migrations import bundled
+from wizd.store.pg_feed import PgFeedMethods
 from wizd.store.pg_session import PostgresConfig, connect_async, parse_url
 from wizd.store.pg_statements import PgConn, lock_timed_out
 from wizd.store.pg_upkeep import fold_counts, vacuum_if_due, withdraw_slots
@@ -78,7 +78,7 @@ def migrations() -> list[tuple[int, str, str]]:
 LATEST_VERSION = max(v for v, _, _ in migrations())
 
 
-class PostgresStore(SignalStore, NotifiedWaits, SQLStore, FeedMethods, TokenMethods, Activity):
+class PostgresStore(SignalStore, NotifiedWaits, SQLStore, PgFeedMethods, TokenMethods, Activity):
     """The Store protocol on PostgreSQL (see wizd.store.base for each method's contract)."""
 
     backend = "postgres"
