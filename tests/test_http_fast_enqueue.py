@@ -27,11 +27,9 @@ class Harness:
     def __init__(self, q: wizd.Queue) -> None:
         self.q = q
         self.app: FastAPI = create_app(q, owns_queue=False)
-        self.app.middleware_stack = self.app.build_middleware_stack()
-        layer: Any = self.app.middleware_stack
-        while not isinstance(layer, FastEnqueue):
-            layer = layer.app
-        self.layer = layer
+        layer: Any = self.app
+        assert isinstance(layer.fast, FastEnqueue)  # in front of FastAPI itself
+        self.layer = layer = layer.fast
         behind = layer.app
         self.reached: list[str] = []
 
@@ -192,3 +190,31 @@ async def test_an_error_of_the_enqueue_is_the_apps_problem_document(
         assert await h.post(bad, JSON) == fast
         monkeypatch.undo()
     assert await h.q.list(queue=Q) == []
+
+
+async def test_an_unexpected_error_is_the_apps_500(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no handler knows, raised by the enqueue: the app's own 500 problem
+    document, as with the fast path off, and the error raised on for the server's log."""
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(h.q, "enqueue", broken)
+    transport = httpx.ASGITransport(app=h.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        fast = await http.post("/v1/jobs", content=body(), headers=JSON)
+        with pytest.raises(RuntimeError, match="a bug"):
+            await Harness.post(h, body(), JSON)
+        assert h.reached == []
+        await off(monkeypatch)
+        slow = await http.post("/v1/jobs", content=body(), headers=JSON)
+    assert h.reached == ["/v1/jobs"]
+    assert (fast.status_code, fast.headers, fast.content) == (
+        slow.status_code,
+        slow.headers,
+        slow.content,
+    )
+    assert fast.status_code == 500
+    assert fast.headers["content-type"] == "application/problem+json"

@@ -43,7 +43,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
         else:
             yield
 
-    app = FastAPI(
+    app = fast_enqueue.Api(
         title="wizd",
         version=wizd.__version__,
         summary="A durable job queue for AI agents: enqueue, read, await, signal, watch.",
@@ -60,7 +60,7 @@ def create_app(queue: Queue, *, open_on_no_token: bool = True, owns_queue: bool 
     web.install(app, app.state.access)  # the console, at / (after /v1: its paths win)
     limit = (queue.limits.payload or 0) + queue.limits.context + FRAMING
     app.add_middleware(BodyLimit, limit=limit)
-    fast_enqueue.install(app, limit)  # in front of the rest: see why there
+    fast_enqueue.install(app, limit)  # in front of FastAPI itself: see why there
     return app
 
 

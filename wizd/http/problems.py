@@ -105,6 +105,12 @@ def of_wizd_error(exc: errors.WizdError) -> JSONResponse:
     return problem(status, TITLES.get(status, "Error"), str(exc), getattr(exc, "field", None))
 
 
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 for any other error (the app's handler, and the fast path's)."""
+    log.exception("http_unexpected_error path=%s", request.url.path)
+    return problem(500, "Internal error", "the server failed; its log says why")
+
+
 def install(app: FastAPI) -> None:
     """Turn wizd errors, request validation and HTTP errors into problem documents."""
 
@@ -126,10 +132,6 @@ def install(app: FastAPI) -> None:
         return problem(
             exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail), **headers
         )
-
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http_unexpected_error path=%s", request.url.path)
-        return problem(500, "Internal error", "the server failed; its log says why")
 
     app.add_exception_handler(errors.WizdError, wizd_error)
     app.add_exception_handler(RequestValidationError, invalid)
