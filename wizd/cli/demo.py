@@ -17,8 +17,9 @@ from rich.tree import Tree
 
 from wizd.agent import Agent, JobContext
 from wizd.cli.daemon import serve
-from wizd.cli.demo_console import console_server, serve_console
+from wizd.cli.demo_console import serve_console
 from wizd.cli.render import SYMBOLS
+from wizd.cli.serve import api_server
 from wizd.cli.session import current_settings
 from wizd.logging import configure_logging
 from wizd.model import FINAL, Backoff, Job, JobStatus
@@ -200,7 +201,7 @@ def tree_of(root: Job, jobs: list[Job]) -> Tree:
 )
 def demo(database: str | None, pace: float, web: bool) -> None:
     if web:
-        console_server()  # the missing extra is one line before the demo runs
+        api_server()  # the missing extra is one line before the demo runs
     folder = Path(tempfile.mkdtemp(prefix="wizd-demo-"))
     path = Path(database).resolve() if database else folder / "wizd.db"
     log_path = folder / "daemon.log"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ from wizd.logging import configure_logging, get_logger
 from wizd.queue import connect
 from wizd.settings import Settings
 
-EXTRA = "the HTTP API needs its extra: pip install 'wizd[http]'"
+EXTRA = "the HTTP API and the web console need the http extra: pip install 'wizd[http]'"
 
 
 def api_server() -> Any:
@@ -38,6 +39,11 @@ def event_loop() -> dict[str, Any]:
 
 async def serve_api(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way."""
+    await until_signalled(lambda stop, log: serve_api_on(settings, stop, log))
+
+
+async def until_signalled(work: Callable[[anyio.Event, Any], Awaitable[None]]) -> None:
+    """Run `work(stop, log)`; SIGTERM or SIGINT sets `stop` (signals at the edge)."""
     log = get_logger()
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
@@ -49,7 +55,7 @@ async def serve_api(settings: Settings) -> None:
                     stop.set()
 
         tg.start_soon(signals)
-        await serve_api_on(settings, stop, log)
+        await work(stop, log)
         tg.cancel_scope.cancel()
 
 
