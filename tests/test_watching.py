@@ -438,3 +438,38 @@ async def test_a_closed_watch_leaves_its_lease_for_a_minute_only(
         lambda c: c.execute("SELECT expires_at FROM feed_watchers").fetchone()[0]
     )
     assert expires - time.time() <= watching.LINGER + 1
+
+
+async def test_close_waits_for_a_timer_write_under_way(other: wizd.Queue) -> None:
+    """A run is over only once its pieces are stored: close waits for the timer's write
+    that is already under way (it is no longer the stream's timer then)."""
+    job = await running(other)
+    entered, gate = anyio.Event(), anyio.Event()
+    original = other.store.append_stream
+    calls = 0
+
+    async def append_stream(job_id: int, piece: str, cap: int, **run: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the timer's write, held until the test lets it go
+            entered.set()
+            await gate.wait()
+        return await original(job_id, piece, cap, **run)
+
+    other.store.append_stream = append_stream  # type: ignore[method-assign]
+    stream = streaming.Stream(other.store, job.id, 1000, "w1", job.attempt)
+    await stream.write("a")  # written at once
+    await stream.write("b")  # by the timer, FLUSH_EVERY later
+    await entered.wait()
+    closed = anyio.Event()
+
+    async def close() -> None:
+        await stream.close()
+        closed.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close)
+        await anyio.wait_all_tasks_blocked()
+        assert not closed.is_set()  # still waiting for "b" to be stored
+        gate.set()
+    assert await other.stream_text(job) == "ab"

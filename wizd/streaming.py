@@ -100,6 +100,9 @@ class Stream:
                 timer.cancel()
                 await asyncio.wait([timer])  # waits; raises neither its error nor ours
             try:
+                # A timer past its sleep is no longer self._timer and may be writing now:
+                # one flush waits for it (the lock) before the run is said to be over.
+                await self.flush()
                 while self._pieces and not self.lost:
                     await self.flush()
             except LostJob:
