@@ -177,7 +177,7 @@ def test_schedules(api: httpx.Client) -> None:
         {"priority": 4},
     )
     assert [s["id"] for s in ok(api.get("/v1/schedules"))] == [made["id"]]
-    schedules.ScheduleOut.model_validate(made)
+    TypeAdapter(schedules.ScheduleOut).validate_python(made)
     assert ok(api.get("/v1/schedules/hourly")) == ok(api.get(f"/v1/schedules/{made['id']}"))
     assert ok(api.post("/v1/schedules/hourly/pause"))["paused"] is True
     assert ok(api.post("/v1/schedules/hourly/resume"))["paused"] is False

@@ -4,18 +4,18 @@ run now, remove, and the occurrences each enqueued."""
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from wizd.errors import InvalidJob, ScheduleNotFound
 from wizd.http import schemas as S
 from wizd.http.auth import Caller, Client, allow
 from wizd.model import JobStatus, Schedule
 from wizd.queue import DEFAULT_QUEUE, Queue
+from wizd.schedule_model import ScheduleRun
 from wizd.token_model import Role, Token
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -49,29 +49,10 @@ class ScheduleIn(S.Strict):
     concurrency_key: str | None = None
 
 
-class ScheduleOut(BaseModel):
-    id: int
-    key: str | None
-    queue: str
-    name: str
-    payload: dict[str, S.JSONValue]
-    options: dict[str, S.JSONValue]
-    cron: str | None
-    every: float | None
-    timezone: str
-    catch_up: str
-    paused: bool
-    next_at: datetime
-    last_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class RunOut(BaseModel):
-    schedule_id: int
-    fire_at: datetime
-    job_id: int | None
-    fired_at: datetime
+# A schedule and one of its runs are the Python API's own dataclasses: their schema cannot
+# drift from what to_dict() sends.
+ScheduleOut = Schedule
+RunOut = ScheduleRun
 
 
 def schedule_json(schedule: Schedule, status: int = 200) -> JSONResponse:
